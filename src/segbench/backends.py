@@ -1,0 +1,131 @@
+"""The two runners: PyTorch (reference) and ONNX Runtime (candidate), behind one interface.
+
+A backend is a predictor for :func:`segbench.inference.sliding_window`: it maps a float32 batch
+``(B, C, X, Y, Z)`` to float32 logits ``(B, K, X, Y, Z)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from segbench.errors import ModelError
+
+log = logging.getLogger("segbench")
+
+
+class BackendKind(str, enum.Enum):
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+class Backend(Protocol):
+    kind: BackendKind
+
+    @property
+    def provider(self) -> str:
+        """Where it actually runs, e.g. ``cpu``, ``cuda:0``, ``CPUExecutionProvider``."""
+        ...
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class TorchBackend:
+    """Eval-mode PyTorch in ``torch.inference_mode``, float32, optional thread count."""
+
+    kind = BackendKind.TORCH
+
+    def __init__(self, net: nn.Module, threads: int | None = None, device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.net = net.to(self.device).float().eval()
+        self.threads = threads
+
+    @property
+    def provider(self) -> str:
+        return str(self.device)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(batch).to(self.device))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return out.float().cpu().numpy()
+
+
+GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def default_providers() -> list[str]:
+    """TensorRT / CUDA when onnxruntime-gpu sees a GPU, then CPU as the fallback."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    gpu = torch.cuda.is_available()
+    chosen = [
+        p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+        if p in available and gpu
+    ]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+class OrtBackend:
+    """An onnxruntime ``InferenceSession`` over an ONNX file.
+
+    ``providers`` default to :func:`default_providers`; ``threads`` sets intra-op threads
+    (None: onnxruntime's default, all physical cores); ``graph_level`` one of GRAPH_LEVELS.
+    """
+
+    kind = BackendKind.ONNX
+
+    def __init__(
+        self,
+        model_path: Path,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        graph_level: str = "all",
+    ) -> None:
+        import onnxruntime as ort
+
+        if graph_level not in GRAPH_LEVELS:
+            raise ValueError(f"graph_level must be one of {GRAPH_LEVELS}, got {graph_level!r}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[graph_level]
+        if threads:
+            opts.intra_op_num_threads = threads
+        requested = list(providers) if providers else default_providers()
+        try:
+            self.session = ort.InferenceSession(str(model_path), opts, providers=requested)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(
+                f"{model_path}: onnxruntime cannot load it ({type(exc).__name__}: {exc}); "
+                "check that it is an ONNX model exported from this network"
+            ) from exc
+        self.requested = requested
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        actual = self.session.get_providers()[0]
+        if actual != requested[0]:
+            log.warning("onnxruntime fell back from %s to %s for %s", requested[0], actual, model_path)
+        log.info("onnxruntime runs %s on %s", model_path, actual)
+
+    @property
+    def provider(self) -> str:
+        return str(self.session.get_providers()[0])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run([self.output_name], {self.input_name: batch})[0]
+        return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,134 @@
+"""Export a network to ONNX once, check it, verify it against PyTorch, and cache it on disk.
+
+The cache key is the SHA-256 of the weights plus the torch version and the opset, so a session
+exports at most once and a retrained model never reuses a stale file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from segbench.errors import ModelError
+from segbench.models.card import ModelCard, state_digest
+
+DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    max_abs_diff: float  # torch vs onnxruntime logits on the verification input
+    cached: bool
+
+
+def cache_key(net: nn.Module, opset: int) -> str:
+    text = f"{state_digest(net)}|torch={torch.__version__}|opset={opset}|exporter=torchscript"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def verification_input(card: ModelCard) -> np.ndarray:
+    """A small seeded input: twice the total stride per axis."""
+    shape = (1, card.in_channels, *(2 * s for s in card.total_stride))
+    return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+
+
+def check_onnx_matches(path: Path, card: ModelCard) -> None:
+    """Refuse an ONNX file that is not ONNX or whose input/output do not fit ``card``."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(
+            f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc}); "
+            "pass the .onnx exported from this model (or let segbench export it)"
+        ) from exc
+    problems = []
+    for kind, values, channels in (
+        ("input", model.graph.input, card.in_channels),
+        ("output", model.graph.output, card.num_classes),
+    ):
+        if len(values) == 0:
+            problems.append(f"it has no {kind}")
+            continue
+        dims = values[0].type.tensor_type.shape.dim
+        if len(dims) != 5:
+            problems.append(f"its {kind} has rank {len(dims)}, expected 5 (B, C, X, Y, Z)")
+        elif dims[1].HasField("dim_value") and dims[1].dim_value != channels:
+            problems.append(f"its {kind} has {dims[1].dim_value} channels, expected {channels}")
+    if problems:
+        raise ModelError(
+            f"{path} does not match model {card.name!r}: " + "; ".join(problems)
+            + ". Export the ONNX file from the same checkpoint, or choose the matching "
+            "--segbench-model"
+        )
+
+
+def max_abs_diff(net: nn.Module, path: Path, card: ModelCard) -> float:
+    """Max absolute logit difference, torch vs onnxruntime (CPU), on :func:`verification_input`."""
+    import onnxruntime as ort
+
+    x = verification_input(card)
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    if out.shape != ref.shape:
+        raise ModelError(
+            f"{path}: output shape {out.shape} differs from PyTorch's {ref.shape}; "
+            "export the ONNX file from the same model"
+        )
+    return float(np.abs(out - ref).max())
+
+
+def export_onnx(
+    net: nn.Module,
+    card: ModelCard,
+    cache_dir: Path,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = 1e-3,
+) -> ExportResult:
+    """Return a verified ONNX export of ``net`` from ``cache_dir``, exporting it if needed."""
+    net = net.eval()
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{card.name}-{cache_key(net, opset)}.onnx"
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return ExportResult(path, float(meta["max_abs_diff"]), cached=True)
+    x = torch.from_numpy(verification_input(card))
+    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=cache_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net, (x,), str(tmp), dynamo=False, opset_version=opset,
+                input_names=["image"], output_names=["logits"],
+                dynamic_axes={"image": {0: "batch", 2: "x", 3: "y", 4: "z"},
+                              "logits": {0: "batch", 2: "x", 3: "y", 4: "z"}},
+            )
+        onnx.checker.check_model(str(tmp))
+        diff = max_abs_diff(net, tmp, card)
+        if diff > tolerance:
+            raise ModelError(
+                f"ONNX export of {card.name!r} disagrees with PyTorch: max |logit diff| {diff:.3g} "
+                f"> {tolerance}; try another opset (now {opset})"
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta_path.write_text(json.dumps({"max_abs_diff": diff, "opset": opset,
+                                     "torch": torch.__version__}, indent=1))
+    return ExportResult(path, diff, cached=False)

@@ -1,0 +1,86 @@
+"""Agreement between two label maps and between two logit volumes.
+
+Label maps are integer arrays of the same shape (any layout); class 0 is the background and is
+not scored. Rule for empty classes: a class absent from both maps has no Dice (it is left out,
+not scored 1.0); a class present in only one map scores 0.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ClassDice:
+    label: int
+    dice: float
+    reference_voxels: int
+    candidate_voxels: int
+
+    @property
+    def voxels(self) -> int:
+        """The class's size, the larger of its two voxel counts."""
+        return max(self.reference_voxels, self.candidate_voxels)
+
+
+@dataclass(frozen=True)
+class DiceResult:
+    """Per-class Dice (classes present in either map) and their unweighted mean."""
+
+    per_class: tuple[ClassDice, ...]
+    flipped_fraction: float  # voxels whose label differs / all voxels
+
+    @property
+    def mean(self) -> float:
+        """Mean over scored classes; 1.0 when no foreground class is present in either map."""
+        if not self.per_class:
+            return 1.0
+        return float(np.mean([c.dice for c in self.per_class]))
+
+    def worst(self, n: int = 3, min_voxels: int = 0) -> list[ClassDice]:
+        eligible = [c for c in self.per_class if c.voxels >= min_voxels]
+        return sorted(eligible, key=lambda c: (c.dice, -c.voxels))[:n]
+
+
+def compute_dice(
+    reference: np.ndarray, candidate: np.ndarray, labels: Iterable[int] | None = None
+) -> DiceResult:
+    """Dice per foreground class between two label maps of equal shape.
+
+    ``labels`` restricts the classes considered (default: every non-zero label in either map).
+    """
+    if reference.shape != candidate.shape:
+        raise ValueError(f"label maps differ in shape: {reference.shape} vs {candidate.shape}")
+    ref = reference.ravel()
+    cand = candidate.ravel()
+    n = int(max(ref.max(initial=0), cand.max(initial=0))) + 1
+    # one pass: joint histogram of (reference, candidate) labels
+    joint = np.bincount(ref.astype(np.int64) * n + cand, minlength=n * n).reshape(n, n)
+    ref_count = joint.sum(axis=1)
+    cand_count = joint.sum(axis=0)
+    wanted = range(1, n) if labels is None else [int(k) for k in labels if 0 < int(k) < n]
+    per_class = []
+    for k in wanted:
+        r, c = int(ref_count[k]), int(cand_count[k])
+        if r == 0 and c == 0:
+            continue
+        per_class.append(ClassDice(k, 2.0 * float(joint[k, k]) / (r + c), r, c))
+    flipped = 1.0 - float(np.trace(joint)) / max(1, ref.size)
+    return DiceResult(tuple(per_class), flipped)
+
+
+@dataclass(frozen=True)
+class LogitDiff:
+    max_abs: float
+    mean_abs: float
+
+
+def logit_diff(reference: np.ndarray, candidate: np.ndarray) -> LogitDiff:
+    """Max and mean absolute difference between two float logit arrays of equal shape."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"logits differ in shape: {reference.shape} vs {candidate.shape}")
+    diff = np.abs(reference - candidate)
+    return LogitDiff(float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0)

@@ -1,0 +1,102 @@
+"""nnU-Net's PlainConvUNet (conv - InstanceNorm - LeakyReLU stacks, transposed-conv decoder).
+
+Written here so the core install needs neither nnU-Net nor dynamic-network-architectures (which
+pulls timm and torchvision). Parameter names follow nothing external: weights are our own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class ConvNormAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: Sequence[int], kernel: int = 3) -> None:
+        super().__init__(
+            nn.Conv3d(cin, cout, kernel, stride=tuple(stride), padding=kernel // 2, bias=True),
+            nn.InstanceNorm3d(cout, eps=1e-5, affine=True),
+            nn.LeakyReLU(0.01, inplace=True),
+        )
+
+
+def _stack(cin: int, cout: int, stride: Sequence[int], n: int) -> nn.Sequential:
+    return nn.Sequential(
+        ConvNormAct(cin, cout, stride), *(ConvNormAct(cout, cout, (1, 1, 1)) for _ in range(n - 1))
+    )
+
+
+class PlainConvUNet(nn.Module):
+    """3D U-Net as nnU-Net v2 builds it; input ``(B, C, X, Y, Z)``, output logits ``(B, K, X, Y, Z)``.
+
+    ``strides[i]`` is the stride of the first conv of encoder stage ``i`` (stage 0 usually 1);
+    each spatial size must be divisible by :attr:`total_stride`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        features: Sequence[int],
+        strides: Sequence[Sequence[int]],
+        num_classes: int,
+        n_conv_encoder: int = 2,
+        n_conv_decoder: int = 2,
+    ) -> None:
+        super().__init__()
+        if len(features) != len(strides):
+            raise ValueError(f"features {features} and strides {strides} differ in length")
+        self.strides = [tuple(int(v) for v in s) for s in strides]
+        self.encoder = nn.ModuleList()
+        cin = in_channels
+        for feat, stride in zip(features, self.strides, strict=True):
+            self.encoder.append(_stack(cin, feat, stride, n_conv_encoder))
+            cin = feat
+        self.upsample = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for s in range(len(features) - 2, -1, -1):
+            up_stride = self.strides[s + 1]
+            self.upsample.append(
+                nn.ConvTranspose3d(features[s + 1], features[s], up_stride, stride=up_stride)
+            )
+            self.decoder.append(_stack(2 * features[s], features[s], (1, 1, 1), n_conv_decoder))
+        self.seg = nn.Conv3d(features[0], num_classes, 1)
+
+    @property
+    def total_stride(self) -> tuple[int, int, int]:
+        prod = [math.prod(s[a] for s in self.strides) for a in range(3)]
+        return (prod[0], prod[1], prod[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        x = skips.pop()
+        for up, dec in zip(self.upsample, self.decoder, strict=True):
+            x = dec(torch.cat((up(x), skips.pop()), dim=1))
+        return self.seg(x)
+
+
+def count_flops(net: PlainConvUNet, patch: Sequence[int]) -> int:
+    """Multiply-add FLOPs (2 per MAC) of the convolutions for one ``patch`` (batch 1)."""
+    flops = 0
+    size = [int(p) for p in patch]
+
+    def conv_flops(conv: nn.Conv3d | nn.ConvTranspose3d, out_size: Sequence[int]) -> int:
+        k = math.prod(conv.kernel_size)
+        return 2 * conv.in_channels * conv.out_channels * k * math.prod(out_size) // conv.groups
+
+    sizes = []
+    for stage, stride in zip(net.encoder, net.strides, strict=True):
+        size = [s // st for s, st in zip(size, stride, strict=True)]
+        sizes.append(size)
+        flops += sum(conv_flops(m, size) for m in stage.modules() if isinstance(m, nn.Conv3d))
+    for i, (up, dec) in enumerate(zip(net.upsample, net.decoder, strict=True)):
+        out = sizes[-2 - i]
+        # a transposed conv with kernel == stride touches each input voxel once per kernel tap
+        flops += 2 * up.in_channels * up.out_channels * math.prod(sizes[-1 - i])
+        flops += sum(conv_flops(m, out) for m in dec.modules() if isinstance(m, nn.Conv3d))
+    flops += conv_flops(net.seg, sizes[0])
+    return flops

@@ -1,0 +1,63 @@
+"""Resampling to the model's spacing and nnU-Net's CT normalisation, all in float32.
+
+Arrays are ``(X, Y, Z)`` float32 in RAS order (see :mod:`segbench.volumes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class CTNormalization:
+    """nnU-Net's CTNormalization: clip to ``[lower, upper]`` then ``(x - mean) / std``."""
+
+    lower: float
+    upper: float
+    mean: float
+    std: float
+
+    def __post_init__(self) -> None:
+        if not self.lower < self.upper or self.std <= 0:
+            raise ValueError(f"bad CT normalisation constants: {self}")
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        """Normalise a float32 array in place and return it."""
+        np.clip(array, self.lower, self.upper, out=array)
+        array -= np.float32(self.mean)
+        array /= np.float32(self.std)
+        return array
+
+
+def resampled_shape(
+    shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]
+) -> tuple[int, int, int]:
+    """Grid shape after resampling ``shape`` at ``spacing`` mm to ``target`` mm (at least 1)."""
+    new = [max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target, strict=True)]
+    return (new[0], new[1], new[2])
+
+
+def resample(array: np.ndarray, new_shape: Sequence[int], order: int = 1) -> np.ndarray:
+    """Resample ``array`` to ``new_shape`` with :func:`scipy.ndimage.zoom` (corner-aligned grid).
+
+    Float input gives float32 output; for ``order > 1`` the spline prefilter runs in float32
+    (scipy's default would allocate a float64 copy of the whole volume). ``order=0`` keeps the
+    dtype (labels). An unchanged shape returns the input as is.
+    """
+    if order not in (0, 1, 2, 3, 4, 5):
+        raise ValueError(f"interpolation order must be 0..5, got {order!r}")
+    if tuple(array.shape) == tuple(new_shape):
+        return array
+    factors = [n / s for n, s in zip(new_shape, array.shape, strict=True)]
+    if order == 0:
+        return ndimage.zoom(array, factors, order=0, output=array.dtype, mode="nearest")
+    src = array.astype(np.float32, copy=False)
+    prefilter = False
+    if order > 1:
+        src = ndimage.spline_filter(src, order=order, output=np.float32, mode="mirror")
+    return ndimage.zoom(src, factors, order=order, output=np.float32, mode="mirror",
+                        prefilter=prefilter)
