@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from segbench.phantoms import LABELS, generate_phantom, phantom_set
 
 from segbench.backends import TorchBackend
 from segbench.metrics import compute_dice
 from segbench.models import demo
 from segbench.models.card import sha256_file
-from segbench.phantoms import LABELS, generate_phantom, phantom_set
 from segbench.pipeline import PipelineSettings, predict_volume
 from segbench.preprocess import CTNormalization, resample, resampled_shape
 from segbench.volumes import load_volume
@@ -49,12 +49,19 @@ def normalization_from(volumes: list[tuple[np.ndarray, np.ndarray]]) -> CTNormal
     """nnU-Net's CT intensity properties: foreground percentiles 0.5/99.5, mean and std."""
     fg = np.concatenate([img[seg > 0][::10] for img, seg in volumes])
     lo, hi = np.percentile(fg, [0.5, 99.5])
-    return CTNormalization(lower=round(float(lo), 2), upper=round(float(hi), 2),
-                           mean=round(float(fg.mean()), 2), std=round(float(fg.std()), 2))
+    return CTNormalization(
+        lower=round(float(lo), 2),
+        upper=round(float(hi), 2),
+        mean=round(float(fg.mean()), 2),
+        std=round(float(fg.std()), 2),
+    )
 
 
 def random_crop(
-    img: np.ndarray, seg: np.ndarray, size: tuple[int, int, int], rng: np.random.Generator,
+    img: np.ndarray,
+    seg: np.ndarray,
+    size: tuple[int, int, int],
+    rng: np.random.Generator,
     foreground: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     pads = [(0, max(0, s - n)) for s, n in zip(size, img.shape, strict=True)]
@@ -63,7 +70,10 @@ def random_crop(
     if foreground and seg.any():
         idx = np.argwhere(seg > 0)
         centre = idx[rng.integers(len(idx))]
-        start = [int(np.clip(c - s // 2, 0, n - s)) for c, s, n in zip(centre, size, img.shape, strict=True)]
+        start = [
+            int(np.clip(c - s // 2, 0, n - s))
+            for c, s, n in zip(centre, size, img.shape, strict=True)
+        ]
     else:
         start = [int(rng.integers(0, n - s + 1)) for s, n in zip(size, img.shape, strict=True)]
     sl = tuple(slice(a, a + s) for a, s in zip(start, size, strict=True))
@@ -99,15 +109,17 @@ def main() -> None:
 
     net = demo.build(len(CLASS_NAMES))
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: (1 - i / args.iterations) ** 0.9
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i / args.iterations) ** 0.9)
     crop = (args.crop,) * 3
     net.train()
     for it in range(args.iterations):
         pairs = [
-            random_crop(*volumes[int(rng.integers(len(volumes)))], crop, rng,
-                        foreground=bool(rng.random() < 0.5))
+            random_crop(
+                *volumes[int(rng.integers(len(volumes)))],
+                crop,
+                rng,
+                foreground=bool(rng.random() < 0.5),
+            )
             for _ in range(args.batch)
         ]
         x = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None].copy())
@@ -119,7 +131,10 @@ def main() -> None:
         opt.step()
         sched.step()
         if it % 50 == 0 or it == args.iterations - 1:
-            print(f"iter {it:4d} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"iter {it:4d} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
 
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / demo.WEIGHTS_NAME
@@ -131,8 +146,13 @@ def main() -> None:
         "normalization": norm.__dict__,
         "class_names": list(CLASS_NAMES),
         "weights_sha256": sha256_file(weights),
-        "training": {"phantom_set": "train", "iterations": args.iterations, "crop": args.crop,
-                     "batch": args.batch, "seconds": round(time.perf_counter() - t0)},
+        "training": {
+            "phantom_set": "train",
+            "iterations": args.iterations,
+            "crop": args.crop,
+            "batch": args.batch,
+            "seconds": round(time.perf_counter() - t0),
+        },
     }
     card_path = args.out / demo.CARD_NAME
     card_path.write_text(json.dumps(meta, indent=1) + "\n")
@@ -147,8 +167,11 @@ def main() -> None:
         pred = predict_volume(vol, card, backend, PipelineSettings())
         truth = load_volume(seg).array.astype(np.uint8)
         scores[spec.case_id] = round(compute_dice(truth, pred.labels).mean, 4)
-    meta["validation"] = {"phantom_set": "val", "mean_dice_per_case": scores,
-                          "mean_dice": round(float(np.mean(list(scores.values()))), 4)}
+    meta["validation"] = {
+        "phantom_set": "val",
+        "mean_dice_per_case": scores,
+        "mean_dice": round(float(np.mean(list(scores.values()))), 4),
+    }
     card_path.write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta["validation"], indent=1))
     print(f"done in {time.perf_counter() - t0:.0f} s -> {weights}")

@@ -71,8 +71,7 @@ def default_providers() -> list[str]:
     available = ort.get_available_providers()
     gpu = torch.cuda.is_available()
     chosen = [
-        p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-        if p in available and gpu
+        p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available and gpu
     ]
     return [*chosen, "CPUExecutionProvider"]
 
@@ -119,7 +118,9 @@ class OrtBackend:
         self.output_name = self.session.get_outputs()[0].name
         actual = self.session.get_providers()[0]
         if actual != requested[0]:
-            log.warning("onnxruntime fell back from %s to %s for %s", requested[0], actual, model_path)
+            log.warning(
+                "onnxruntime fell back from %s to %s for %s", requested[0], actual, model_path
+            )
         log.info("onnxruntime runs %s on %s", model_path, actual)
 
     @property

@@ -67,7 +67,8 @@ def check_onnx_matches(path: Path, card: ModelCard) -> None:
             problems.append(f"its {kind} has {dims[1].dim_value} channels, expected {channels}")
     if problems:
         raise ModelError(
-            f"{path} does not match model {card.name!r}: " + "; ".join(problems)
+            f"{path} does not match model {card.name!r}: "
+            + "; ".join(problems)
             + ". Export the ONNX file from the same checkpoint, or choose the matching "
             "--segbench-model"
         )
@@ -114,10 +115,17 @@ def export_onnx(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                net, (x,), str(tmp), dynamo=False, opset_version=opset,
-                input_names=["image"], output_names=["logits"],
-                dynamic_axes={"image": {0: "batch", 2: "x", 3: "y", 4: "z"},
-                              "logits": {0: "batch", 2: "x", 3: "y", 4: "z"}},
+                net,
+                (x,),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "image": {0: "batch", 2: "x", 3: "y", 4: "z"},
+                    "logits": {0: "batch", 2: "x", 3: "y", 4: "z"},
+                },
             )
         onnx.checker.check_model(str(tmp))
         diff = max_abs_diff(net, tmp, card)
@@ -129,6 +137,7 @@ def export_onnx(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    meta_path.write_text(json.dumps({"max_abs_diff": diff, "opset": opset,
-                                     "torch": torch.__version__}, indent=1))
+    meta_path.write_text(
+        json.dumps({"max_abs_diff": diff, "opset": opset, "torch": torch.__version__}, indent=1)
+    )
     return ExportResult(path, diff, cached=False)

@@ -36,8 +36,8 @@ def _gaussian(patch_size: Shape3, sigma_scale: float, value_scaling_factor: floa
 def compute_gaussian(
     patch_size: Sequence[int], sigma_scale: float = 1.0 / 8, value_scaling_factor: float = 10.0
 ) -> np.ndarray:
-    """nnU-Net's importance map for ``patch_size``: float32, read-only, max ``value_scaling_factor``,
-    strictly positive everywhere (cached per patch size)."""
+    """nnU-Net's importance map for ``patch_size``: float32, read-only, maximum
+    ``value_scaling_factor``, strictly positive everywhere (cached per patch size)."""
     p = tuple(int(x) for x in patch_size)
     return _gaussian((p[0], p[1], p[2]), float(sigma_scale), float(value_scaling_factor))
 
@@ -69,7 +69,9 @@ def _windows(steps: list[list[int]], patch: Shape3) -> Iterator[tuple[slice, sli
                 yield (slice(sx, sx + patch[0]), slice(sy, sy + patch[1]), slice(sz, sz + patch[2]))
 
 
-def pad_to_patch(image: np.ndarray, patch_size: Sequence[int]) -> tuple[np.ndarray, tuple[slice, ...]]:
+def pad_to_patch(
+    image: np.ndarray, patch_size: Sequence[int]
+) -> tuple[np.ndarray, tuple[slice, ...]]:
     """Pad a ``(C, X, Y, Z)`` image symmetrically with zeros to at least ``patch_size``.
 
     Returns the padded image and the slicer that crops a ``(K, ...)`` result back.
@@ -78,9 +80,11 @@ def pad_to_patch(image: np.ndarray, patch_size: Sequence[int]) -> tuple[np.ndarr
     for size, patch in zip(image.shape[1:], patch_size, strict=True):
         extra = max(0, patch - size)
         pads.append((extra // 2, extra - extra // 2))
-    slicer = (slice(None),) + tuple(
-        slice(before, before + size) for (before, _), size in zip(pads[1:], image.shape[1:], strict=True)
+    crops = (
+        slice(before, before + size)
+        for (before, _), size in zip(pads[1:], image.shape[1:], strict=True)
     )
+    slicer = (slice(None), *crops)
     if all(p == (0, 0) for p in pads):
         return image, slicer
     return np.pad(image, pads, mode="constant", constant_values=0), slicer
@@ -115,7 +119,8 @@ def sliding_window(
         out = predictor(np.ascontiguousarray(batch, dtype=np.float32))
         if out.shape != (len(chunk), num_classes, *patch):
             raise ValueError(
-                f"predictor returned shape {out.shape}, expected {(len(chunk), num_classes, *patch)}"
+                f"predictor returned shape {out.shape}, "
+                f"expected {(len(chunk), num_classes, *patch)}"
             )
         for w, pred in zip(chunk, out, strict=True):
             logits[(slice(None), *w)] += pred * weight

@@ -50,8 +50,12 @@ class StageTimes:
         return self.preprocess + self.inference + self.postprocess
 
     def as_dict(self) -> dict[str, float]:
-        return {"preprocess": self.preprocess, "inference": self.inference,
-                "postprocess": self.postprocess, "total": self.total}
+        return {
+            "preprocess": self.preprocess,
+            "inference": self.inference,
+            "postprocess": self.postprocess,
+            "total": self.total,
+        }
 
 
 @dataclass
@@ -93,9 +97,13 @@ def predict_volume(
     net_input = preprocess(volume, card, settings)
     t1 = time.perf_counter()
     logits = sliding_window(
-        net_input, backend, card.patch_size, card.num_classes,
+        net_input,
+        backend,
+        card.patch_size,
+        card.num_classes,
         step_size=settings.tile_step if settings.tile_step is not None else card.tile_step,
-        use_gaussian=settings.use_gaussian, batch_size=settings.batch_size,
+        use_gaussian=settings.use_gaussian,
+        batch_size=settings.batch_size,
     )
     t2 = time.perf_counter()
     labels = np.argmax(logits, axis=0).astype(label_dtype(card.num_classes))
@@ -103,8 +111,11 @@ def predict_volume(
     mask = mask_image(labels, volume)
     t3 = time.perf_counter()
     return Prediction(
-        mask=mask, labels=labels, times=StageTimes(t1 - t0, t2 - t1, t3 - t2),
-        provider=backend.provider, network_shape=net_input.shape[1:],  # type: ignore[arg-type]
+        mask=mask,
+        labels=labels,
+        times=StageTimes(t1 - t0, t2 - t1, t3 - t2),
+        provider=backend.provider,
+        network_shape=net_input.shape[1:],
         logits=logits if keep_logits else None,
     )
 
@@ -113,8 +124,9 @@ def make_backend(card: ModelCard, kind: BackendKind | str, cache_dir: str | None
     """A default backend of ``kind`` for ``card`` (ONNX exported once into ``cache_dir``)."""
     from pathlib import Path
 
-    from segbench.export import export_onnx
     from segbench.phantoms import default_cache_dir
+
+    from segbench.export import export_onnx
 
     net = load_network(card)
     if BackendKind(kind) is BackendKind.TORCH:

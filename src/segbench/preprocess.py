@@ -59,5 +59,6 @@ def resample(array: np.ndarray, new_shape: Sequence[int], order: int = 1) -> np.
     prefilter = False
     if order > 1:
         src = ndimage.spline_filter(src, order=order, output=np.float32, mode="mirror")
-    return ndimage.zoom(src, factors, order=order, output=np.float32, mode="mirror",
-                        prefilter=prefilter)
+    return ndimage.zoom(
+        src, factors, order=order, output=np.float32, mode="mirror", prefilter=prefilter
+    )

@@ -53,7 +53,8 @@ def read_image(image: ImageLike) -> tuple[nib.Nifti1Image, str]:
         img = nib.load(path)
     except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
         raise InputError(
-            path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})",
+            path,
+            f"not a readable NIfTI file ({type(exc).__name__}: {exc})",
             "re-export the volume as .nii/.nii.gz (the file may be truncated or not NIfTI)",
         ) from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
@@ -70,12 +71,13 @@ def _checked_shape(img: nib.Nifti1Image, source: str) -> tuple[int, int, int]:
             len(shape), f"a {len(shape)}D image"
         )
         raise InputError(
-            source, f"is {kind} of shape {tuple(img.shape)}; segbench needs one 3D CT volume",
+            source,
+            f"is {kind} of shape {tuple(img.shape)}; segbench needs one 3D CT volume",
             "pass a single 3D volume (split 4D series into 3D files)",
         )
     if min(shape) < 1:
         raise InputError(source, f"has a zero-length axis, shape {shape}", "re-export the volume")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def load_volume(image: ImageLike) -> Volume:
@@ -88,19 +90,26 @@ def load_volume(image: ImageLike) -> Volume:
     shape = _checked_shape(img, source)
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(source, f"has a singular or non-finite affine:\n{affine}",
-                         "fix the qform/sform of the file")
+        raise InputError(
+            source,
+            f"has a singular or non-finite affine:\n{affine}",
+            "fix the qform/sform of the file",
+        )
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise InputError(
-            source, f"voxel data cannot be read ({type(exc).__name__}: {exc})",
+            source,
+            f"voxel data cannot be read ({type(exc).__name__}: {exc})",
             "the file is probably truncated; re-export or re-download it",
         ) from exc
     if not np.isfinite(data).all():
         bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        raise InputError(source, f"contains {bad} NaN/inf voxels",
-                         "replace them (e.g. with -1024 HU) before benchmarking")
+        raise InputError(
+            source,
+            f"contains {bad} NaN/inf voxels",
+            "replace them (e.g. with -1024 HU) before benchmarking",
+        )
     transform = ornts.ornt_transform(ornts.io_orientation(affine), ornts.axcodes2ornt("RAS"))
     array = np.ascontiguousarray(ornts.apply_orientation(data, transform))
     canonical_affine = affine @ ornts.inv_ornt_aff(transform, shape)
@@ -117,7 +126,9 @@ def load_volume(image: ImageLike) -> Volume:
 
 def to_original_orientation(array: np.ndarray, volume: Volume) -> np.ndarray:
     """Undo :func:`load_volume`'s reorientation: a RAS array back to the stored voxel order."""
-    back = ornts.ornt_transform(ornts.axcodes2ornt("RAS"), ornts.io_orientation(volume.original.affine))
+    back = ornts.ornt_transform(
+        ornts.axcodes2ornt("RAS"), ornts.io_orientation(volume.original.affine)
+    )
     return np.ascontiguousarray(ornts.apply_orientation(array, back))
 
 

@@ -10,7 +10,8 @@ BUILTIN = ("demo", "ts-fast")
 
 
 def get_card(name: str) -> ModelCard:
-    """The card of a built-in model: ``demo`` (trained, embedded) or ``ts-fast`` (random weights)."""
+    """The card of a built-in model: ``demo`` (trained, embedded) or ``ts-fast`` (random
+    weights)."""
     if name == "demo":
         return demo.card()
     if name == "ts-fast":

@@ -47,8 +47,8 @@ def card(directory: Path | None = None) -> ModelCard:
         return ModelCard(
             name="demo",
             build=lambda: build(len(classes)),
-            spacing=tuple(meta["spacing"]),  # type: ignore[arg-type]
-            patch_size=tuple(meta["patch_size"]),  # type: ignore[arg-type]
+            spacing=tuple(meta["spacing"]),
+            patch_size=tuple(meta["patch_size"]),
             total_stride=(8, 8, 8),
             normalization=CTNormalization(**norm),
             class_names=classes,

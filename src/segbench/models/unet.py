@@ -12,24 +12,26 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+Shape3 = tuple[int, int, int]
+
 
 class ConvNormAct(nn.Sequential):
-    def __init__(self, cin: int, cout: int, stride: Sequence[int], kernel: int = 3) -> None:
+    def __init__(self, cin: int, cout: int, stride: Shape3, kernel: int = 3) -> None:
         super().__init__(
-            nn.Conv3d(cin, cout, kernel, stride=tuple(stride), padding=kernel // 2, bias=True),
+            nn.Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=True),
             nn.InstanceNorm3d(cout, eps=1e-5, affine=True),
             nn.LeakyReLU(0.01, inplace=True),
         )
 
 
-def _stack(cin: int, cout: int, stride: Sequence[int], n: int) -> nn.Sequential:
+def _stack(cin: int, cout: int, stride: Shape3, n: int) -> nn.Sequential:
     return nn.Sequential(
         ConvNormAct(cin, cout, stride), *(ConvNormAct(cout, cout, (1, 1, 1)) for _ in range(n - 1))
     )
 
 
 class PlainConvUNet(nn.Module):
-    """3D U-Net as nnU-Net v2 builds it; input ``(B, C, X, Y, Z)``, output logits ``(B, K, X, Y, Z)``.
+    """3D U-Net as nnU-Net v2 builds it: input ``(B, C, X, Y, Z)``, logits ``(B, K, X, Y, Z)``.
 
     ``strides[i]`` is the stride of the first conv of encoder stage ``i`` (stage 0 usually 1);
     each spatial size must be divisible by :attr:`total_stride`.
@@ -47,7 +49,7 @@ class PlainConvUNet(nn.Module):
         super().__init__()
         if len(features) != len(strides):
             raise ValueError(f"features {features} and strides {strides} differ in length")
-        self.strides = [tuple(int(v) for v in s) for s in strides]
+        self.strides: list[Shape3] = [(int(s[0]), int(s[1]), int(s[2])) for s in strides]
         self.encoder = nn.ModuleList()
         cin = in_channels
         for feat, stride in zip(features, self.strides, strict=True):
@@ -95,6 +97,7 @@ def count_flops(net: PlainConvUNet, patch: Sequence[int]) -> int:
         flops += sum(conv_flops(m, size) for m in stage.modules() if isinstance(m, nn.Conv3d))
     for i, (up, dec) in enumerate(zip(net.upsample, net.decoder, strict=True)):
         out = sizes[-2 - i]
+        assert isinstance(up, nn.ConvTranspose3d)
         # a transposed conv with kernel == stride touches each input voxel once per kernel tap
         flops += 2 * up.in_channels * up.out_channels * math.prod(sizes[-1 - i])
         flops += sum(conv_flops(m, out) for m in dec.modules() if isinstance(m, nn.Conv3d))

@@ -1,0 +1,180 @@
+"""Gate thresholds, timing and the two pipeline profiles: ``benchmarks.json``, validated on load.
+
+Layout of the file (every key optional; unknown keys and bad values are errors that name the
+key and the file)::
+
+    {"gates":    {"dice_min": .., "class_dice_min": .., "min_class_voxels": .., "speedup_min": ..},
+     "timing":   {"rounds": .., "warmup_rounds": .., "estimator": "min" | "median"},
+     "profiles": {"reference": PROFILE, "candidate": PROFILE},
+     "cases":    {"<case id>": {<any gates key>}}}
+
+    PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
+               "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all"}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from segbench.backends import GRAPH_LEVELS, BackendKind
+from segbench.errors import ConfigError
+from segbench.pipeline import PipelineSettings
+
+ESTIMATORS = ("min", "median")
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Pass criteria for one case. Dice is candidate vs reference mask; speed-up is reference
+    latency / candidate latency, end to end."""
+
+    dice_min: float = 0.99
+    class_dice_min: float = 0.95
+    min_class_voxels: int = 1000
+    speedup_min: float = 1.1
+
+
+@dataclass(frozen=True)
+class Timing:
+    rounds: int = 3
+    warmup_rounds: int = 2
+    estimator: str = "min"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one side of the comparison runs."""
+
+    backend: BackendKind
+    resample_order: int = 1
+    tile_step: float | None = None
+    threads: int | None = None
+    graph_level: str = "all"
+
+    @property
+    def pipeline(self) -> PipelineSettings:
+        return PipelineSettings(resample_order=self.resample_order, tile_step=self.tile_step)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    gates: Gates = field(default_factory=Gates)
+    timing: Timing = field(default_factory=Timing)
+    reference: Profile = field(default_factory=lambda: Profile(BackendKind.TORCH))
+    candidate: Profile = field(default_factory=lambda: Profile(BackendKind.ONNX))
+    case_gates: dict[str, Gates] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+    def gates_for(self, case_id: str) -> Gates:
+        return self.case_gates.get(case_id, self.gates)
+
+
+def _fail(source: str, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{source}: key {key!r} {problem}. Fix the key in {source}")
+
+
+def _check_keys(data: Any, allowed: set[str], where: str, source: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _fail(source, where, f"must be an object, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed - {"$comment"})
+    if unknown:
+        raise _fail(
+            source,
+            f"{where}.{unknown[0]}" if where else unknown[0],
+            f"is unknown (valid keys: {', '.join(sorted(allowed))})",
+        )
+    return data
+
+
+def _number(value: Any, key: str, source: str, lo: float, hi: float, integer: bool = False) -> Any:
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise _fail(source, key, f"must be {kind} in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _gates(data: Any, base: Gates, where: str, source: str) -> Gates:
+    names = {f.name for f in fields(Gates)}
+    data = _check_keys(data, names, where, source)
+    limits = {
+        "dice_min": (0.0, 1.0, False),
+        "class_dice_min": (0.0, 1.0, False),
+        "min_class_voxels": (0, 1e12, True),
+        "speedup_min": (0.0, 1e3, False),
+    }
+    values = {k: _number(v, f"{where}.{k}", source, *limits[k]) for k, v in data.items()}
+    return replace(base, **values)
+
+
+def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
+    names = {f.name for f in fields(Profile)}
+    data = _check_keys(data, names, where, source)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        k = f"{where}.{key}"
+        if key == "backend":
+            try:
+                values[key] = BackendKind(value)
+            except ValueError:
+                raise _fail(
+                    source, k, f"must be one of {[b.value for b in BackendKind]}, got {value!r}"
+                ) from None
+        elif key == "resample_order":
+            values[key] = _number(value, k, source, 0, 3, integer=True)
+        elif key == "tile_step":
+            values[key] = None if value is None else _number(value, k, source, 0.01, 1.0)
+        elif key == "threads":
+            values[key] = None if value is None else _number(value, k, source, 1, 1024, True)
+        elif key == "graph_level":
+            if value not in GRAPH_LEVELS:
+                raise _fail(source, k, f"must be one of {list(GRAPH_LEVELS)}, got {value!r}")
+            values[key] = value
+    return replace(base, **values)
+
+
+def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:
+    """Validate a decoded ``benchmarks.json`` and return the settings it describes."""
+    top = _check_keys(data, {"gates", "timing", "profiles", "cases"}, "", source)
+    cfg = BenchConfig(source=source)
+    gates = _gates(top.get("gates", {}), cfg.gates, "gates", source)
+    tdata = _check_keys(top.get("timing", {}), {f.name for f in fields(Timing)}, "timing", source)
+    timing = cfg.timing
+    for key, value in tdata.items():
+        if key == "estimator":
+            if value not in ESTIMATORS:
+                raise _fail(
+                    source, "timing.estimator", f"must be one of {list(ESTIMATORS)}, got {value!r}"
+                )
+            timing = replace(timing, estimator=value)
+        else:
+            lo = 1 if key == "rounds" else 0
+            timing = replace(
+                timing, **{key: _number(value, f"timing.{key}", source, lo, 1000, True)}
+            )
+    pdata = _check_keys(top.get("profiles", {}), {"reference", "candidate"}, "profiles", source)
+    reference = _profile(pdata.get("reference", {}), cfg.reference, "profiles.reference", source)
+    candidate = _profile(pdata.get("candidate", {}), cfg.candidate, "profiles.candidate", source)
+    cases_data = top.get("cases", {})
+    if not isinstance(cases_data, dict):
+        raise _fail(source, "cases", f"must be an object, got {type(cases_data).__name__}")
+    case_gates = {cid: _gates(v, gates, f"cases.{cid}", source) for cid, v in cases_data.items()}
+    return BenchConfig(gates, timing, reference, candidate, case_gates, source)
+
+
+def load_config(path: Path | None) -> BenchConfig:
+    """Read and validate ``path``; ``None`` gives the built-in defaults."""
+    if path is None:
+        return BenchConfig()
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file. Fix: create it or drop the option") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}). Fix the syntax at that line") from exc
+    return parse_config(data, str(path))

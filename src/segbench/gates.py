@@ -1,0 +1,92 @@
+"""The two gates: mask agreement (Dice) and speed-up. Each returns a :class:`GateResult` whose
+message is what a person reads when CI goes red; it ends with what to do about it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from segbench.config import Gates
+from segbench.metrics import DiceResult, LogitDiff
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    message: str
+
+
+def _class_name(label: int, class_names: Sequence[str]) -> str:
+    return class_names[label] if label < len(class_names) else f"label {label}"
+
+
+def check_dice(
+    case: str,
+    dice: DiceResult,
+    gates: Gates,
+    class_names: Sequence[str],
+    logits: LogitDiff | None = None,
+) -> GateResult:
+    """Fail when the mean Dice < ``dice_min`` or any class with at least ``min_class_voxels``
+    voxels (in either mask) is below ``class_dice_min``."""
+    low_classes = [
+        c
+        for c in dice.per_class
+        if c.voxels >= gates.min_class_voxels and c.dice < gates.class_dice_min
+    ]
+    passed = dice.mean >= gates.dice_min and not low_classes
+    worst = dice.worst(3)
+    worst_text = (
+        ", ".join(
+            f"{_class_name(c.label, class_names)} {c.dice:.4f} ({c.reference_voxels} ref / "
+            f"{c.candidate_voxels} cand voxels)"
+            for c in worst
+        )
+        or "no foreground class in either mask"
+    )
+    logit_text = (
+        f"max |logit diff| {logits.max_abs:.3g}, mean {logits.mean_abs:.3g}; " if logits else ""
+    )
+    message = (
+        f"{case}: mean Dice {dice.mean:.5f} (gate dice_min {gates.dice_min}); worst classes: "
+        f"{worst_text}; class gate class_dice_min {gates.class_dice_min} for classes of >= "
+        f"{gates.min_class_voxels} voxels"
+        + (
+            f" failed for {', '.join(_class_name(c.label, class_names) for c in low_classes)}"
+            if low_classes
+            else ""
+        )
+        + f"; {logit_text}{dice.flipped_fraction:.3%} of voxels changed label."
+    )
+    if not passed:
+        message += (
+            " Fix: the candidate no longer reproduces the reference: re-export the ONNX file from "
+            "the current checkpoint and compare the two profiles in benchmarks.json; if the change "
+            'is intended, lower the thresholds for this case under "cases" in benchmarks.json.'
+        )
+    return GateResult("dice", passed, message)
+
+
+def speedup(reference_s: float, candidate_s: float) -> float:
+    return reference_s / candidate_s if candidate_s > 0 else float("inf")
+
+
+def check_speedup(
+    case: str, reference_s: float, candidate_s: float, gates: Gates, estimator: str
+) -> GateResult:
+    """Fail when reference latency / candidate latency < ``speedup_min``."""
+    ratio = speedup(reference_s, candidate_s)
+    passed = ratio >= gates.speedup_min
+    message = (
+        f"{case}: speed-up {ratio:.2f}x (reference {reference_s:.3f} s / candidate "
+        f"{candidate_s:.3f} s, {estimator} of the timed rounds); gate speedup_min "
+        f"{gates.speedup_min}x."
+    )
+    if not passed:
+        message += (
+            " Fix: the candidate got slower relative to the reference: check its provider, "
+            "threads and graph_level in benchmarks.json and profile the stage breakdown in the "
+            "benchmark's extra_info; if the machine is noisy, raise timing.rounds."
+        )
+    return GateResult("speedup", passed, message)

@@ -1,0 +1,125 @@
+"""Small shared helpers for segbench's unit tests: a tiny model card and synthetic NIfTI files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from segbench.models.card import ModelCard
+from segbench.models.unet import PlainConvUNet
+from segbench.preprocess import CTNormalization
+
+TINY_FEATURES = (4, 8, 16)
+TINY_STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2))
+TINY_PATCH = (32, 32, 32)
+TINY_TOTAL_STRIDE = (4, 4, 4)
+TINY_NORMALIZATION = CTNormalization(-1000.0, 1000.0, 0.0, 300.0)
+
+
+def build_tiny_net(num_classes: int = 3, seed: int = 0) -> PlainConvUNet:
+    """A PlainConvUNet with seeded random weights; the global torch RNG is left untouched."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        net = PlainConvUNet(1, TINY_FEATURES, TINY_STRIDES, num_classes)
+    finally:
+        torch.random.set_rng_state(state)
+    return net.eval()
+
+
+def tiny_card(
+    num_classes: int = 3,
+    seed: int = 0,
+    *,
+    name: str = "tiny",
+    spacing: tuple[float, float, float] = (3.0, 3.0, 3.0),
+    patch_size: tuple[int, int, int] = TINY_PATCH,
+    tile_step: float = 0.5,
+    weights: Path | None = None,
+    weights_sha256: str | None = None,
+) -> ModelCard:
+    """A ModelCard for the tiny U-Net (built fresh, deterministically, on each ``build()``)."""
+    return ModelCard(
+        name=name,
+        build=lambda: build_tiny_net(num_classes, seed),
+        spacing=spacing,
+        patch_size=patch_size,
+        total_stride=TINY_TOTAL_STRIDE,
+        normalization=TINY_NORMALIZATION,
+        class_names=("background", *(f"class_{i}" for i in range(1, num_classes))),
+        tile_step=tile_step,
+        weights=weights,
+        weights_sha256=weights_sha256,
+    )
+
+
+def synthetic_ct(shape: Sequence[int] = (40, 36, 20), seed: int = 0) -> np.ndarray:
+    """A float32 CT-like volume in HU: air around a soft-tissue body with a bright "bone"."""
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*(np.linspace(-1.0, 1.0, n) for n in shape), indexing="ij")
+    radius = np.sqrt(sum(g**2 for g in grids))
+    data = np.full(shape, -1000.0, dtype=np.float32)
+    data[radius < 0.8] = 40.0
+    data[radius < 0.3] = 700.0
+    data += rng.normal(0.0, 20.0, size=tuple(shape)).astype(np.float32)
+    return data
+
+
+def affine_for(codes: str, zooms: Sequence[float] = (2.5, 2.5, 2.5)) -> np.ndarray:
+    """A voxel-to-world affine whose voxel axes point along ``codes`` (e.g. "LPS", "PSR")."""
+    world = {
+        "R": (0, 1.0),
+        "L": (0, -1.0),
+        "A": (1, 1.0),
+        "P": (1, -1.0),
+        "S": (2, 1.0),
+        "I": (2, -1.0),
+    }
+    affine = np.eye(4)
+    affine[:3, :3] = 0.0
+    for axis, (code, zoom) in enumerate(zip(codes, zooms, strict=True)):
+        row, sign = world[code]
+        affine[row, axis] = sign * zoom
+    affine[:3, 3] = (-40.0, 25.0, 10.0)
+    return affine
+
+
+def write_nifti(
+    path: Path,
+    data: np.ndarray | None = None,
+    affine: np.ndarray | None = None,
+    *,
+    shape: Sequence[int] = (40, 36, 20),
+    codes: str = "LPS",
+    zooms: Sequence[float] = (2.5, 2.5, 2.5),
+    dtype: np.dtype | type | None = None,
+) -> Path:
+    """Write ``data`` (default :func:`synthetic_ct`) as NIfTI-1 with qform and sform set."""
+    if data is None:
+        data = synthetic_ct(shape)
+    if affine is None:
+        affine = affine_for(codes, zooms)
+    img = nib.Nifti1Image(data, affine)
+    if dtype is not None:
+        img.set_data_dtype(dtype)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    nib.save(img, path)
+    return path
+
+
+def shared_ct_path() -> Path:
+    """The real example CT (``$SEGBENCH_SHARED_DATA/ct/...`` or ``<repo>/../shared/data``),
+    or skip the calling test when it is absent."""
+    env = os.environ.get("SEGBENCH_SHARED_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    path = root / "ct" / "example_ct_sm.nii.gz"
+    if not path.is_file():
+        pytest.skip(f"shared CT data not found at {path}; set SEGBENCH_SHARED_DATA")
+    return path

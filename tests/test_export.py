@@ -1,0 +1,126 @@
+"""segbench.export and the ONNX Runtime backend: cached, verified exports of the tiny U-Net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from helpers import build_tiny_net, tiny_card
+
+from segbench.backends import BackendKind, OrtBackend, TorchBackend
+from segbench.errors import ModelError
+from segbench.export import ExportResult, cache_key, check_onnx_matches, export_onnx
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def exported(export_dir: Path) -> ExportResult:
+    return export_onnx(build_tiny_net(), tiny_card(), export_dir)
+
+
+def test_export_creates_a_valid_verified_file(exported: ExportResult, export_dir: Path) -> None:
+    assert exported.cached is False
+    assert exported.path.is_file()
+    assert exported.path.parent == export_dir
+    assert exported.path.suffix == ".onnx"
+    assert exported.path.name.startswith("tiny-")
+    onnx.checker.check_model(str(exported.path))
+    assert 0.0 <= exported.max_abs_diff < 1e-4
+    # the temporary file is gone: only the model and its metadata remain
+    assert sorted(p.name for p in export_dir.iterdir()) == sorted(
+        [exported.path.name, exported.path.with_suffix(".json").name]
+    )
+
+
+def test_second_export_is_cached(
+    exported: ExportResult, export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mtime = exported.path.stat().st_mtime_ns
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("export_onnx re-exported a cached model")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    again = export_onnx(build_tiny_net(), tiny_card(), export_dir)  # a fresh, equal network
+    assert again.cached is True
+    assert again.path == exported.path
+    assert again.max_abs_diff == exported.max_abs_diff
+    assert exported.path.stat().st_mtime_ns == mtime
+
+
+def test_different_weights_get_a_different_file(exported: ExportResult, tmp_path: Path) -> None:
+    other_net = build_tiny_net(seed=1)
+    assert cache_key(other_net, 17) != cache_key(build_tiny_net(), 17)
+    assert cache_key(build_tiny_net(), 17) != cache_key(build_tiny_net(), 18)
+    other = export_onnx(other_net, tiny_card(seed=1), tmp_path)
+    assert other.cached is False
+    assert other.path.name != exported.path.name
+    onnx.checker.check_model(str(other.path))
+
+
+def test_dynamic_spatial_axes(exported: ExportResult) -> None:
+    backend = OrtBackend(exported.path, providers=["CPUExecutionProvider"], threads=1)
+    assert backend.kind is BackendKind.ONNX
+    assert backend.provider == "CPUExecutionProvider"
+    net = build_tiny_net()
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 16, 24, 40), (2, 1, 8, 32, 12)]:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        out = backend(x)
+        assert out.shape == (shape[0], 3, *shape[2:])
+        assert out.dtype == np.float32
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(out, ref, atol=1e-3)
+
+
+def test_ort_matches_torch_on_a_patch(exported: ExportResult) -> None:
+    x = np.random.default_rng(5).standard_normal((1, 1, 32, 32, 32), dtype=np.float32)
+    ort_out = OrtBackend(exported.path, providers=["CPUExecutionProvider"])(x)
+    torch_out = TorchBackend(build_tiny_net())(x)
+    assert ort_out.shape == torch_out.shape == (1, 3, 32, 32, 32)
+    assert float(np.abs(ort_out - torch_out).max()) < 1e-3
+    assert float(np.abs(torch_out).max()) > 1e-2  # not a trivially zero output
+
+
+def test_check_onnx_matches_accepts_the_right_model(exported: ExportResult) -> None:
+    check_onnx_matches(exported.path, tiny_card())
+
+
+def test_check_onnx_matches_refuses_text_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.onnx"
+    path.write_text("definitely not protobuf\n" * 10)
+    with pytest.raises(ModelError) as info:
+        check_onnx_matches(path, tiny_card())
+    assert str(path) in str(info.value)
+
+
+def test_check_onnx_matches_refuses_other_class_count(tmp_path: Path) -> None:
+    five = export_onnx(build_tiny_net(num_classes=5), tiny_card(num_classes=5), tmp_path)
+    check_onnx_matches(five.path, tiny_card(num_classes=5))
+    with pytest.raises(ModelError) as info:
+        check_onnx_matches(five.path, tiny_card(num_classes=3))
+    message = str(info.value)
+    assert str(five.path) in message
+    assert "5 channels, expected 3" in message
+
+
+def test_ort_backend_refuses_text_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.onnx"
+    path.write_text("not a model")
+    with pytest.raises(ModelError, match=r"broken\.onnx"):
+        OrtBackend(path, providers=["CPUExecutionProvider"])
+
+
+def test_ort_backend_rejects_bad_graph_level(exported: ExportResult) -> None:
+    with pytest.raises(ValueError, match="graph_level"):
+        OrtBackend(exported.path, providers=["CPUExecutionProvider"], graph_level="max")
