@@ -97,7 +97,7 @@ def test_bad_config_names_key_and_file(data: dict, key: str) -> None:
 def test_config_file_errors(tmp_path: Path) -> None:
     bad = tmp_path / "b.json"
     bad.write_text("{not json")
-    with pytest.raises(ConfigError, match="b.json: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"b\.json: not valid JSON"):
         load_config(bad)
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "missing.json")

@@ -300,12 +300,6 @@ def test_count_flops_convolutions_lower_bound() -> None:
     assert count_flops(net, (8, 8, 8)) > convs_only
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="count_flops counts a transposed conv as "
-    "2*cin*cout*voxels_in, leaving out the kernel taps (8 for stride 2) that its "
-    "own comment describes, so decoder upsampling is undercounted",
-)
 def test_count_flops_matches_a_measured_forward_pass() -> None:
     net = build_tiny_net()
     assert count_flops(net, (8, 16, 12)) == _hooked_flops(net, (8, 16, 12))

@@ -115,11 +115,6 @@ def test_mask_image_matches_original_grid(tmp_path: Path, name: str) -> None:
     assert nib.aff2axcodes(reloaded.affine) == nib.aff2axcodes(original.affine)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mask_image drops the trailing singleton axis of a "
-    "(X, Y, Z, 1) input, so the mask's shape is not the original's",
-)
 def test_mask_image_keeps_4d_singleton_shape(tmp_path: Path) -> None:
     path = write_nifti(tmp_path / "f.nii.gz", synthetic_ct((8, 9, 10))[..., None])
     volume = load_volume(path)

@@ -5,6 +5,7 @@ Arrays are ``(X, Y, Z)`` float32 in RAS order (see :mod:`segbench.volumes`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,8 @@ class CTNormalization:
     std: float
 
     def __post_init__(self) -> None:
-        if not self.lower < self.upper or self.std <= 0:
+        values = (self.lower, self.upper, self.mean, self.std)
+        if not all(math.isfinite(v) for v in values) or not self.lower < self.upper or self.std <= 0:
             raise ValueError(f"bad CT normalisation constants: {self}")
 
     def apply(self, array: np.ndarray) -> np.ndarray:

@@ -134,7 +134,7 @@ def to_original_orientation(array: np.ndarray, volume: Volume) -> np.ndarray:
 
 def mask_image(labels: np.ndarray, volume: Volume) -> nib.Nifti1Image:
     """Wrap RAS ``labels`` as a NIfTI mask with exactly the original image's shape and affine."""
-    data = to_original_orientation(labels, volume)
+    data = to_original_orientation(labels, volume).reshape(volume.original.shape)
     header = nib.Nifti1Header()
     header.set_data_dtype(data.dtype)
     out = nib.Nifti1Image(data, volume.original.affine, header)

@@ -98,8 +98,9 @@ def count_flops(net: PlainConvUNet, patch: Sequence[int]) -> int:
     for i, (up, dec) in enumerate(zip(net.upsample, net.decoder, strict=True)):
         out = sizes[-2 - i]
         assert isinstance(up, nn.ConvTranspose3d)
-        # a transposed conv with kernel == stride touches each input voxel once per kernel tap
-        flops += 2 * up.in_channels * up.out_channels * math.prod(sizes[-1 - i])
+        # a transposed conv with kernel == stride: one MAC per input voxel and kernel tap
+        taps = math.prod(up.kernel_size)
+        flops += 2 * up.in_channels * up.out_channels * taps * math.prod(sizes[-1 - i])
         flops += sum(conv_flops(m, out) for m in dec.modules() if isinstance(m, nn.Conv3d))
     flops += conv_flops(net.seg, sizes[0])
     return flops

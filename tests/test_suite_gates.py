@@ -1,0 +1,94 @@
+"""The regression suite run end to end in a subprocess, with and without injected regressions.
+
+Each gate has a run here that shows it failing: an ONNX file with perturbed weights fails the
+Dice gate; an injected candidate delay fails the speed-up gate; the unchanged run passes. The
+runs use ``--benchmark-only``, the main job, so they also show that the gates run there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+
+from segbench.export import export_onnx
+from segbench.models import get_card, load_network
+from segbench.phantoms import GRIDS, PhantomSpec, default_cache_dir, ensure_phantom
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "tests" / "test_regression.py"
+CASE = "phantom_train3mm_ras_s007.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small phantom (3 mm, 128 x 112 x 96) as a user data folder."""
+    image, _ = ensure_phantom(PhantomSpec(GRIDS["train3mm"], 7), default_cache_dir())
+    folder = tmp_path_factory.mktemp("scans")
+    shutil.copy(image, folder / image.name)
+    return folder
+
+
+def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    plugin = [] if any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11")) \
+        else ["-p", "segbench.plugin"]
+    cmd = [
+        sys.executable, "-m", "pytest", str(SUITE), *plugin, "--benchmark-only",
+        "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+        "--segbench-data", str(data_dir), "--segbench-cache-dir", str(default_cache_dir()),
+        "--segbench-rounds", "2", *extra,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=600, check=False)
+
+
+@pytest.mark.slow
+def test_unchanged_run_passes_and_prints_table(data_dir: Path, tmp_path: Path) -> None:
+    out = run_suite(data_dir, tmp_path, "--segbench-speedup-min", "1.0")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 passed" in out.stdout
+    assert "segbench: demo model, torch (reference) vs onnx (candidate)" in out.stdout
+    assert CASE in out.stdout and "all ok" in out.stdout
+
+
+@pytest.mark.slow
+def test_perturbed_onnx_fails_dice_gate(data_dir: Path, tmp_path: Path) -> None:
+    card = get_card("demo")
+    net = load_network(card)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.startswith("seg."):  # the last 1x1 conv: shift the class logits
+                param.add_(torch.randn(param.shape, generator=gen) * 0.6)
+    bad = export_onnx(net, card, tmp_path / "onnx").path
+    out = run_suite(data_dir, tmp_path, "--segbench-onnx", str(bad), "--segbench-speedup-min", "0")
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert f"FAILED tests/test_regression.py::test_candidate[{CASE}]" in out.stdout
+    assert "mean Dice" in out.stdout and "(gate dice_min" in out.stdout
+    assert "of voxels changed label" in out.stdout and "Fix: the candidate" in out.stdout
+    assert "FAIL dice" in out.stdout
+
+
+@pytest.mark.slow
+def test_slow_candidate_fails_speedup_gate(data_dir: Path, tmp_path: Path) -> None:
+    out = run_suite(data_dir, tmp_path, "--segbench-inject-delay", "0.5",
+                    "--segbench-speedup-min", "1.0")
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert f"FAILED tests/test_regression.py::test_candidate[{CASE}]" in out.stdout
+    assert "speed-up" in out.stdout and "gate speedup_min 1.0x" in out.stdout
+    assert "FAIL speedup" in out.stdout
+
+
+def test_empty_data_folder_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run_suite(empty, tmp_path)
+    assert out.returncode == 4, out.stdout + out.stderr
+    assert "holds no .nii or .nii.gz files" in out.stderr
