@@ -24,7 +24,8 @@ class CTNormalization:
 
     def __post_init__(self) -> None:
         values = (self.lower, self.upper, self.mean, self.std)
-        if not all(math.isfinite(v) for v in values) or not self.lower < self.upper or self.std <= 0:
+        finite = all(math.isfinite(v) for v in values)
+        if not finite or not self.lower < self.upper or self.std <= 0:
             raise ValueError(f"bad CT normalisation constants: {self}")
 
     def apply(self, array: np.ndarray) -> np.ndarray:
