@@ -67,8 +67,11 @@ def random_crop(
     pads = [(0, max(0, s - n)) for s, n in zip(size, img.shape, strict=True)]
     img = np.pad(img, pads, constant_values=0.0)
     seg = np.pad(seg, pads, constant_values=0)
-    if foreground and seg.any():
-        idx = np.argwhere(seg > 0)
+    present = np.unique(seg[seg > 0])
+    if foreground and present.size:
+        # class-balanced: a random present class, then a random voxel of it (small organs such
+        # as the aorta would otherwise be sampled rarely)
+        idx = np.argwhere(seg == present[rng.integers(present.size)])
         centre = idx[rng.integers(len(idx))]
         start = [
             int(np.clip(c - s // 2, 0, n - s))
@@ -92,7 +95,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=demo.default_dir())
-    parser.add_argument("--iterations", type=int, default=700)
+    parser.add_argument("--iterations", type=int, default=1600)
     parser.add_argument("--crop", type=int, default=48)
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args()
@@ -108,7 +111,7 @@ def main() -> None:
     print(f"{len(volumes)} training phantoms ready in {time.perf_counter() - t0:.0f} s; {norm}")
 
     net = demo.build(len(CLASS_NAMES))
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=5e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i / args.iterations) ** 0.9)
     crop = (args.crop,) * 3
     net.train()
