@@ -28,7 +28,7 @@ from segbench.preprocess import CTNormalization, resample, resampled_shape
 from segbench.volumes import load_volume
 
 SPACING = (3.0, 3.0, 3.0)
-PATCH = (80, 80, 80)
+PATCH = (64, 64, 64)
 TILE_STEP = 0.8
 CLASS_NAMES = tuple(LABELS[k] for k in sorted(LABELS))
 

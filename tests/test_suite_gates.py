@@ -19,17 +19,18 @@ import torch
 
 from segbench.export import export_onnx
 from segbench.models import get_card, load_network
-from segbench.phantoms import GRIDS, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "test_regression.py"
-CASE = "phantom_train3mm_ras_s007.nii.gz"
+SMALL = GridSpec("small3mm", (96, 80, 64), (3.0, 3.0, 3.0), "LPS")
+CASE = "phantom_small3mm_lps_s007.nii.gz"
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small phantom (3 mm, 128 x 112 x 96) as a user data folder."""
-    image, _ = ensure_phantom(PhantomSpec(GRIDS["train3mm"], 7), default_cache_dir())
+    """One small phantom (3 mm, 96 x 80 x 64, LPS) as a user data folder."""
+    image, _ = ensure_phantom(PhantomSpec(SMALL, 7), default_cache_dir())
     folder = tmp_path_factory.mktemp("scans")
     shutil.copy(image, folder / image.name)
     return folder
@@ -49,9 +50,14 @@ def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.Complet
                           timeout=600, check=False)
 
 
+def failed_candidate(stdout: str) -> bool:
+    return any(line.startswith("FAILED") and f"test_candidate[{CASE}]" in line
+               for line in stdout.splitlines())
+
+
 @pytest.mark.slow
 def test_unchanged_run_passes_and_prints_table(data_dir: Path, tmp_path: Path) -> None:
-    out = run_suite(data_dir, tmp_path, "--segbench-speedup-min", "1.0")
+    out = run_suite(data_dir, tmp_path, "--segbench-speedup-min", "0.8")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "2 passed" in out.stdout
     assert "segbench: demo model, torch (reference) vs onnx (candidate)" in out.stdout
@@ -65,12 +71,12 @@ def test_perturbed_onnx_fails_dice_gate(data_dir: Path, tmp_path: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in net.named_parameters():
-            if name.startswith("seg."):  # the last 1x1 conv: shift the class logits
-                param.add_(torch.randn(param.shape, generator=gen) * 0.6)
+            if name.startswith("seg."):  # the last 1x1 conv: mean Dice drops ~0.015
+                param.add_(torch.randn(param.shape, generator=gen) * 0.05)
     bad = export_onnx(net, card, tmp_path / "onnx").path
     out = run_suite(data_dir, tmp_path, "--segbench-onnx", str(bad), "--segbench-speedup-min", "0")
     assert out.returncode == 1, out.stdout[-3000:]
-    assert f"FAILED tests/test_regression.py::test_candidate[{CASE}]" in out.stdout
+    assert failed_candidate(out.stdout)
     assert "mean Dice" in out.stdout and "(gate dice_min" in out.stdout
     assert "of voxels changed label" in out.stdout and "Fix: the candidate" in out.stdout
     assert "FAIL dice" in out.stdout
@@ -79,10 +85,10 @@ def test_perturbed_onnx_fails_dice_gate(data_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_slow_candidate_fails_speedup_gate(data_dir: Path, tmp_path: Path) -> None:
     out = run_suite(data_dir, tmp_path, "--segbench-inject-delay", "0.5",
-                    "--segbench-speedup-min", "1.0")
+                    "--segbench-speedup-min", "0.8")
     assert out.returncode == 1, out.stdout[-3000:]
-    assert f"FAILED tests/test_regression.py::test_candidate[{CASE}]" in out.stdout
-    assert "speed-up" in out.stdout and "gate speedup_min 1.0x" in out.stdout
+    assert failed_candidate(out.stdout)
+    assert "speed-up" in out.stdout and "gate speedup_min 0.8x" in out.stdout
     assert "FAIL speedup" in out.stdout
 
 
