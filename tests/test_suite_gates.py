@@ -98,3 +98,42 @@ def test_empty_data_folder_is_a_usage_error(tmp_path: Path) -> None:
     out = run_suite(empty, tmp_path)
     assert out.returncode == 4, out.stdout + out.stderr
     assert "holds no .nii or .nii.gz files" in out.stderr
+
+
+def test_bad_volume_fails_only_its_own_cases(data_dir: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    good = next(data_dir.iterdir())
+    shutil.copy(good, mixed / good.name)
+    (mixed / "broken.nii.gz").write_bytes(good.read_bytes()[:5000])  # truncated download
+    out = run_suite(mixed, tmp_path, "--segbench-speedup-min", "0", "--segbench-rounds", "1")
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "2 passed" in out.stdout and "2 errors" in out.stdout, out.stdout[-3000:]
+    assert "broken.nii.gz" in out.stdout and "Fix:" in out.stdout
+    table = out.stdout.split("segbench: demo model")[1]
+    assert "broken.nii.gz" in table and "ERROR" in table and "ok" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--segbench-rounds", "0"], "must be >= 1"),
+        (["--segbench-dice-min", "1.5"], "must be in [0, 1]"),
+        (["--segbench-suite", "all"], "choose one of quick, seed20, none"),
+        (["--segbench-model", "unet9"], "unknown model 'unet9'"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    data_dir: Path, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    out = run_suite(data_dir, tmp_path, *args)
+    assert out.returncode in (1, 4), out.stdout[-2000:]
+    assert expected in out.stdout + out.stderr
+
+
+def test_bad_benchmarks_json_names_key_and_file(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bench.json"
+    bad.write_text('{"gates": {"dice_minimum": 0.9}}')
+    out = run_suite(data_dir, tmp_path, "--segbench-config", str(bad))
+    assert out.returncode == 4
+    assert "gates.dice_minimum" in out.stderr and str(bad) in out.stderr

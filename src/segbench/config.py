@@ -35,7 +35,7 @@ class Gates:
     dice_min: float = 0.99
     class_dice_min: float = 0.95
     min_class_voxels: int = 1000
-    speedup_min: float = 1.1
+    speedup_min: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from segbench.report import summary_table
 from segbench.runner import ROLES, CaseSummary, PairedRun, Runtime, build_runtime
 
 SESSION_NAME = "segbench-session"
+INI_KEYS = ("suite", "model", "config", "data", "shared_data", "cache_dir")
 CONFIG_NAME = "benchmarks.json"
 
 
@@ -62,7 +63,7 @@ def _suite(text: str) -> str:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("segbench", "segbench: PyTorch vs ONNX Runtime segmentation gates")
-    ini = {
+    ini = {  # the options that are also ini keys (INI_KEYS)
         "suite": "built-in cases: quick (4 phantoms + the shared example CT), seed20 (the study's "
         "20 grids) or none (default: quick)",
         "model": f"model to benchmark: {', '.join(BUILTIN)} (default: demo)",
@@ -138,41 +139,53 @@ class Options:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
+        root = config.rootpath
+
         def get(name: str) -> Any:
             value = config.getoption(f"segbench_{name}")
             return value if value is not None else config.getini(f"segbench_{name}")
 
-        root = config.rootpath
+        def path(name: str) -> Path | None:
+            """Command-line paths are relative to the working directory, ini paths to the
+            rootdir."""
+            value = config.getoption(f"segbench_{name}")
+            if value is not None:
+                return Path(value).resolve()
+            ini = config.getini(f"segbench_{name}") if name in INI_KEYS else None
+            return (root / str(ini)).resolve() if ini else None
 
-        def path(value: Any) -> Path | None:
-            return None if value in (None, "") else (root / str(value)).resolve()
-
+        model = get("model") or "demo"
+        if model not in BUILTIN:
+            raise pytest.UsageError(
+                f"unknown model {model!r} (--segbench-model / segbench_model); choose one of "
+                f"{', '.join(BUILTIN)}"
+            )
         suite = get("suite") or "quick"
         if suite not in SUITES:
             raise pytest.UsageError(
                 f"segbench_suite = {suite!r}: choose one of {', '.join(SUITES)}"
             )
-        config_path = path(get("config"))
+        config_path = path("config")
         if config_path is None and (root / CONFIG_NAME).is_file():
             config_path = root / CONFIG_NAME
-        shared = path(get("shared_data")) or path(os.environ.get("SEGBENCH_SHARED_DATA"))
+        env_shared = os.environ.get("SEGBENCH_SHARED_DATA")
+        shared = path("shared_data") or (Path(env_shared).resolve() if env_shared else None)
         if shared is None:
             shared = root.parent / "shared" / "data"
-        cache = path(get("cache_dir"))
+        cache = path("cache_dir")
         if cache is None:
             cache_provider = getattr(config, "cache", None)
             cache = (
                 Path(cache_provider.mkdir("segbench")) if cache_provider else default_cache_dir()
             )
-        onnx = config.getoption("segbench_onnx")
         return cls(
             suite=suite,
-            model=get("model") or "demo",
+            model=model,
             config_path=config_path,
-            data=path(get("data")),
+            data=path("data"),
             shared_data=shared if shared.is_dir() else None,
             cache_dir=cache,
-            onnx=path(onnx),
+            onnx=path("onnx"),
             rounds=config.getoption("segbench_rounds"),
             warmup=config.getoption("segbench_warmup"),
             dice_min=config.getoption("segbench_dice_min"),
@@ -187,7 +200,7 @@ def _apply_overrides(cfg: BenchConfig, opts: Options) -> BenchConfig:
         timing = replace(timing, rounds=opts.rounds)
     if opts.warmup is not None:
         timing = replace(timing, warmup_rounds=opts.warmup)
-    gate_overrides = {
+    gate_overrides: dict[str, Any] = {
         k: v
         for k, v in (("dice_min", opts.dice_min), ("speedup_min", opts.speedup_min))
         if v is not None
@@ -256,11 +269,18 @@ class SegbenchSession:
             metafunc.parametrize("segbench_case", self.cases, ids=[c.id for c in self.cases])
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Run each case's reference right before its candidate (same machine state)."""
+        """Mark the per-volume tests ``segbench`` and run each case's reference right before its
+        candidate, so both are timed in the same machine state."""
         order = {c.id: i for i, c in enumerate(self.cases)}
-        slots = [i for i, it in enumerate(items) if _case_of(it) is not None]
-        ours = sorted((items[i] for i in slots), key=lambda it: order.get(_case_of(it).id, 0))  # type: ignore[union-attr]
-        for slot, item in zip(slots, ours, strict=True):
+        slots: list[int] = []
+        ours: list[tuple[int, int, pytest.Item]] = []
+        for index, item in enumerate(items):
+            case = _case_of(item)
+            if case is not None:
+                item.add_marker(pytest.mark.segbench)
+                slots.append(index)
+                ours.append((order.get(case.id, 0), len(ours), item))
+        for slot, (_, _, item) in zip(slots, sorted(ours), strict=True):
             items[slot] = item
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
