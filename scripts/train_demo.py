@@ -95,7 +95,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=demo.default_dir())
-    parser.add_argument("--iterations", type=int, default=1600)
+    parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--crop", type=int, default=48)
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args()

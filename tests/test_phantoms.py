@@ -175,16 +175,16 @@ def test_grid_table() -> None:
 def test_phantom_sets() -> None:
     quick, seed20 = phantom_set("quick"), phantom_set("seed20")
     train, val = phantom_set("train"), phantom_set("val")
-    assert [len(quick), len(seed20), len(train), len(val)] == [4, 20, 40, 6]
+    assert [len(quick), len(seed20), len(train), len(val)] == [4, 20, 48, 6]
     assert len({s.grid.name for s in quick}) == 4 and len({s.grid.orientation for s in quick}) >= 2
     assert {s.grid.name for s in seed20} == STUDY
     assert len({s.grid.orientation for s in seed20}) >= 3
     assert [s.seed for s in seed20] == list(range(201, 221))
-    assert [s.seed for s in train] == list(range(1000, 1040))
+    assert [s.seed for s in train] == list(range(1000, 1048))
     assert [s.seed for s in val] == list(range(2000, 2006))
     assert {s.grid.name for s in val} <= {s.grid.name for s in train}
     assert all(not s.grid.name.startswith("spleen512") for s in train + val)
-    assert sum(s.grid.name == "train3mm" for s in train) >= 10
+    assert len({s.grid.name for s in train}) == 6 and len({s.grid.name for s in val}) == 6
     ids = [s.case_id for s in quick + seed20 + train + val]
     assert len(ids) == len(set(ids))
 

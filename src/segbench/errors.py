@@ -25,3 +25,7 @@ class ModelError(SegbenchError):
 
 class ConfigError(SegbenchError, ValueError):
     """Invalid settings: an option, an ini key or a key of benchmarks.json."""
+
+
+class SegbenchWarning(UserWarning):
+    """Something that gives a number but probably not a meaningful one (e.g. MR intensities)."""

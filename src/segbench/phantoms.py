@@ -92,12 +92,16 @@ _TRAIN_GRIDS: tuple[GridSpec, ...] = (
     GridSpec("train3mm", (128, 112, 96), (3.0, 3.0, 3.0), "RAS", "float32"),
     GridSpec("train2p5mm", (152, 136, 112), (2.5, 2.5, 2.5), "LPS"),
     GridSpec("train3x4mm", (128, 112, 72), (3.0, 3.0, 4.0), "LAS", "int16"),
+    # like the study's grids (thin in-plane + thick slices, thorax crop, abdomen crop), smaller
+    GridSpec("trainthin", (320, 320, 48), (1.2, 1.2, 5.0), "LPS"),
+    GridSpec("trainthorax", (112, 96, 128), (3.0, 2.5, 2.5), "LAS", "int16"),
+    GridSpec("trainabd", (160, 192, 200), (2.0, 1.6, 1.5), "RAS"),
 )
 GRIDS: dict[str, GridSpec] = {g.name: g for g in _STUDY_GRIDS + _TRAIN_GRIDS}
 STUDY_GRID_NAMES: tuple[str, ...] = tuple(g.name for g in _STUDY_GRIDS)
 
 # Extra z shift (mm) of the anatomy per grid: moves the thorax into the lung crop.
-_GRID_Z_SHIFT: dict[str, float] = {"lung192x208": -125.0}
+_GRID_Z_SHIFT: dict[str, float] = {"lung192x208": -125.0, "trainthorax": -125.0}
 
 
 def _specs(names: list[str], seeds: range) -> list[PhantomSpec]:
@@ -105,13 +109,13 @@ def _specs(names: list[str], seeds: range) -> list[PhantomSpec]:
 
 
 def phantom_set(name: str) -> list[PhantomSpec]:
-    """The named set of phantoms: "quick" (4), "seed20" (20), "train" (40) or "val" (6)."""
-    train_cycle = ["train3mm", "train2p5mm", "train3mm", "train3x4mm"]
+    """The named set of phantoms: "quick" (4), "seed20" (20), "train" (48) or "val" (6)."""
+    train_cycle = ["train3mm", "train2p5mm", "trainthin", "trainthorax", "train3x4mm", "trainabd"]
     sets = {
         "quick": lambda: _specs(
             ["spleen512x40", "lung192x208", "abd185x232", "spleen512x56"], range(101, 105)),
         "seed20": lambda: _specs(list(STUDY_GRID_NAMES), range(201, 221)),
-        "train": lambda: _specs(train_cycle, range(1000, 1040)),
+        "train": lambda: _specs(train_cycle, range(1000, 1048)),
         "val": lambda: _specs(train_cycle, range(2000, 2006)),
     }
     if name not in sets:

@@ -21,6 +21,7 @@ from segbench.models import BUILTIN, get_card
 from segbench.phantoms import default_cache_dir
 from segbench.report import summary_table
 from segbench.runner import ROLES, CaseSummary, PairedRun, Runtime, build_runtime
+from segbench.volumes import DEFAULT_MAX_VOXELS
 
 SESSION_NAME = "segbench-session"
 INI_KEYS = ("suite", "model", "config", "data", "shared_data", "cache_dir")
@@ -110,6 +111,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="override the speed-up gate for every case (default: benchmarks.json)",
     )
     group.addoption(
+        "--segbench-max-voxels",
+        type=_positive_int,
+        default=DEFAULT_MAX_VOXELS,
+        help="refuse volumes with more voxels than this, up front, with a memory estimate "
+        f"(default: {DEFAULT_MAX_VOXELS})",
+    )
+    group.addoption(
         "--segbench-inject-delay",
         type=_non_negative_float,
         default=0.0,
@@ -136,6 +144,7 @@ class Options:
     dice_min: float | None
     speedup_min: float | None
     inject_delay: float
+    max_voxels: int
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -191,6 +200,7 @@ class Options:
             dice_min=config.getoption("segbench_dice_min"),
             speedup_min=config.getoption("segbench_speedup_min"),
             inject_delay=config.getoption("segbench_inject_delay"),
+            max_voxels=config.getoption("segbench_max_voxels"),
         )
 
 
@@ -256,7 +266,13 @@ class SegbenchSession:
             runtime = self.runtime
             image, truth = case.files(self.options.cache_dir)
             self._pairs[case.id] = PairedRun(
-                case.id, image, truth, runtime, self.bench, self.bench.gates_for(case.id)
+                case.id,
+                image,
+                truth,
+                runtime,
+                self.bench,
+                self.bench.gates_for(case.id),
+                max_voxels=self.options.max_voxels,
             )
         return self._pairs[case.id]
 

@@ -21,7 +21,7 @@ from segbench.gates import GateResult, check_dice, check_speedup, speedup
 from segbench.metrics import DiceResult, compute_dice, logit_diff
 from segbench.models import ModelCard, load_network
 from segbench.pipeline import Prediction, StageTimes, predict_volume
-from segbench.volumes import Volume, load_volume
+from segbench.volumes import DEFAULT_MAX_VOXELS, Volume, load_volume
 
 ROLES = ("reference", "candidate")
 
@@ -147,9 +147,10 @@ class PairedRun:
         runtime: Runtime,
         config: BenchConfig,
         gates: Gates,
+        max_voxels: int | None = DEFAULT_MAX_VOXELS,
     ) -> None:
         self.case_id = case_id
-        self.volume: Volume = load_volume(image)
+        self.volume: Volume = load_volume(image, max_voxels)
         self.truth = None if truth is None else load_volume(truth).array.astype(np.uint8)
         self.runtime = runtime
         self.config = config

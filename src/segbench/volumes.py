@@ -6,6 +6,8 @@ Arrays are indexed ``[x, y, z]`` as nibabel stores them (no transpose to z-first
 
 from __future__ import annotations
 
+import math
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +17,11 @@ import numpy as np
 from nibabel import orientations as ornts
 from nibabel.filebasedimages import ImageFileError
 
-from segbench.errors import InputError
+from segbench.errors import InputError, SegbenchWarning
 
 ImageLike = str | Path | nib.Nifti1Image
+SPACING_RANGE_MM = (0.1, 20.0)
+DEFAULT_MAX_VOXELS = 512 * 512 * 1200  # ~1.3 GB as float32
 
 
 @dataclass(frozen=True)
@@ -80,20 +84,40 @@ def _checked_shape(img: nib.Nifti1Image, source: str) -> tuple[int, int, int]:
     return shape
 
 
-def load_volume(image: ImageLike) -> Volume:
+def load_volume(image: ImageLike, max_voxels: int | None = DEFAULT_MAX_VOXELS) -> Volume:
     """Load ``image`` as float32 HU, validated and reoriented to the closest canonical (RAS+).
 
     Raises :class:`InputError` naming the file for unreadable files, non-3D data, a zero-length
-    axis, a singular affine and NaN/inf voxels.
+    axis, more than ``max_voxels`` voxels (checked from the header, before reading the data), a
+    singular affine, a voxel size outside ``SPACING_RANGE_MM`` and NaN/inf voxels. Warns
+    (:class:`SegbenchWarning`) when the intensities do not look like CT HU.
     """
     img, source = read_image(image)
     shape = _checked_shape(img, source)
+    voxels = math.prod(shape)
+    if max_voxels is not None and voxels > max_voxels:
+        raise InputError(
+            source,
+            f"has {voxels:,} voxels {shape}, over the limit of {max_voxels:,}; the pipeline "
+            f"would need at least {voxels * 4 * 3 / 1e9:.1f} GB for its float32 copies",
+            "crop or downsample the volume, or raise the limit (--segbench-max-voxels)",
+        )
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(
             source,
             f"has a singular or non-finite affine:\n{affine}",
             "fix the qform/sform of the file",
+        )
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    lo_mm, hi_mm = SPACING_RANGE_MM
+    if not np.all((zooms >= lo_mm) & (zooms <= hi_mm)):
+        raise InputError(
+            source,
+            f"has voxel size {tuple(round(float(z), 4) for z in zooms)} mm, outside the "
+            f"{lo_mm}-{hi_mm} mm a CT segmentation model can use",
+            "check the header's pixdim and units (a file written in m or um instead of mm is "
+            "the usual cause) and fix the affine",
         )
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
@@ -109,6 +133,16 @@ def load_volume(image: ImageLike) -> Volume:
             source,
             f"contains {bad} NaN/inf voxels",
             "replace them (e.g. with -1024 HU) before benchmarking",
+        )
+    low, high = float(data.min()), float(data.max())
+    if low > -500.0:
+        warnings.warn(
+            SegbenchWarning(
+                f"{source}: intensities {low:.0f}..{high:.0f} do not look like CT Hounsfield "
+                "units (no air below -500 HU); the model expects CT, so an MR or rescaled image "
+                "gives meaningless masks"
+            ),
+            stacklevel=2,
         )
     transform = ornts.ornt_transform(ornts.io_orientation(affine), ornts.axcodes2ornt("RAS"))
     array = np.ascontiguousarray(ornts.apply_orientation(data, transform))

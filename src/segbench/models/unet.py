@@ -1,7 +1,8 @@
 """nnU-Net's PlainConvUNet (conv - InstanceNorm - LeakyReLU stacks, transposed-conv decoder).
 
 Written here so the core install needs neither nnU-Net nor dynamic-network-architectures (which
-pulls timm and torchvision). Parameter names follow nothing external: weights are our own.
+pulls timm and torchvision). Parameter names follow nothing external: weights are our own;
+:mod:`segbench.models.nnunet` maps nnU-Net's checkpoint names onto these.
 """
 
 from __future__ import annotations
@@ -16,18 +17,45 @@ Shape3 = tuple[int, int, int]
 
 
 class ConvNormAct(nn.Sequential):
-    def __init__(self, cin: int, cout: int, stride: Shape3, kernel: int = 3) -> None:
+    """Conv3d (odd kernel, "same" padding) - InstanceNorm3d (affine) - LeakyReLU(0.01)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        stride: Shape3,
+        kernel: int | Sequence[int] = 3,
+        bias: bool = True,
+    ) -> None:
+        ks = (kernel,) * 3 if isinstance(kernel, int) else tuple(int(k) for k in kernel)
+        if len(ks) != 3 or any(k < 1 or k % 2 == 0 for k in ks):
+            raise ValueError(f"kernel must be 3 odd sizes, got {kernel!r}")
         super().__init__(
-            nn.Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=True),
+            nn.Conv3d(cin, cout, ks, stride=stride, padding=tuple(k // 2 for k in ks), bias=bias),
             nn.InstanceNorm3d(cout, eps=1e-5, affine=True),
             nn.LeakyReLU(0.01, inplace=True),
         )
 
 
-def _stack(cin: int, cout: int, stride: Shape3, n: int) -> nn.Sequential:
+def _stack(
+    cin: int,
+    cout: int,
+    stride: Shape3,
+    n: int,
+    kernel: int | Sequence[int] = 3,
+    bias: bool = True,
+) -> nn.Sequential:
     return nn.Sequential(
-        ConvNormAct(cin, cout, stride), *(ConvNormAct(cout, cout, (1, 1, 1)) for _ in range(n - 1))
+        ConvNormAct(cin, cout, stride, kernel, bias),
+        *(ConvNormAct(cout, cout, (1, 1, 1), kernel, bias) for _ in range(n - 1)),
     )
+
+
+def _per_stage(value: int | Sequence[int], n: int, what: str) -> list[int]:
+    values = [int(value)] * n if isinstance(value, int) else [int(v) for v in value]
+    if len(values) != n or any(v < 1 for v in values):
+        raise ValueError(f"{what} must be one positive int or {n} of them, got {value!r}")
+    return values
 
 
 class PlainConvUNet(nn.Module):
@@ -35,6 +63,12 @@ class PlainConvUNet(nn.Module):
 
     ``strides[i]`` is the stride of the first conv of encoder stage ``i`` (stage 0 usually 1);
     each spatial size must be divisible by :attr:`total_stride`.
+
+    Optional, as nnU-Net's plans allow: ``n_conv_encoder`` per stage (one int or one per stage),
+    ``n_conv_decoder`` (one int or one per decoder stage, lowest resolution first),
+    ``kernel_sizes`` (one odd ``(kx, ky, kz)`` per encoder stage; decoder stage at resolution
+    ``s`` uses stage ``s``'s kernel; default 3 everywhere) and ``conv_bias`` (bias of the 3x3x3
+    and transposed convolutions; the 1x1x1 segmentation conv always has one).
     """
 
     def __init__(
@@ -43,26 +77,40 @@ class PlainConvUNet(nn.Module):
         features: Sequence[int],
         strides: Sequence[Sequence[int]],
         num_classes: int,
-        n_conv_encoder: int = 2,
-        n_conv_decoder: int = 2,
+        n_conv_encoder: int | Sequence[int] = 2,
+        n_conv_decoder: int | Sequence[int] = 2,
+        kernel_sizes: Sequence[Sequence[int]] | None = None,
+        conv_bias: bool = True,
     ) -> None:
         super().__init__()
         if len(features) != len(strides):
             raise ValueError(f"features {features} and strides {strides} differ in length")
+        n = len(features)
         self.strides: list[Shape3] = [(int(s[0]), int(s[1]), int(s[2])) for s in strides]
+        kernels: list[Sequence[int]] = (
+            [(3, 3, 3)] * n if kernel_sizes is None else [tuple(k) for k in kernel_sizes]
+        )
+        if len(kernels) != n:
+            raise ValueError(f"kernel_sizes {kernel_sizes} must have {n} entries (one per stage)")
+        n_enc = _per_stage(n_conv_encoder, n, "n_conv_encoder")
+        n_dec = _per_stage(n_conv_decoder, n - 1, "n_conv_decoder")
         self.encoder = nn.ModuleList()
         cin = in_channels
-        for feat, stride in zip(features, self.strides, strict=True):
-            self.encoder.append(_stack(cin, feat, stride, n_conv_encoder))
+        for s, (feat, stride) in enumerate(zip(features, self.strides, strict=True)):
+            self.encoder.append(_stack(cin, feat, stride, n_enc[s], kernels[s], conv_bias))
             cin = feat
         self.upsample = nn.ModuleList()
         self.decoder = nn.ModuleList()
-        for s in range(len(features) - 2, -1, -1):
+        for j, s in enumerate(range(n - 2, -1, -1)):
             up_stride = self.strides[s + 1]
             self.upsample.append(
-                nn.ConvTranspose3d(features[s + 1], features[s], up_stride, stride=up_stride)
+                nn.ConvTranspose3d(
+                    features[s + 1], features[s], up_stride, stride=up_stride, bias=conv_bias
+                )
             )
-            self.decoder.append(_stack(2 * features[s], features[s], (1, 1, 1), n_conv_decoder))
+            self.decoder.append(
+                _stack(2 * features[s], features[s], (1, 1, 1), n_dec[j], kernels[s], conv_bias)
+            )
         self.seg = nn.Conv3d(features[0], num_classes, 1)
 
     @property
