@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from segbench.phantoms import LABELS, generate_phantom, phantom_set
 
 from segbench.backends import TorchBackend
 from segbench.metrics import compute_dice
 from segbench.models import demo
 from segbench.models.card import sha256_file
+from segbench.phantoms import LABELS, generate_phantom, phantom_set
 from segbench.pipeline import PipelineSettings, predict_volume
 from segbench.preprocess import CTNormalization, resample, resampled_shape
 from segbench.volumes import load_volume
@@ -40,7 +40,7 @@ def training_volumes() -> list[tuple[np.ndarray, np.ndarray]]:
         image, seg = generate_phantom(spec)
         vol = load_volume(image)
         shape = resampled_shape(vol.shape, vol.spacing, SPACING)
-        seg_ras = load_volume(seg).array.astype(np.uint8)
+        seg_ras = load_volume(seg, expect_ct=False).array.astype(np.uint8)
         out.append((resample(vol.array, shape, order=1), resample(seg_ras, shape, order=0)))
     return out
 
@@ -168,7 +168,7 @@ def main() -> None:
         image, seg = generate_phantom(spec)
         vol = load_volume(image)
         pred = predict_volume(vol, card, backend, PipelineSettings())
-        truth = load_volume(seg).array.astype(np.uint8)
+        truth = load_volume(seg, expect_ct=False).array.astype(np.uint8)
         scores[spec.case_id] = round(compute_dice(truth, pred.labels).mean, 4)
     meta["validation"] = {
         "phantom_set": "val",

@@ -9,7 +9,8 @@ key and the file)::
      "cases":    {"<case id>": {<any gates key>}}}
 
     PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
-               "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all"}
+               "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all",
+               "use_gaussian": true | false}
 """
 
 from __future__ import annotations
@@ -54,10 +55,15 @@ class Profile:
     tile_step: float | None = None
     threads: int | None = None
     graph_level: str = "all"
+    use_gaussian: bool = True
 
     @property
     def pipeline(self) -> PipelineSettings:
-        return PipelineSettings(resample_order=self.resample_order, tile_step=self.tile_step)
+        return PipelineSettings(
+            resample_order=self.resample_order,
+            tile_step=self.tile_step,
+            use_gaussian=self.use_gaussian,
+        )
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,10 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
             values[key] = None if value is None else _number(value, k, source, 0.01, 1.0)
         elif key == "threads":
             values[key] = None if value is None else _number(value, k, source, 1, 1024, True)
+        elif key == "use_gaussian":
+            if not isinstance(value, bool):
+                raise _fail(source, k, f"must be true or false, got {value!r}")
+            values[key] = value
         elif key == "graph_level":
             if value not in GRAPH_LEVELS:
                 raise _fail(source, k, f"must be one of {list(GRAPH_LEVELS)}, got {value!r}")

@@ -17,10 +17,17 @@ import pytest
 from segbench.cases import SUITES, Case, builtin_cases, folder_cases
 from segbench.config import BenchConfig, load_config
 from segbench.errors import SegbenchError
-from segbench.models import BUILTIN, get_card
+from segbench.models import BUILTIN, MODEL_FORMS, get_card, is_valid_model_name
 from segbench.phantoms import default_cache_dir
 from segbench.report import summary_table
-from segbench.runner import ROLES, CaseSummary, PairedRun, Runtime, build_runtime
+from segbench.runner import (
+    ROLES,
+    CaseSummary,
+    PairedRun,
+    Runtime,
+    build_runtime,
+    check_providers,
+)
 from segbench.volumes import DEFAULT_MAX_VOXELS
 
 SESSION_NAME = "segbench-session"
@@ -67,7 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini = {  # the options that are also ini keys (INI_KEYS)
         "suite": "built-in cases: quick (4 phantoms + the shared example CT), seed20 (the study's "
         "20 grids) or none (default: quick)",
-        "model": f"model to benchmark: {', '.join(BUILTIN)} (default: demo)",
+        "model": f"model to benchmark: {', '.join(BUILTIN)}, or nnunet:PATH, "
+        "torchscript:MODEL.pt[:CARD.json], entrypoint:pkg.mod:factory (default: demo)",
         "config": f"gate file (default: {CONFIG_NAME} in the rootdir if present, else built-ins)",
         "data": "folder whose .nii/.nii.gz files become cases (default: none)",
         "shared_data": "folder holding ct/example_ct_sm.nii.gz (default: ../shared/data beside "
@@ -118,6 +126,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"(default: {DEFAULT_MAX_VOXELS})",
     )
     group.addoption(
+        "--segbench-report-dir",
+        default=None,
+        help="where a case that fails the Dice gate gets a PNG of its worst slice "
+        "(default: reports/segbench in the rootdir; needs matplotlib, segbench[report])",
+    )
+    group.addoption(
+        "--segbench-require-gpu",
+        action="store_true",
+        default=False,
+        help="fail when the candidate does not run on a GPU provider (onnxruntime-gpu falls back "
+        "to the CPU silently when CUDA libraries are missing)",
+    )
+    group.addoption(
         "--segbench-inject-delay",
         type=_non_negative_float,
         default=0.0,
@@ -145,6 +166,8 @@ class Options:
     speedup_min: float | None
     inject_delay: float
     max_voxels: int
+    report_dir: Path
+    require_gpu: bool
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -164,10 +187,10 @@ class Options:
             return (root / str(ini)).resolve() if ini else None
 
         model = get("model") or "demo"
-        if model not in BUILTIN:
+        if not is_valid_model_name(model):
             raise pytest.UsageError(
                 f"unknown model {model!r} (--segbench-model / segbench_model); choose one of "
-                f"{', '.join(BUILTIN)}"
+                f"{'; '.join(MODEL_FORMS)}"
             )
         suite = get("suite") or "quick"
         if suite not in SUITES:
@@ -201,6 +224,8 @@ class Options:
             speedup_min=config.getoption("segbench_speedup_min"),
             inject_delay=config.getoption("segbench_inject_delay"),
             max_voxels=config.getoption("segbench_max_voxels"),
+            report_dir=path("report_dir") or root / "reports" / "segbench",
+            require_gpu=config.getoption("segbench_require_gpu"),
         )
 
 
@@ -256,6 +281,7 @@ class SegbenchSession:
                     onnx=self.options.onnx,
                     inject_delay=self.options.inject_delay,
                 )
+                check_providers(self._runtime, self.options.require_gpu)
             except Exception as exc:  # every case fails with the same message, once built
                 self._runtime_error = exc
                 raise
@@ -375,11 +401,36 @@ class CaseCheck:
                 "gates": {g.name: g.passed for g in summary.gates},
             }
         )
-        self.session.release(self.case)
         failed = [g.message for g in summary.gates if not g.passed]
+        if any(g.name == "dice" and not g.passed for g in summary.gates):
+            failed.append(self._disagreement_png())
+        self.session.release(self.case)
         if failed:
             pytest.fail("\n".join(failed), pytrace=False)
         return summary
+
+    def _disagreement_png(self) -> str:
+        """Save the slice where the two masks disagree most; return a line for the message."""
+        pair = self.pair
+        ref, cand = pair.runs["reference"].last, pair.runs["candidate"].last
+        if ref is None or cand is None:
+            return ""
+        from segbench.plots import PlotError, plot_disagreement
+
+        try:
+            path = self.session.options.report_dir / f"{self.case.id}-disagreement.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            index = plot_disagreement(
+                pair.volume.array,
+                ref.labels,
+                cand.labels,
+                path,
+                f"{self.case.id}: reference vs candidate",
+                spacing=pair.volume.spacing,
+            )
+        except PlotError as exc:
+            return f"(no PNG of the worst slice: {exc})"
+        return f"Worst slice (z={index}, RAS): {path}"
 
 
 @pytest.fixture(scope="session")

@@ -8,17 +8,20 @@ stage times and the last prediction, so the gates compare masks and latencies of
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.config import BenchConfig, Gates, Profile
+from segbench.errors import SegbenchError, SegbenchWarning
 from segbench.export import check_onnx_matches, export_onnx
 from segbench.gates import GateResult, check_dice, check_speedup, speedup
-from segbench.metrics import DiceResult, compute_dice, logit_diff
+from segbench.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
 from segbench.models import ModelCard, load_network
 from segbench.pipeline import Prediction, StageTimes, predict_volume
 from segbench.volumes import DEFAULT_MAX_VOXELS, Volume, load_volume
@@ -77,7 +80,8 @@ def build_runtime(
     backends: dict[str, Backend] = {}
     for role, profile in profiles.items():
         if profile.backend is BackendKind.TORCH:
-            backends[role] = TorchBackend(net, threads=profile.threads)
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            backends[role] = TorchBackend(net, threads=profile.threads, device=device)
         else:
             assert onnx_path is not None
             backends[role] = OrtBackend(
@@ -86,6 +90,28 @@ def build_runtime(
     if inject_delay > 0:
         backends["candidate"] = DelayedBackend(backends["candidate"], inject_delay)
     return Runtime(card, backends, profiles, onnx_path, "user" if onnx else "export", diff)
+
+
+def check_providers(runtime: Runtime, require_gpu: bool) -> None:
+    """Warn (or, with ``require_gpu``, fail) when the candidate runs on the CPU although a GPU
+    is wanted or present: onnxruntime-gpu falls back to the CPU with only a C++ log line."""
+    provider = runtime.backends["candidate"].provider
+    on_cpu = provider in ("cpu", "CPUExecutionProvider")
+    if on_cpu and require_gpu:
+        raise SegbenchError(
+            f"the candidate runs on {provider}, but --segbench-require-gpu asks for a GPU. Fix: "
+            "install onnxruntime-gpu (segbench[gpu]) with the CUDA/cuDNN versions it was built "
+            "for, and check that torch.cuda.is_available() is True"
+        )
+    if on_cpu and torch.cuda.is_available():
+        warnings.warn(
+            SegbenchWarning(
+                f"a CUDA GPU is present but the candidate runs on {provider}: onnxruntime fell "
+                "back to the CPU (install onnxruntime-gpu matching this CUDA), so the speed-up "
+                "compares unlike devices"
+            ),
+            stacklevel=2,
+        )
 
 
 @dataclass
@@ -151,11 +177,14 @@ class PairedRun:
     ) -> None:
         self.case_id = case_id
         self.volume: Volume = load_volume(image, max_voxels)
-        self.truth = None if truth is None else load_volume(truth).array.astype(np.uint8)
+        self.truth = (
+            None if truth is None else load_volume(truth, expect_ct=False).array.astype(np.uint8)
+        )
         self.runtime = runtime
         self.config = config
         self.gates = gates
         self.runs = {role: RoleRuns() for role in ROLES}
+        self.logit_diff: LogitDiff | None = None
 
     def run(self, role: str) -> Prediction:
         """One end-to-end run (in-memory volume -> mask) of ``role``; records its stage times."""

@@ -84,13 +84,16 @@ def _checked_shape(img: nib.Nifti1Image, source: str) -> tuple[int, int, int]:
     return shape
 
 
-def load_volume(image: ImageLike, max_voxels: int | None = DEFAULT_MAX_VOXELS) -> Volume:
+def load_volume(
+    image: ImageLike, max_voxels: int | None = DEFAULT_MAX_VOXELS, expect_ct: bool = True
+) -> Volume:
     """Load ``image`` as float32 HU, validated and reoriented to the closest canonical (RAS+).
 
     Raises :class:`InputError` naming the file for unreadable files, non-3D data, a zero-length
     axis, more than ``max_voxels`` voxels (checked from the header, before reading the data), a
     singular affine, a voxel size outside ``SPACING_RANGE_MM`` and NaN/inf voxels. Warns
-    (:class:`SegbenchWarning`) when the intensities do not look like CT HU.
+    (:class:`SegbenchWarning`) when ``expect_ct`` and the intensities do not look like CT HU
+    (``expect_ct=False`` for label maps).
     """
     img, source = read_image(image)
     shape = _checked_shape(img, source)
@@ -134,13 +137,12 @@ def load_volume(image: ImageLike, max_voxels: int | None = DEFAULT_MAX_VOXELS) -
             f"contains {bad} NaN/inf voxels",
             "replace them (e.g. with -1024 HU) before benchmarking",
         )
-    low, high = float(data.min()), float(data.max())
-    if low > -500.0:
+    if expect_ct and float(data.min()) > -500.0:
         warnings.warn(
             SegbenchWarning(
-                f"{source}: intensities {low:.0f}..{high:.0f} do not look like CT Hounsfield "
-                "units (no air below -500 HU); the model expects CT, so an MR or rescaled image "
-                "gives meaningless masks"
+                f"{source}: intensities {float(data.min()):.0f}..{float(data.max()):.0f} do not "
+                "look like CT Hounsfield units (no air below -500 HU); the model expects CT, so "
+                "an MR or rescaled image gives meaningless masks"
             ),
             stacklevel=2,
         )

@@ -27,11 +27,12 @@ class ConvNormAct(nn.Sequential):
         kernel: int | Sequence[int] = 3,
         bias: bool = True,
     ) -> None:
-        ks = (kernel,) * 3 if isinstance(kernel, int) else tuple(int(k) for k in kernel)
+        ks = [kernel] * 3 if isinstance(kernel, int) else [int(k) for k in kernel]
         if len(ks) != 3 or any(k < 1 or k % 2 == 0 for k in ks):
             raise ValueError(f"kernel must be 3 odd sizes, got {kernel!r}")
+        size, pad = (ks[0], ks[1], ks[2]), (ks[0] // 2, ks[1] // 2, ks[2] // 2)
         super().__init__(
-            nn.Conv3d(cin, cout, ks, stride=stride, padding=tuple(k // 2 for k in ks), bias=bias),
+            nn.Conv3d(cin, cout, size, stride=stride, padding=pad, bias=bias),
             nn.InstanceNorm3d(cout, eps=1e-5, affine=True),
             nn.LeakyReLU(0.01, inplace=True),
         )

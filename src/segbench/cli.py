@@ -1,0 +1,270 @@
+"""The ``segbench`` command (also ``python -m segbench``): reports from saved runs.
+
+- ``segbench report RUN.json [--out DIR] [--no-plots]``: DIR/report.md and three PNGs
+  (latency.png, speedup_vs_voxels.png, class_dice.png); prints the Markdown.
+- ``segbench compare OLD.json NEW.json [--max-slowdown 1.15] [--max-dice-drop 0.002]``:
+  prints what changed per case; exit 1 when a threshold is crossed.
+- ``segbench export-gab RUN.json [-o OUT.json] [--kind smaller|bigger]``: github-action-benchmark
+  ``custom`` JSON.
+
+Exit codes: 0 ok, 1 regression (``compare``), 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from segbench.errors import SegbenchError
+from segbench.markdown import render_comparison, render_report
+from segbench.runs import ROLES, Run, compare_runs, load_run
+
+PLOTS = {
+    "latency": "latency.png",
+    "speedup_vs_voxels": "speedup_vs_voxels.png",
+    "class_dice": "class_dice.png",
+}
+GAB_KINDS = {"smaller": "customSmallerIsBetter", "bigger": "customBiggerIsBetter"}
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a ratio > 0 (1.15 = 15 %% slower), got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segbench",
+        description="Reports from saved segbench runs (pytest --benchmark-json / "
+        "--benchmark-autosave files).",
+        epilog="Exit codes: 0 ok, 1 a regression past the thresholds (compare), 2 bad input.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    report = sub.add_parser(
+        "report",
+        help="Markdown table and plots of one run",
+        description="Write DIR/report.md (the per-case table with summary rows) and, unless "
+        "--no-plots, latency.png, speedup_vs_voxels.png and class_dice.png; print the Markdown.",
+    )
+    report.add_argument("run", type=Path, metavar="RUN.json")
+    report.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: reports/<RUN stem>/)"
+    )
+    report.add_argument("--title", default=None, help="report title (default: from the run)")
+    report.add_argument(
+        "--no-plots", action="store_true", help="Markdown only (no matplotlib needed)"
+    )
+
+    compare = sub.add_parser(
+        "compare",
+        help="what changed per case between two runs",
+        description="Per case: latency ratio new/old of both roles, speed-up, mean Dice delta. "
+        "Exit 1 when a role got slower than --max-slowdown, the mean Dice fell by more than "
+        "--max-dice-drop, or a gate that passed now fails; cases in one run only are listed "
+        "but do not fail.",
+    )
+    compare.add_argument("old", type=Path, metavar="OLD.json")
+    compare.add_argument("new", type=Path, metavar="NEW.json")
+    compare.add_argument(
+        "--max-slowdown",
+        type=_ratio,
+        default=1.15,
+        help="largest allowed latency ratio new/old per role (default: 1.15)",
+    )
+    compare.add_argument(
+        "--max-dice-drop",
+        type=_non_negative,
+        default=0.002,
+        help="largest allowed drop of the mean Dice (default: 0.002)",
+    )
+
+    gab = sub.add_parser(
+        "export-gab",
+        help="github-action-benchmark 'custom' JSON",
+        description="Entries {name, unit, value, extra} for github-action-benchmark. Latency "
+        "per case and role (s) is 'customSmallerIsBetter'; mean Dice and speed-up per case are "
+        "'customBiggerIsBetter'. Without --kind, two files are written: OUT-smaller.json and "
+        "OUT-bigger.json (OUT = -o without its .json; default gab). With --kind, one file "
+        "(-o, default: standard output).",
+    )
+    gab.add_argument("run", type=Path, metavar="RUN.json")
+    gab.add_argument("-o", "--output", type=Path, default=None, help="output file or base name")
+    gab.add_argument("--kind", choices=sorted(GAB_KINDS), default=None, help="write only this kind")
+    return parser
+
+
+# report ----------------------------------------------------------------------------------------
+
+
+def class_names_of(model: str) -> dict[str, str] | None:
+    """Class names of a built-in model (``{"1": "spleen", ...}``), or ``None`` when the model is
+    unknown or its card cannot be read (torch missing, fixtures absent)."""
+    try:
+        from segbench.models import BUILTIN, get_card
+
+        if model not in BUILTIN:
+            return None
+        names = get_card(model).class_names
+    except Exception:  # names are a nicety: the report falls back to label numbers
+        return None
+    return {str(i): name for i, name in enumerate(names)}
+
+
+def _title(run: Run) -> str:
+    models = sorted({r.model for r in run.rows})
+    return f"segbench report: {', '.join(models)} model, {run.path.stem}"
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    run = load_run(args.run)
+    folder: Path = args.out if args.out is not None else Path("reports") / args.run.stem
+    rows = list(run.rows)
+    models = {r.model for r in rows}
+    names = class_names_of(models.pop()) if len(models) == 1 else None
+    images: list[tuple[str, str]] = []
+    if not args.no_plots:
+        from segbench import plots
+
+        plots.require_matplotlib()  # fail before writing anything
+        folder.mkdir(parents=True, exist_ok=True)
+        plots.plot_latency(rows, folder / PLOTS["latency"])
+        plots.plot_speedup_vs_voxels(rows, folder / PLOTS["speedup_vs_voxels"])
+        plots.plot_class_dice(rows, folder / PLOTS["class_dice"], class_names=names)
+        images = [
+            ("latency per case", PLOTS["latency"]),
+            ("speed-up against voxels", PLOTS["speedup_vs_voxels"]),
+            ("Dice per class", PLOTS["class_dice"]),
+        ]
+    text = render_report(rows, args.title or _title(run), run=run, class_names=names, images=images)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text(text, encoding="utf-8")
+    out.write(text)
+    written = ["report.md", *(p for _, p in images)]
+    print(f"segbench: wrote {', '.join(str(folder / w) for w in written)}", file=sys.stderr)
+    return 0
+
+
+# compare ---------------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
+    old, new = load_run(args.old), load_run(args.new)
+    comparison = compare_runs(old, new, args.max_slowdown, args.max_dice_drop)
+    out.write(render_comparison(comparison))
+    return 1 if comparison.regressed else 0
+
+
+# export-gab ------------------------------------------------------------------------------------
+
+
+def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
+    """github-action-benchmark entries by kind: ``"smaller"`` (latency per case and role, s)
+    and ``"bigger"`` (mean Dice and speed-up per case)."""
+    smaller: list[dict[str, Any]] = []
+    bigger: list[dict[str, Any]] = []
+    for r in run.rows:
+        shape = "x".join(str(s) for s in r.shape)
+        for role in ROLES:
+            res = r.roles.get(role)
+            if res is None or res.latency_s is None:
+                continue
+            smaller.append(
+                {
+                    "name": f"{r.case} - {role} latency",
+                    "unit": "s",
+                    "value": round(res.latency_s, 6),
+                    "extra": f"{res.backend} ({res.provider}); {r.estimator} of the timed "
+                    f"rounds; shape {shape}; source {res.latency_source}",
+                }
+            )
+        if r.mean_dice is not None:
+            worst = r.worst_class
+            bigger.append(
+                {
+                    "name": f"{r.case} - mean Dice",
+                    "unit": "Dice",
+                    "value": r.mean_dice,
+                    "extra": f"candidate vs reference mask; gate {_gate(r.gates, 'dice')}"
+                    + (f"; worst label {worst[0]} {worst[1]:.4f}" if worst else ""),
+                }
+            )
+        speedup = r.speedup
+        if speedup is not None and math.isfinite(speedup):
+            bigger.append(
+                {
+                    "name": f"{r.case} - speed-up",
+                    "unit": "x",
+                    "value": round(speedup, 4),
+                    "extra": f"reference / candidate latency; gate {_gate(r.gates, 'speedup')}",
+                }
+            )
+    return {"smaller": smaller, "bigger": bigger}
+
+
+def _gate(gates: Mapping[str, bool], name: str) -> str:
+    if name not in gates:
+        return "not run"
+    return "passed" if gates[name] else "FAILED"
+
+
+def cmd_export_gab(args: argparse.Namespace, out: TextIO) -> int:
+    entries = gab_entries(load_run(args.run))
+    if args.kind is not None:
+        text = json.dumps(entries[args.kind], indent=2) + "\n"
+        if args.output is None:
+            out.write(text)
+        else:
+            _write(args.output, text)
+            print(f"segbench: wrote {args.output} ({GAB_KINDS[args.kind]})", file=sys.stderr)
+        return 0
+    base: Path = args.output if args.output is not None else Path("gab.json")
+    stem = base.name[: -len(".json")] if base.name.endswith(".json") else base.name
+    for kind, tool in GAB_KINDS.items():
+        path = base.with_name(f"{stem}-{kind}.json")
+        _write(path, json.dumps(entries[kind], indent=2) + "\n")
+        out.write(f"{path}\t{tool}\t{len(entries[kind])} entries\n")
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+COMMANDS = {"report": cmd_report, "compare": cmd_compare, "export-gab": cmd_export_gab}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return the exit code (0 ok, 1 regression, 2 bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    stream = out if out is not None else sys.stdout
+    try:
+        return COMMANDS[args.command](args, stream)
+    except SegbenchError as exc:
+        print(f"segbench {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"segbench {args.command}: {exc}. Fix: check that the output folder is writable",
+            file=sys.stderr,
+        )
+        return 2
