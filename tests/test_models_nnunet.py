@@ -670,3 +670,22 @@ def test_configuration_merge_leaves_plans_alone() -> None:
     merged = configuration_from_plans(plans, "3d_lowres", Path("plans.json"))
     assert merged["spacing"] == [6.0, 6.0, 6.0] and "architecture" in merged
     assert plans == before
+
+
+@pytest.mark.slow
+def test_nnunet_folder_runs_through_the_suite(
+    tiny: tuple[Path, PlainConvUNet], tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """--segbench-model nnunet:PATH drives the whole regression suite (both backends, gates)."""
+    from test_suite_gates import TINY, _folder, run_suite
+
+    from segbench.phantoms import PhantomSpec
+
+    folder, _ = tiny
+    scans = _folder(PhantomSpec(TINY, 7), tmp_path_factory)
+    model = f"nnunet:{folder}#tile_step=1.0"  # 27 windows of the tiny patch, not 200+
+    out = run_suite(scans, tmp_path, "--segbench-model", model,
+                    "--segbench-speedup-min", "0", "--segbench-rounds", "1")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "2 passed" in out.stdout
+    assert f"segbench: {model} model" in out.stdout

@@ -7,6 +7,8 @@ stage times and the last prediction, so the gates compare masks and latencies of
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -90,6 +92,12 @@ def build_runtime(
     if inject_delay > 0:
         backends["candidate"] = DelayedBackend(backends["candidate"], inject_delay)
     return Runtime(card, backends, profiles, onnx_path, "user" if onnx else "export", diff)
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def check_providers(runtime: Runtime, require_gpu: bool) -> None:
@@ -241,6 +249,7 @@ class PairedRun:
             "stages_s": runs.stage_medians() if runs.times else {},
             "estimator": self.config.timing.estimator,
             "latency_s": runs.latency(self.config.timing.estimator),
+            "peak_rss_mb": peak_rss_mb(),
         }
         if self.truth is not None and pred is not None and self.runtime.card.num_classes > 1:
             info["dice_vs_ground_truth"] = round(compute_dice(self.truth, pred.labels).mean, 5)
