@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from segbench.phantoms import PhantomSpec, ensure_phantom, phantom_set
-
 from segbench.errors import ConfigError
+from segbench.phantoms import PhantomSpec, ensure_phantom, phantom_set
 
 SUITES = ("quick", "seed20", "none")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

@@ -124,9 +124,8 @@ def make_backend(card: ModelCard, kind: BackendKind | str, cache_dir: str | None
     """A default backend of ``kind`` for ``card`` (ONNX exported once into ``cache_dir``)."""
     from pathlib import Path
 
-    from segbench.phantoms import default_cache_dir
-
     from segbench.export import export_onnx
+    from segbench.phantoms import default_cache_dir
 
     net = load_network(card)
     if BackendKind(kind) is BackendKind.TORCH:
