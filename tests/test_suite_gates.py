@@ -7,6 +7,7 @@ runs use ``--benchmark-only``, the main job, so they also show that the gates ru
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.Complet
         sys.executable, "-m", "pytest", str(SUITE), *plugin, "--benchmark-only",
         "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
         "--segbench-data", str(data_dir), "--segbench-cache-dir", str(default_cache_dir()),
-        "--segbench-rounds", "2", *extra,
+        "--segbench-rounds", "2", f"--segbench-report-dir={tmp_path / 'reports'}", *extra,
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
@@ -86,6 +87,10 @@ def test_perturbed_onnx_fails_dice_gate(data_dir: Path, tmp_path: Path) -> None:
     assert failed_candidate(out.stdout)
     assert "mean Dice" in out.stdout and "(gate dice_min" in out.stdout
     assert "of voxels changed label" in out.stdout and "Fix: the candidate" in out.stdout
+    png = tmp_path / "reports" / f"{CASE}-disagreement.png"
+    assert "Worst slice" in out.stdout and str(png) in out.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert png.stat().st_size > 10_000
     assert "FAIL dice" in out.stdout
 
 

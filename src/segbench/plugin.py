@@ -403,7 +403,7 @@ class CaseCheck:
         )
         failed = [g.message for g in summary.gates if not g.passed]
         if any(g.name == "dice" and not g.passed for g in summary.gates):
-            failed.append(self._disagreement_png())
+            failed.insert(0, self._disagreement_png())
         self.session.release(self.case)
         if failed:
             pytest.fail("\n".join(failed), pytrace=False)
