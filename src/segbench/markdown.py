@@ -138,19 +138,15 @@ def render_report(
             _fmt(s["candidate_total_s"], ".3f"),
             _fmt(s["total_speedup"], ".2f", "x"),
         ),
-        summary(
-            "mean",
-            _fmt(s["mean_reference_s"], ".3f"),
-            _fmt(s["mean_candidate_s"], ".3f"),
-            _fmt(s["mean_speedup"], ".2f", "x"),
-            _fmt(s["mean_dice"], ".5f"),
-        ),
-        summary(
-            "median",
-            _fmt(s["median_reference_s"], ".3f"),
-            _fmt(s["median_candidate_s"], ".3f"),
-            _fmt(s["median_speedup"], ".2f", "x"),
-            _fmt(s["median_dice"], ".5f"),
+        *(
+            summary(
+                stat,
+                _fmt(s[f"{stat}_reference_s"], ".3f"),
+                _fmt(s[f"{stat}_candidate_s"], ".3f"),
+                _fmt(s[f"{stat}_speedup"], ".2f", "x"),
+                _fmt(s[f"{stat}_dice"], ".5f"),
+            )
+            for stat in ("mean", "median")
         ),
         summary("min", "", "", _fmt(s["min_speedup"], ".2f", "x"), _fmt(s["min_dice"], ".5f")),
         summary(

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
+from segbench.export import export_onnx
 from segbench.inference import sliding_window
 from segbench.models import ModelCard, get_card, load_network
+from segbench.phantoms import default_cache_dir
 from segbench.preprocess import resample, resampled_shape
 from segbench.volumes import ImageLike, Volume, load_volume, mask_image
 
@@ -122,11 +125,6 @@ def predict_volume(
 
 def make_backend(card: ModelCard, kind: BackendKind | str, cache_dir: str | None = None) -> Backend:
     """A default backend of ``kind`` for ``card`` (ONNX exported once into ``cache_dir``)."""
-    from pathlib import Path
-
-    from segbench.export import export_onnx
-    from segbench.phantoms import default_cache_dir
-
     net = load_network(card)
     if BackendKind(kind) is BackendKind.TORCH:
         return TorchBackend(net)

@@ -253,7 +253,6 @@ class SegbenchSession:
     paired runs and the summary rows."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self.config = config
         self.options = Options.from_config(config)
         try:
             self.bench = _apply_overrides(load_config(self.options.config_path), self.options)

@@ -259,7 +259,10 @@ class PairedRun:
         """Make sure ``role`` has a prediction (and timed rounds when ``timed``)."""
         runs = self.runs[role]
         if runs.last is None or (timed and not runs.timed):
-            self.measure(role, None) if timed else self.run(role)
+            if timed:
+                self.measure(role, None)
+            else:
+                self.run(role)
 
     def evaluate(self, timed: bool) -> CaseSummary:
         """Both gates for this case. ``timed=False`` (benchmarks disabled) skips the speed-up."""
