@@ -10,7 +10,7 @@ import pytest
 
 from segbench.config import BenchConfig, Gates, load_config, parse_config
 from segbench.errors import ConfigError
-from segbench.gates import check_dice, check_speedup
+from segbench.gates import BaselineSpeedup, check_dice, check_speedup
 from segbench.metrics import LogitDiff, compute_dice
 
 NAMES = ("background", "spleen", "kidney", "liver")
@@ -39,7 +39,7 @@ def test_dice_gate_failure_message_names_everything() -> None:
                         LogitDiff(max_abs=3.5, mean_abs=0.01))
     assert not result.passed
     msg = result.message
-    for part in ("case.nii.gz", "liver", "0.8889", "dice_min 0.99", "class_dice_min 0.95",
+    for part in ("case.nii.gz", "liver", "0.8889", "dice_min 0.995", "class_dice_min 0.99",
                  "25600 cand", "max |logit diff| 3.5", "10.000% of voxels changed label"):
         assert part in msg, (part, msg)
     assert msg.rstrip().endswith("benchmarks.json.")
@@ -111,3 +111,23 @@ def test_case_overrides_inherit_defaults(tmp_path: Path) -> None:
     assert cfg.gates_for("x.nii.gz") == Gates(dice_min=0.9, speedup_min=1.3)
     assert cfg.gates_for("y.nii.gz") == Gates(speedup_min=1.3)
     assert BenchConfig().gates == Gates()
+
+
+def test_speedup_gate_against_a_baseline() -> None:
+    gates = Gates(speedup_min=1.0, speedup_drop_max=0.15)
+    base = BaselineSpeedup(1.40, "base.json")
+    same = check_speedup("c", 1.38, 1.0, gates, "min", base)
+    assert same.passed and "baseline 1.40x (base.json)" in same.message
+    # a candidate 30 % slower: 1.40 / 1.3 = 1.08x, still above speedup_min but 23 % below
+    slow = check_speedup("c", 1.40, 1.30, gates, "min", base)
+    assert not slow.passed
+    for part in ("a drop of 23%", "speedup_drop_max 15%", "floor 1.19x", "Fix:", "baseline run"):
+        assert part in slow.message, part
+    faster = check_speedup("c", 2.0, 1.0, gates, "min", base)
+    assert faster.passed and "a gain of 43%" in faster.message
+
+
+def test_speedup_drop_max_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"gates\.speedup_drop_max"):
+        parse_config({"gates": {"speedup_drop_max": 1.5}}, "bench.json")
+    assert parse_config({"gates": {"speedup_drop_max": 0.1}}).gates.speedup_drop_max == 0.1

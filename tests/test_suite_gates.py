@@ -101,7 +101,7 @@ def test_slow_candidate_fails_speedup_gate(
     # one window of ~0.15 s per run and a 2 s delay: the gate fails even when a busy machine
     # slows the reference several-fold (seen here: PyTorch 7x slower beside a training job)
     tiny = _folder(PhantomSpec(TINY, 7), tmp_path_factory)
-    out = run_suite(tiny, tmp_path, "--segbench-inject-delay", "2.0",
+    out = run_suite(tiny, tmp_path, "--segbench-inject=delay=2.0",
                     "--segbench-speedup-min", "0.8", "--segbench-warmup", "1",
                     "--segbench-rounds", "1")
     assert out.returncode == 1, out.stdout[-3000:]
@@ -109,6 +109,34 @@ def test_slow_candidate_fails_speedup_gate(
                for line in out.stdout.splitlines())
     assert "speed-up" in out.stdout and "gate speedup_min 0.8x" in out.stdout
     assert "FAIL speedup" in out.stdout
+
+
+@pytest.mark.slow
+def test_window_shift_on_one_side_fails_dice_gate(data_dir: Path, tmp_path: Path) -> None:
+    """A pipeline bug on the candidate side: each window's logits land one voxel off."""
+    out = run_suite(data_dir, tmp_path, "--segbench-inject=shift=1", "--segbench-speedup-min=0",
+                    "--segbench-rounds=1", "--segbench-warmup=0")
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert failed_candidate(out.stdout) and "FAIL dice" in out.stdout
+    assert "INJECTED into the candidate: shift=1" in out.stdout
+
+
+@pytest.mark.slow
+def test_slowdown_against_a_baseline_fails_speedup_gate(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A candidate twice as slow keeps a speed-up above speedup_min 0.3 here, but falls more
+    than speedup_drop_max below the saved run of the same machine."""
+    tiny = _folder(PhantomSpec(TINY, 7), tmp_path_factory)
+    base = tmp_path / "base.json"
+    fast = ["--segbench-speedup-min=0.3", "--segbench-warmup=1", "--segbench-rounds=3"]
+    first = run_suite(tiny, tmp_path, *fast, f"--benchmark-json={base}")
+    assert first.returncode == 0, first.stdout[-3000:]
+    out = run_suite(tiny, tmp_path, *fast, f"--segbench-baseline={base}",
+                    "--segbench-inject=slowdown=1.0")
+    assert out.returncode == 1, out.stdout[-3000:]
+    assert "FAIL speedup" in out.stdout and "gate speedup_drop_max 15%" in out.stdout
+    assert f"baseline {base}" in out.stdout
 
 
 def test_empty_data_folder_is_a_usage_error(tmp_path: Path) -> None:
@@ -140,6 +168,8 @@ def test_bad_volume_fails_only_its_own_cases(data_dir: Path, tmp_path: Path) -> 
         (["--segbench-dice-min", "1.5"], "must be in [0, 1]"),
         (["--segbench-suite", "all"], "choose one of quick, seed20, none"),
         (["--segbench-model", "unet9"], "unknown model 'unet9'"),
+        (["--segbench-inject=slow=2"], "unknown injection 'slow=2'"),
+        (["--segbench-baseline=missing.json"], "missing.json: does not exist"),
     ],
 )
 def test_bad_options_are_usage_errors(

@@ -114,6 +114,7 @@ class OrtBackend:
                 "check that it is an ONNX model exported from this network"
             ) from exc
         self.requested = requested
+        self.model_path = Path(model_path)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         actual = self.session.get_providers()[0]

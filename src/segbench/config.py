@@ -3,7 +3,8 @@
 Layout of the file (every key optional; unknown keys and bad values are errors that name the
 key and the file)::
 
-    {"gates":    {"dice_min": .., "class_dice_min": .., "min_class_voxels": .., "speedup_min": ..},
+    {"gates":    {"dice_min": .., "class_dice_min": .., "min_class_voxels": .., "speedup_min": ..,
+                  "speedup_drop_max": ..},
      "timing":   {"rounds": .., "warmup_rounds": .., "estimator": "min" | "median"},
      "profiles": {"reference": PROFILE, "candidate": PROFILE},
      "cases":    {"<case id>": {<any gates key>}}}
@@ -33,10 +34,11 @@ class Gates:
     """Pass criteria for one case. Dice is candidate vs reference mask; speed-up is reference
     latency / candidate latency, end to end."""
 
-    dice_min: float = 0.99
-    class_dice_min: float = 0.95
+    dice_min: float = 0.995
+    class_dice_min: float = 0.99
     min_class_voxels: int = 1000
     speedup_min: float = 1.0
+    speedup_drop_max: float = 0.15  # vs a baseline run (--segbench-baseline), when given
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def _gates(data: Any, base: Gates, where: str, source: str) -> Gates:
         "class_dice_min": (0.0, 1.0, False),
         "min_class_voxels": (0, 1e12, True),
         "speedup_min": (0.0, 1e3, False),
+        "speedup_drop_max": (0.0, 1.0, False),
     }
     values = {k: _number(v, f"{where}.{k}", source, *limits[k]) for k, v in data.items()}
     return replace(base, **values)

@@ -72,21 +72,48 @@ def speedup(reference_s: float, candidate_s: float) -> float:
     return reference_s / candidate_s if candidate_s > 0 else float("inf")
 
 
+@dataclass(frozen=True)
+class BaselineSpeedup:
+    """A case's speed-up in a saved run of the same machine type, and where it came from."""
+
+    speedup: float
+    source: str
+
+
 def check_speedup(
-    case: str, reference_s: float, candidate_s: float, gates: Gates, estimator: str
+    case: str,
+    reference_s: float,
+    candidate_s: float,
+    gates: Gates,
+    estimator: str,
+    baseline: BaselineSpeedup | None = None,
 ) -> GateResult:
-    """Fail when reference latency / candidate latency < ``speedup_min``."""
+    """Fail when reference latency / candidate latency < ``speedup_min``, or, given a baseline
+    run, when it fell more than ``speedup_drop_max`` (a fraction) below the baseline's."""
     ratio = speedup(reference_s, candidate_s)
-    passed = ratio >= gates.speedup_min
+    absolute_ok = ratio >= gates.speedup_min
     message = (
         f"{case}: speed-up {ratio:.2f}x (reference {reference_s:.3f} s / candidate "
-        f"{candidate_s:.3f} s, {estimator} of the timed rounds); gate speedup_min "
-        f"{gates.speedup_min}x."
+        f"{candidate_s:.3f} s, {estimator} of the interleaved timed rounds); gate speedup_min "
+        f"{gates.speedup_min}x"
     )
+    relative_ok = True
+    if baseline is not None:
+        floor = baseline.speedup * (1.0 - gates.speedup_drop_max)
+        relative_ok = ratio >= floor
+        drop = 1.0 - ratio / baseline.speedup if baseline.speedup > 0 else 0.0
+        message += (
+            f"; baseline {baseline.speedup:.2f}x ({baseline.source}), "
+            f"{'a drop' if drop > 0 else 'a gain'} of {abs(drop):.0%} (gate speedup_drop_max "
+            f"{gates.speedup_drop_max:.0%}, floor {floor:.2f}x)"
+        )
+    passed = absolute_ok and relative_ok
+    message += "."
     if not passed:
         message += (
             " Fix: the candidate got slower relative to the reference: check its provider, "
             "threads and graph_level in benchmarks.json and profile the stage breakdown in the "
-            "benchmark's extra_info; if the machine is noisy, raise timing.rounds."
+            "benchmark's extra_info; if the machine is noisy, raise timing.rounds; if the "
+            "change is intended, save a new baseline run."
         )
     return GateResult("speedup", passed, message)

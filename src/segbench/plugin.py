@@ -16,7 +16,9 @@ import pytest
 
 from segbench.cases import SUITES, Case, builtin_cases, folder_cases
 from segbench.config import BenchConfig, load_config
-from segbench.errors import SegbenchError
+from segbench.errors import ConfigError, SegbenchError
+from segbench.gates import BaselineSpeedup
+from segbench.inject import Injection, parse_injection
 from segbench.models import BUILTIN, MODEL_FORMS, get_card, is_valid_model_name
 from segbench.phantoms import default_cache_dir
 from segbench.report import summary_table
@@ -61,6 +63,14 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0.0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _injection_item(text: str) -> str:
+    try:
+        parse_injection([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _suite(text: str) -> str:
@@ -139,11 +149,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "to the CPU silently when CUDA libraries are missing)",
     )
     group.addoption(
-        "--segbench-inject-delay",
-        type=_non_negative_float,
-        default=0.0,
-        help="add this many seconds to every candidate predictor call: an injected "
-        "slowdown that shows the speed-up gate failing (default: 0)",
+        "--segbench-baseline",
+        default=None,
+        help="a saved run (--benchmark-json / --benchmark-autosave file) of the same CPU type: "
+        "each case's speed-up must stay within speedup_drop_max of its speed-up there "
+        "(default: none, only speedup_min applies)",
+    )
+    group.addoption(
+        "--segbench-inject",
+        action="append",
+        type=_injection_item,
+        default=[],
+        metavar="KIND=VALUE",
+        help="inject a regression into the candidate, to see a gate fail (repeatable): "
+        "delay=SECONDS per window, slowdown=FRACTION (0.3: 30%% slower), perturb=SCALE "
+        "(noise on the last conv's ONNX weights), shift=VOXELS (window output misplaced), "
+        "no-gaussian (default: none)",
     )
     for key, text in ini.items():
         parser.addini(f"segbench_{key}", text, default=None)
@@ -164,7 +185,8 @@ class Options:
     warmup: int | None
     dice_min: float | None
     speedup_min: float | None
-    inject_delay: float
+    baseline: Path | None
+    injection: Injection
     max_voxels: int
     report_dir: Path
     require_gpu: bool
@@ -222,7 +244,8 @@ class Options:
             warmup=config.getoption("segbench_warmup"),
             dice_min=config.getoption("segbench_dice_min"),
             speedup_min=config.getoption("segbench_speedup_min"),
-            inject_delay=config.getoption("segbench_inject_delay"),
+            baseline=path("baseline"),
+            injection=parse_injection(config.getoption("segbench_inject")),
             max_voxels=config.getoption("segbench_max_voxels"),
             report_dir=path("report_dir") or root / "reports" / "segbench",
             require_gpu=config.getoption("segbench_require_gpu"),
@@ -260,6 +283,9 @@ class SegbenchSession:
                 self.cases: list[Case] = folder_cases(self.options.data)
             else:
                 self.cases = builtin_cases(self.options.suite, self.options.shared_data)
+            self.baselines = (
+                {} if self.options.baseline is None else load_baselines(self.options.baseline)
+            )
         except SegbenchError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self._runtime: Runtime | None = None
@@ -278,7 +304,7 @@ class SegbenchSession:
                     self.bench,
                     self.options.cache_dir,
                     onnx=self.options.onnx,
-                    inject_delay=self.options.inject_delay,
+                    injection=self.options.injection,
                 )
                 check_providers(self._runtime, self.options.require_gpu)
             except Exception as exc:  # every case fails with the same message, once built
@@ -298,6 +324,7 @@ class SegbenchSession:
                 self.bench,
                 self.bench.gates_for(case.id),
                 max_voxels=self.options.max_voxels,
+                baseline=self.baselines.get(case.id),
             )
         return self._pairs[case.id]
 
@@ -334,11 +361,48 @@ class SegbenchSession:
             f"{profiles[0]} (reference) vs {profiles[1]} (candidate)",
         )
         terminalreporter.write_line(summary_table(list(self.summaries.values()), *profiles))
+        timing = self.bench.timing
         terminalreporter.write_line(
-            f"speed-up = reference / candidate latency, {self.bench.timing.estimator} of "
-            f"{self.bench.timing.rounds} rounds after {self.bench.timing.warmup_rounds} warm-ups; "
-            f"gates from {self.bench.source}"
+            f"speed-up = reference / candidate latency, {timing.estimator} of {timing.rounds} "
+            f"interleaved rounds after {timing.warmup_rounds} warm-ups; gates from "
+            f"{self.bench.source}"
+            + (f"; baseline {self.options.baseline}" if self.options.baseline else "")
         )
+        if self.options.injection.active:
+            terminalreporter.write_line(
+                f"INJECTED into the candidate: {self.options.injection.describe()}"
+            )
+
+
+def load_baselines(path: Path) -> dict[str, BaselineSpeedup]:
+    """Per-case speed-ups of a saved run, refused when it was measured on another CPU type:
+    the ratio of two backends depends on the CPU (vector units, caches), not only on the code."""
+    from segbench.runs import load_run
+
+    run = load_run(path)
+    here = current_cpu()
+    if run.cpu and here and run.cpu != here:
+        raise ConfigError(
+            f"--segbench-baseline {path}: saved on {run.cpu!r}, but this machine is {here!r}; "
+            "speed-ups of different CPU types do not compare. Fix: save a baseline on this "
+            "runner type (pytest --benchmark-only --benchmark-json=baseline.json)"
+        )
+    source = f"{path.name}" + (f", {run.datetime[:19]}" if run.datetime else "")
+    return {
+        row.case: BaselineSpeedup(speed, source)
+        for row in run.rows
+        if (speed := row.speedup) is not None and row.passed
+    }
+
+
+def current_cpu() -> str | None:
+    """This machine's CPU brand as pytest-benchmark records it (py-cpuinfo)."""
+    try:
+        import cpuinfo
+    except ImportError:
+        return None
+    brand = cpuinfo.get_cpu_info().get("brand_raw")
+    return str(brand) if brand else None
 
 
 def _case_of(item: pytest.Item) -> Case | None:
@@ -392,11 +456,23 @@ class CaseCheck:
                 "class_dice": {str(c.label): round(c.dice, 6) for c in summary.dice.per_class}
                 if summary.dice
                 else {},
+                "gated_class_dice_min": min(
+                    (
+                        round(c.dice, 6)
+                        for c in summary.dice.per_class
+                        if c.voxels >= pair.gates.min_class_voxels
+                    ),
+                    default=None,
+                )
+                if summary.dice
+                else None,
                 "flipped_fraction": summary.dice.flipped_fraction if summary.dice else None,
                 "max_abs_logit_diff": pair.logit_diff.max_abs if pair.logit_diff else None,
                 "reference_s": summary.reference_s,
                 "candidate_s": summary.candidate_s,
                 "speedup": summary.speedup,
+                "baseline_speedup": pair.baseline.speedup if pair.baseline else None,
+                "injected": self.session.options.injection.describe(),
                 "gates": {g.name: g.passed for g in summary.gates},
             }
         )

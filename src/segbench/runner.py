@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import resource
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,31 +21,14 @@ from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.config import BenchConfig, Gates, Profile
 from segbench.errors import SegbenchError, SegbenchWarning
 from segbench.export import check_onnx_matches, export_onnx
-from segbench.gates import GateResult, check_dice, check_speedup, speedup
+from segbench.gates import BaselineSpeedup, GateResult, check_dice, check_speedup, speedup
+from segbench.inject import InjectedBackend, Injection, candidate_profile, perturb_onnx
 from segbench.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
 from segbench.models import ModelCard, load_network
 from segbench.pipeline import Prediction, StageTimes, predict_volume
 from segbench.volumes import DEFAULT_MAX_VOXELS, Volume, load_volume
 
 ROLES = ("reference", "candidate")
-
-
-class DelayedBackend:
-    """A backend made slower by ``delay`` seconds per predictor call: an injected regression
-    used to show that the speed-up gate fails (``--segbench-inject-delay``)."""
-
-    def __init__(self, inner: Backend, delay: float) -> None:
-        self.inner = inner
-        self.delay = delay
-        self.kind = inner.kind
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        time.sleep(self.delay)
-        return self.inner(batch)
 
 
 @dataclass
@@ -59,6 +41,7 @@ class Runtime:
     onnx_path: Path | None
     onnx_source: str  # "export" or "user"
     export_max_abs_diff: float | None
+    injection: Injection = field(default_factory=Injection)
 
 
 def build_runtime(
@@ -66,10 +49,16 @@ def build_runtime(
     config: BenchConfig,
     cache_dir: Path,
     onnx: Path | None = None,
-    inject_delay: float = 0.0,
+    injection: Injection | None = None,
 ) -> Runtime:
+    """Load the network, export (or check the user's) ONNX file once, build both backends; an
+    ``injection`` makes the candidate deliberately worse (see :mod:`segbench.inject`)."""
+    injection = injection or Injection()
     net = load_network(card)
-    profiles = {"reference": config.reference, "candidate": config.candidate}
+    profiles = {
+        "reference": config.reference,
+        "candidate": candidate_profile(config.candidate, injection),
+    }
     onnx_path: Path | None = None
     diff: float | None = None
     needs_onnx = any(p.backend is BackendKind.ONNX for p in profiles.values())
@@ -79,19 +68,32 @@ def build_runtime(
     elif needs_onnx:
         exported = export_onnx(net, card, cache_dir / "onnx")
         onnx_path, diff = exported.path, exported.max_abs_diff
+    candidate_onnx = onnx_path
+    if injection.perturb:
+        if profiles["candidate"].backend is not BackendKind.ONNX or onnx_path is None:
+            raise SegbenchError(
+                "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but the "
+                "candidate profile is not onnx. Fix: use an onnx candidate in benchmarks.json"
+            )
+        candidate_onnx = perturb_onnx(onnx_path, injection.perturb, cache_dir / "onnx")
     backends: dict[str, Backend] = {}
     for role, profile in profiles.items():
         if profile.backend is BackendKind.TORCH:
             device = "cuda" if torch.cuda.is_available() else "cpu"
             backends[role] = TorchBackend(net, threads=profile.threads, device=device)
         else:
-            assert onnx_path is not None
+            path = candidate_onnx if role == "candidate" else onnx_path
+            assert path is not None
             backends[role] = OrtBackend(
-                onnx_path, threads=profile.threads, graph_level=profile.graph_level
+                path,
+                threads=profile.threads,
+                graph_level=profile.graph_level,
             )
-    if inject_delay > 0:
-        backends["candidate"] = DelayedBackend(backends["candidate"], inject_delay)
-    return Runtime(card, backends, profiles, onnx_path, "user" if onnx else "export", diff)
+    if injection.delay or injection.slowdown or injection.shift:
+        backends["candidate"] = InjectedBackend(backends["candidate"], injection)
+    return Runtime(
+        card, backends, profiles, onnx_path, "user" if onnx else "export", diff, injection
+    )
 
 
 def peak_rss_mb() -> float:
@@ -122,6 +124,11 @@ def check_providers(runtime: Runtime, require_gpu: bool) -> None:
         )
 
 
+def estimate(values: list[float], estimator: str) -> float:
+    """``min`` or ``median`` of timed rounds."""
+    return float(np.min(values) if estimator == "min" else np.median(values))
+
+
 @dataclass
 class RoleRuns:
     times: list[StageTimes] = field(default_factory=list)
@@ -134,9 +141,7 @@ class RoleRuns:
 
     def latency(self, estimator: str) -> float | None:
         totals = [t.total for t in self.timed]
-        if not totals:
-            return None
-        return float(np.min(totals) if estimator == "min" else np.median(totals))
+        return estimate(totals, estimator) if totals else None
 
     def stage_medians(self) -> dict[str, float]:
         runs = self.timed or self.times
@@ -182,6 +187,7 @@ class PairedRun:
         config: BenchConfig,
         gates: Gates,
         max_voxels: int | None = DEFAULT_MAX_VOXELS,
+        baseline: BaselineSpeedup | None = None,
     ) -> None:
         self.case_id = case_id
         self.volume: Volume = load_volume(image, max_voxels)
@@ -192,10 +198,13 @@ class PairedRun:
         self.config = config
         self.gates = gates
         self.runs = {role: RoleRuns() for role in ROLES}
+        self.paired_reference: list[StageTimes] = []
         self.logit_diff: LogitDiff | None = None
+        self.baseline = baseline
 
-    def run(self, role: str) -> Prediction:
-        """One end-to-end run (in-memory volume -> mask) of ``role``; records its stage times."""
+    def run(self, role: str, record: bool = True) -> Prediction:
+        """One end-to-end run (in-memory volume -> mask) of ``role``; records its stage times
+        unless ``record`` is False."""
         profile = self.runtime.profiles[role]
         pred = predict_volume(
             self.volume,
@@ -204,32 +213,53 @@ class PairedRun:
             profile.pipeline,
             keep_logits=True,
         )
-        self.runs[role].times.append(pred.times)
-        self.runs[role].last = pred
+        if record:
+            self.runs[role].times.append(pred.times)
+            self.runs[role].last = pred
         return pred
+
+    def _paired_reference(self) -> None:
+        """One reference run right before a timed candidate round (not part of either
+        benchmark's statistics): the speed-up compares runs made side by side."""
+        self.paired_reference.append(self.run("reference", record=False).times)
 
     def measure(self, role: str, benchmark: Any | None) -> None:
         """Time ``role`` with pytest-benchmark's ``pedantic`` (warm-ups, then rounds), or with a
-        plain loop of the same shape when no benchmark fixture is given."""
+        plain loop of the same shape when no benchmark fixture is given.
+
+        The candidate's timed rounds are interleaved with reference runs (reference, candidate,
+        reference, candidate, ...) so that drift of the machine's speed during the session
+        (a neighbour's load, clock changes) hits both sides of the speed-up alike.
+        """
         timing = self.config.timing
         runs = self.runs[role]
+        interleave = role == "candidate"
+        start = len(runs.times)
         if benchmark is None:
-            start = len(runs.times)
-            for _ in range(timing.warmup_rounds + timing.rounds):
+            for i in range(timing.warmup_rounds + timing.rounds):
+                if interleave and i >= timing.warmup_rounds:
+                    self._paired_reference()
                 self.run(role)
             runs.warmup = start + timing.warmup_rounds
             return
         benchmark.group = self.case_id
         benchmark.name = f"{role}[{self.case_id}]"
-        start = len(runs.times)
+        disabled = bool(getattr(benchmark, "disabled", False))
+        calls = [0]
+
+        def setup() -> None:  # pedantic calls it before every warm-up and timed round
+            calls[0] += 1
+            if interleave and not disabled and calls[0] > timing.warmup_rounds:
+                self._paired_reference()
+
         benchmark.pedantic(
             self.run,
             args=(role,),
+            setup=setup,
             rounds=timing.rounds,
             warmup_rounds=timing.warmup_rounds,
             iterations=1,
         )
-        disabled = bool(getattr(benchmark, "disabled", False))
         runs.warmup = len(runs.times) if disabled else start + timing.warmup_rounds
 
     def extra_info(self, role: str) -> dict[str, Any]:
@@ -264,6 +294,13 @@ class PairedRun:
             else:
                 self.run(role)
 
+    def reference_latency(self, estimator: str) -> float | None:
+        """The reference latency the speed-up uses: the runs interleaved with the candidate's
+        timed rounds when there are any, else the reference test's own rounds."""
+        if self.paired_reference:
+            return estimate([t.total for t in self.paired_reference], estimator)
+        return self.runs["reference"].latency(estimator)
+
     def evaluate(self, timed: bool) -> CaseSummary:
         """Both gates for this case. ``timed=False`` (benchmarks disabled) skips the speed-up."""
         for role in ROLES:
@@ -289,12 +326,17 @@ class PairedRun:
         )
         summary.gates.append(check_dice(self.case_id, dice, self.gates, names, diff))
         est = self.config.timing.estimator
-        summary.reference_s = self.runs["reference"].latency(est)
+        summary.reference_s = self.reference_latency(est)
         summary.candidate_s = self.runs["candidate"].latency(est)
         if timed and summary.reference_s is not None and summary.candidate_s is not None:
             summary.gates.append(
                 check_speedup(
-                    self.case_id, summary.reference_s, summary.candidate_s, self.gates, est
+                    self.case_id,
+                    summary.reference_s,
+                    summary.candidate_s,
+                    self.gates,
+                    est,
+                    self.baseline,
                 )
             )
         self.logit_diff = diff

@@ -127,6 +127,7 @@ class Run:
     datetime: str | None = None
     commit: str | None = None
     machine: str | None = None
+    cpu: str | None = None  # machine_info.cpu.brand_raw: speed-ups compare on one CPU type
 
     def by_case(self) -> dict[str, CaseRow]:
         return {r.case: r for r in self.rows}
@@ -145,10 +146,12 @@ def _number(value: Any) -> float | None:
 def _role_result(
     info: Mapping[str, Any], stats: Any, role: str, cand: Mapping[str, Any]
 ) -> RoleResult:
-    latency = _number(info.get("latency_s"))
+    # the candidate's extra_info holds the latencies its speed-up gate used (the reference runs
+    # interleaved with its timed rounds); the reference's own rounds are the fallback
+    latency = _number(cand.get(f"{role}_s"))
     source = "extra_info"
-    if latency is None:  # an older run, or a role whose extra_info was cut short
-        latency = _number(cand.get(f"{role}_s"))
+    if latency is None:
+        latency = _number(info.get("latency_s"))
     if latency is None and isinstance(stats, Mapping):
         latency = _number(stats.get("min"))
         source = "stats.min"
@@ -234,7 +237,14 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
         if isinstance(commit, Mapping) and commit.get("id")
         else None,
         machine=_machine_text(machine) if isinstance(machine, Mapping) else None,
+        cpu=_cpu_brand(machine),
     )
+
+
+def _cpu_brand(machine: Any) -> str | None:
+    cpu = machine.get("cpu") if isinstance(machine, Mapping) else None
+    brand = cpu.get("brand_raw") if isinstance(cpu, Mapping) else None
+    return str(brand) if brand else None
 
 
 def _machine_text(machine: Mapping[str, Any]) -> str:

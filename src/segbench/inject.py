@@ -1,0 +1,151 @@
+"""Injected regressions of the candidate, to show (and measure) that each gate catches its kind.
+
+``--segbench-inject KIND=VALUE`` (repeatable) wraps the candidate in one of these:
+
+- ``delay=S``: S seconds more per predictor call (a fixed slowdown);
+- ``slowdown=F``: every predictor call takes (1 + F) times as long (F=0.3: 30 % slower);
+- ``perturb=F``: the weights of the ONNX graph's last convolution get seeded Gaussian noise of
+  F times their standard deviation (a stale or wrongly exported ONNX file);
+- ``shift=N``: each window's logits land N voxels off along the first axis (a pipeline bug in
+  the window placement on one side);
+- ``no-gaussian``: the candidate's windows are averaged without the Gaussian importance map.
+
+The speed-up gate is meant for ``delay`` and ``slowdown``, the Dice gate for the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from segbench.backends import Backend
+from segbench.config import Profile
+
+KINDS = ("delay", "slowdown", "perturb", "shift", "no-gaussian")
+
+
+@dataclass(frozen=True)
+class Injection:
+    """What to inject into the candidate; the default injects nothing."""
+
+    delay: float = 0.0
+    slowdown: float = 0.0
+    perturb: float = 0.0
+    shift: int = 0
+    no_gaussian: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self != Injection()
+
+    def describe(self) -> str:
+        parts = [
+            f"{name}={value}"
+            for name, value in (
+                ("delay", self.delay),
+                ("slowdown", self.slowdown),
+                ("perturb", self.perturb),
+                ("shift", self.shift),
+            )
+            if value
+        ]
+        if self.no_gaussian:
+            parts.append("no-gaussian")
+        return ", ".join(parts) or "none"
+
+
+def parse_injection(items: list[str]) -> Injection:
+    """``["slowdown=0.3", "shift=1"]`` -> Injection. Raises ValueError quoting the bad item."""
+    injection = Injection()
+    for item in items:
+        kind, _, text = item.partition("=")
+        kind = kind.strip()
+        if kind not in KINDS:
+            raise ValueError(f"unknown injection {item!r}; choose from {', '.join(KINDS)}")
+        if kind == "no-gaussian":
+            if text:
+                raise ValueError(f"{item!r}: no-gaussian takes no value")
+            injection = replace(injection, no_gaussian=True)
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{item!r}: {kind} needs a number, e.g. {kind}=1") from None
+        if not value > 0 or not np.isfinite(value):
+            raise ValueError(f"{item!r}: {kind} must be > 0")
+        if kind == "shift":
+            if value != int(value):
+                raise ValueError(f"{item!r}: shift is a whole number of voxels")
+            injection = replace(injection, shift=int(value))
+        elif kind == "delay":
+            injection = replace(injection, delay=value)
+        elif kind == "slowdown":
+            injection = replace(injection, slowdown=value)
+        else:
+            injection = replace(injection, perturb=value)
+    return injection
+
+
+class InjectedBackend:
+    """The candidate backend with an injected slowdown and/or shifted window output."""
+
+    def __init__(self, inner: Backend, injection: Injection) -> None:
+        self.inner = inner
+        self.injection = injection
+        self.kind = inner.kind
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.inner(batch)
+        if self.injection.shift:
+            out = shift_first_axis(out, self.injection.shift)
+        extra = self.injection.delay + self.injection.slowdown * (time.perf_counter() - start)
+        if extra > 0:
+            time.sleep(extra)
+        return out
+
+
+def shift_first_axis(logits: np.ndarray, voxels: int) -> np.ndarray:
+    """Move window logits ``(B, K, X, Y, Z)`` by ``voxels`` along X, repeating the edge."""
+    shifted = np.empty_like(logits)
+    shifted[:, :, voxels:] = logits[:, :, :-voxels]
+    shifted[:, :, :voxels] = logits[:, :, :1]
+    return shifted
+
+
+def candidate_profile(profile: Profile, injection: Injection) -> Profile:
+    return replace(profile, use_gaussian=False) if injection.no_gaussian else profile
+
+
+def perturb_onnx(path: Path, scale: float, out_dir: Path, seed: int = 0) -> Path:
+    """A copy of the ONNX file whose last Conv's weights get ``scale`` x std Gaussian noise."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    if not convs:
+        raise ValueError(f"{path}: no Conv node to perturb")
+    weight_name = convs[-1].input[1]
+    inits = {init.name: init for init in model.graph.initializer}
+    if weight_name not in inits:
+        raise ValueError(f"{path}: the last Conv's weights {weight_name!r} are not an initializer")
+    weights = numpy_helper.to_array(inits[weight_name])
+    rng = np.random.default_rng(seed)
+    noisy = weights + rng.standard_normal(weights.shape).astype(weights.dtype) * (
+        scale * float(weights.std())
+    )
+    inits[weight_name].CopyFrom(numpy_helper.from_array(noisy.astype(weights.dtype), weight_name))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    out = out_dir / f"{path.stem}-perturb{scale:g}-s{seed}-{digest}.onnx"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out

@@ -1,0 +1,116 @@
+"""Injected regressions (segbench.inject): parsing, the wrapped backend, the perturbed ONNX."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from helpers import build_tiny_net, tiny_card
+from onnx import numpy_helper
+
+from segbench.backends import BackendKind
+from segbench.config import Profile
+from segbench.export import export_onnx
+from segbench.inject import (
+    InjectedBackend,
+    Injection,
+    candidate_profile,
+    parse_injection,
+    perturb_onnx,
+    shift_first_axis,
+)
+
+
+def test_parse_injection() -> None:
+    assert parse_injection([]) == Injection()
+    assert not Injection().active
+    inj = parse_injection(["slowdown=0.3", "shift=1", "no-gaussian", "perturb=0.02"])
+    assert inj == Injection(slowdown=0.3, shift=1, no_gaussian=True, perturb=0.02)
+    assert inj.active and inj.describe() == "slowdown=0.3, perturb=0.02, shift=1, no-gaussian"
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("slow=0.3", "unknown injection 'slow=0.3'"),
+        ("delay=abc", "delay needs a number"),
+        ("delay=-1", "delay must be > 0"),
+        ("shift=1.5", "whole number of voxels"),
+        ("no-gaussian=1", "takes no value"),
+    ],
+)
+def test_bad_injection_quotes_the_item(item: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        parse_injection([item])
+
+
+class _Fixed:
+    kind = BackendKind.ONNX
+    provider = "CPUExecutionProvider"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.arange(batch.size, dtype=np.float32).reshape(batch.shape)
+
+
+def test_slowdown_is_relative_and_delay_absolute() -> None:
+    batch = np.zeros((1, 1, 4, 2, 2), dtype=np.float32)
+    for injection, low, high in ((Injection(slowdown=1.0), 0.2, 0.35),
+                                 (Injection(delay=0.05), 0.15, 0.25)):
+        backend = InjectedBackend(_Fixed(0.1), injection)
+        start = time.perf_counter()
+        out = backend(batch)
+        elapsed = time.perf_counter() - start
+        assert low <= elapsed < high, (injection, elapsed)
+        assert np.array_equal(out, _Fixed(0)(batch))
+        assert backend.provider == "CPUExecutionProvider" and backend.kind is BackendKind.ONNX
+
+
+def test_shift_moves_window_output_one_voxel() -> None:
+    logits = np.arange(2 * 3 * 4 * 2 * 2, dtype=np.float32).reshape(2, 3, 4, 2, 2)
+    shifted = shift_first_axis(logits, 1)
+    assert np.array_equal(shifted[:, :, 1:], logits[:, :, :-1])
+    assert np.array_equal(shifted[:, :, 0], logits[:, :, 0])
+    out = InjectedBackend(_Fixed(0), Injection(shift=1))(np.zeros((2, 3, 4, 2, 2), np.float32))
+    assert np.array_equal(out, shift_first_axis(_Fixed(0)(np.zeros_like(logits)), 1))
+
+
+def test_no_gaussian_changes_only_the_candidate_profile() -> None:
+    profile = Profile(BackendKind.ONNX)
+    assert candidate_profile(profile, Injection()) is profile
+    assert candidate_profile(profile, Injection(no_gaussian=True)).use_gaussian is False
+
+
+def test_perturb_onnx_changes_only_the_last_conv(tmp_path: Path) -> None:
+    card = tiny_card()
+    source = export_onnx(build_tiny_net(), card, tmp_path / "onnx").path
+    out = perturb_onnx(source, 0.5, tmp_path / "bad")
+    assert out != source and out.parent == tmp_path / "bad"
+    onnx.checker.check_model(str(out))
+    before, after = onnx.load(str(source)), onnx.load(str(out))
+    last = [n for n in before.graph.node if n.op_type == "Conv"][-1].input[1]
+    old = {i.name: numpy_helper.to_array(i) for i in before.graph.initializer}
+    new = {i.name: numpy_helper.to_array(i) for i in after.graph.initializer}
+    changed = [name for name in old if not np.array_equal(old[name], new[name])]
+    assert changed == [last]
+    noise = new[last] - old[last]
+    assert 0.3 < noise.std() / old[last].std() < 0.7
+    assert perturb_onnx(source, 0.5, tmp_path / "bad") == out  # seeded, same name
+
+
+def test_perturb_refuses_a_graph_without_conv(tmp_path: Path) -> None:
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(onnx.helper.make_model(graph), str(path))
+    with pytest.raises(ValueError, match="no Conv node"):
+        perturb_onnx(path, 0.1, tmp_path)

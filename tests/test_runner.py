@@ -1,0 +1,159 @@
+"""segbench.runner: interleaved timing of the pair, the speed-up it gates, baselines, injection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import build_tiny_net, tiny_card, write_nifti
+
+from segbench.backends import BackendKind, OrtBackend, TorchBackend
+from segbench.config import BenchConfig, Gates, Profile, Timing
+from segbench.errors import ConfigError, SegbenchError
+from segbench.inject import InjectedBackend, Injection
+from segbench.plugin import load_baselines
+from segbench.runner import PairedRun, Runtime, build_runtime
+
+
+class _Logged:
+    """A torch backend that logs each call under its role's name."""
+
+    def __init__(self, role: str, log: list[str], kind: BackendKind) -> None:
+        self.role, self.log, self.kind = role, log, kind
+        self.inner = TorchBackend(build_tiny_net())
+
+    @property
+    def provider(self) -> str:
+        return "cpu"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.log.append(self.role)
+        return self.inner(batch)
+
+
+class _Pedantic:
+    """What pytest-benchmark's ``pedantic`` does with ``setup``: call it before every warm-up
+    and every timed round, then run the target."""
+
+    disabled = False
+
+    def __init__(self) -> None:
+        self.extra_info: dict[str, Any] = {}
+
+    def pedantic(self, target: Any, args: tuple, setup: Any, rounds: int, warmup_rounds: int,
+                 iterations: int) -> None:
+        for _ in range(warmup_rounds + rounds):
+            setup()
+            target(*args)
+
+
+def _pair(tmp_path: Path, timing: Timing) -> tuple[PairedRun, list[str]]:
+    image = write_nifti(tmp_path / "ct.nii.gz", shape=(30, 30, 24), zooms=(3.0, 3.0, 3.0))
+    card = tiny_card()
+    log: list[str] = []
+    runtime = Runtime(
+        card,
+        {"reference": _Logged("R", log, BackendKind.TORCH),
+         "candidate": _Logged("C", log, BackendKind.ONNX)},
+        {"reference": Profile(BackendKind.TORCH), "candidate": Profile(BackendKind.ONNX)},
+        None, "export", None,
+    )
+    config = BenchConfig(timing=timing)
+    return PairedRun("ct.nii.gz", image, None, runtime, config, Gates()), log
+
+
+def _calls(log: list[str]) -> str:
+    """Runs as letters: each run of one role is one or more window calls in a row."""
+    out: list[str] = []
+    for role in log:
+        if not out or out[-1] != role:
+            out.append(role)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("with_benchmark", [False, True])
+def test_candidate_rounds_interleave_with_reference_runs(
+    tmp_path: Path, with_benchmark: bool
+) -> None:
+    pair, log = _pair(tmp_path, Timing(rounds=3, warmup_rounds=2, estimator="min"))
+    pair.measure("reference", None)
+    log.clear()
+    pair.measure("candidate", _Pedantic() if with_benchmark else None)
+    # two candidate warm-ups, then reference, candidate three times
+    windows = len(log) // 8
+    assert _calls(log) == "CRCRCRC" and len(log) == 8 * windows
+    assert log[: 2 * windows] == ["C"] * 2 * windows
+    assert len(pair.paired_reference) == 3
+    assert len(pair.runs["reference"].times) == 5  # the reference test's own runs only
+    assert len(pair.runs["candidate"].timed) == 3
+    summary = pair.evaluate(timed=True)
+    paired = min(t.total for t in pair.paired_reference)
+    assert summary.reference_s == pytest.approx(paired)
+    assert summary.speedup == pytest.approx(paired / summary.candidate_s)
+    assert [g.name for g in summary.gates] == ["dice", "speedup"]
+
+
+def test_speedup_falls_back_to_reference_rounds_without_pairs(tmp_path: Path) -> None:
+    pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="median"))
+    pair.measure("reference", None)
+    pair.runs["candidate"].times.append(pair.run("candidate").times)
+    pair.runs["candidate"].warmup = 1
+    assert pair.reference_latency("median") == pair.runs["reference"].latency("median")
+
+
+def _saved_run(path: Path, cpu: str, speedup: float, passed: bool = True) -> Path:
+    info = {"case": "a.nii.gz", "role": "candidate", "reference_s": speedup, "candidate_s": 1.0,
+            "speedup": speedup, "gates": {"dice": passed, "speedup": True}}
+    data = {
+        "machine_info": {"cpu": {"brand_raw": cpu}},
+        "datetime": "2026-11-29T10:00:00.000000",
+        "benchmarks": [
+            {"group": "a.nii.gz", "extra_info": {**info, "role": "reference", "latency_s": 9.0}},
+            {"group": "a.nii.gz", "extra_info": info},
+        ],
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_baseline_speedups_come_from_the_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("segbench.plugin.current_cpu", lambda: "Test CPU")
+    base = load_baselines(_saved_run(tmp_path / "base.json", "Test CPU", 1.4))
+    assert base["a.nii.gz"].speedup == pytest.approx(1.4)
+    assert "base.json, 2026-11-29T10:00:00" in base["a.nii.gz"].source
+    failed = load_baselines(_saved_run(tmp_path / "bad.json", "Test CPU", 1.4, passed=False))
+    assert failed == {}  # a case that failed a gate there is no baseline
+
+
+def test_baseline_of_another_cpu_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("segbench.plugin.current_cpu", lambda: "Intel Xeon")
+    with pytest.raises(ConfigError) as err:
+        load_baselines(_saved_run(tmp_path / "amd.json", "AMD EPYC 9R14", 1.4))
+    text = str(err.value)
+    assert "amd.json" in text and "AMD EPYC 9R14" in text and "Intel Xeon" in text
+    assert "Fix: save a baseline on this runner type" in text
+
+
+def test_build_runtime_injects_into_the_candidate_only(tmp_path: Path) -> None:
+    card = tiny_card()
+    runtime = build_runtime(card, BenchConfig(), tmp_path, injection=Injection(shift=1))
+    assert isinstance(runtime.backends["candidate"], InjectedBackend)
+    assert not isinstance(runtime.backends["reference"], InjectedBackend)
+    perturbed = build_runtime(card, BenchConfig(), tmp_path, injection=Injection(perturb=0.1))
+    candidate = perturbed.backends["candidate"]
+    assert isinstance(candidate, OrtBackend) and "perturb0.1" in candidate.model_path.name
+    reference = perturbed.backends["reference"]
+    assert isinstance(reference, TorchBackend)
+
+
+def test_perturbing_a_torch_candidate_is_refused(tmp_path: Path) -> None:
+    config = BenchConfig(candidate=Profile(BackendKind.TORCH))
+    with pytest.raises(SegbenchError, match="perturbs the candidate's ONNX weights"):
+        build_runtime(tiny_card(), config, tmp_path, injection=Injection(perturb=0.1))
