@@ -92,6 +92,32 @@ def test_ort_matches_torch_on_a_patch(exported: ExportResult) -> None:
     assert float(np.abs(torch_out).max()) > 1e-2  # not a trivially zero output
 
 
+def test_io_binding_gives_the_same_logits(exported: ExportResult) -> None:
+    """IO binding (on by default on GPU providers) runs here on the CPU provider: same output,
+    for several window shapes in a row (the output is bound afresh per call)."""
+    plain = OrtBackend(exported.path, providers=["CPUExecutionProvider"])
+    bound = OrtBackend(exported.path, providers=["CPUExecutionProvider"], io_binding=True)
+    assert plain.io_binding is False and bound.io_binding is True and bound.device == "cpu"
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1, 16, 16, 16), (2, 1, 32, 16, 8)]:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        out = bound(x)
+        assert out.dtype == np.float32 and out.shape == (shape[0], 3, *shape[2:])
+        np.testing.assert_array_equal(out, plain(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and onnxruntime-gpu")
+def test_gpu_providers_bind_io_on_the_device(exported: ExportResult) -> None:
+    backend = OrtBackend(exported.path)
+    assert backend.provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider"), (
+        f"onnxruntime fell back to {backend.provider}: install onnxruntime-gpu for this CUDA"
+    )
+    assert backend.io_binding and backend.device == "cuda"
+    x = np.random.default_rng(5).standard_normal((1, 1, 32, 32, 32), dtype=np.float32)
+    torch_out = TorchBackend(build_tiny_net(), device="cuda")(x)
+    assert float(np.abs(backend(x) - torch_out).max()) < 1e-2
+
+
 def test_check_onnx_matches_accepts_the_right_model(exported: ExportResult) -> None:
     check_onnx_matches(exported.path, tiny_card())
 

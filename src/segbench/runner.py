@@ -262,6 +262,10 @@ class PairedRun:
         )
         runs.warmup = len(runs.times) if disabled else start + timing.warmup_rounds
 
+    def _unwrapped(self, role: str) -> Backend:
+        backend = self.runtime.backends[role]
+        return backend.inner if isinstance(backend, InjectedBackend) else backend
+
     def extra_info(self, role: str) -> dict[str, Any]:
         runs = self.runs[role]
         pred = runs.last
@@ -272,6 +276,7 @@ class PairedRun:
             "model": self.runtime.card.name,
             "backend": self.runtime.profiles[role].backend.value,
             "provider": pred.provider if pred else None,
+            "io_binding": bool(getattr(self._unwrapped(role), "io_binding", False)),
             "shape": list(vol.original.shape),
             "spacing": [round(s, 4) for s in vol.spacing],
             "voxels": int(np.prod(vol.shape)),
