@@ -131,3 +131,12 @@ def test_speedup_drop_max_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"gates\.speedup_drop_max"):
         parse_config({"gates": {"speedup_drop_max": 1.5}}, "bench.json")
     assert parse_config({"gates": {"speedup_drop_max": 0.1}}).gates.speedup_drop_max == 0.1
+
+
+def test_profile_switches_parse() -> None:
+    cfg = parse_config({"profiles": {"candidate": {"fit_patch": True, "mem_arena": False},
+                                     "reference": {"fit_patch": True}}})
+    assert cfg.candidate.fit_patch and cfg.candidate.pipeline.fit_patch
+    assert cfg.reference.pipeline.fit_patch and not cfg.candidate.mem_arena
+    with pytest.raises(ConfigError, match=r"profiles\.candidate\.mem_arena"):
+        parse_config({"profiles": {"candidate": {"mem_arena": "no"}}}, "bench.json")

@@ -8,7 +8,13 @@ import torch
 from helpers import build_tiny_net
 
 from segbench.backends import TorchBackend
-from segbench.inference import compute_gaussian, compute_steps, pad_to_patch, sliding_window
+from segbench.inference import (
+    compute_gaussian,
+    compute_steps,
+    fit_patch,
+    pad_to_patch,
+    sliding_window,
+)
 
 # ---- compute_steps ----------------------------------------------------------------------------
 
@@ -201,3 +207,27 @@ def test_batch_size_does_not_change_the_result() -> None:
     steps = compute_steps((45, 38, 30), (16, 16, 16), 0.5)
     assert sum(batch_sizes) == len(steps[0]) * len(steps[1]) * len(steps[2])
     np.testing.assert_allclose(three, one, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_patch_shrinks_only_axes_smaller_than_the_patch() -> None:
+    # example_ct_sm at 3 mm (122 x 101 x 30) under ts-fast's 128 x 112 x 112 patch, stride 16/16/32
+    assert fit_patch((122, 101, 30), (128, 112, 112), (16, 16, 32)) == (128, 112, 32)
+    assert fit_patch((300, 300, 300), (64, 64, 64), (8, 8, 8)) == (64, 64, 64)
+    assert fit_patch((64, 65, 1), (64, 80, 64), (8, 8, 8)) == (64, 72, 8)
+
+
+def test_fitted_window_matches_padding_where_the_network_sees_no_border() -> None:
+    """A predictor that ignores context (per-voxel) gives the same logits either way, and the
+    fitted window is called with the smaller shape."""
+    image = np.random.default_rng(0).standard_normal((1, 20, 30, 9)).astype(np.float32)
+    shapes: list[tuple[int, ...]] = []
+
+    def per_voxel(batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return np.concatenate([batch, -batch], axis=1)
+
+    padded = sliding_window(image, per_voxel, (32, 32, 32), 2, step_size=0.5)
+    fitted = sliding_window(image, per_voxel, fit_patch(image.shape[1:], (32, 32, 32), (8, 8, 8)),
+                            2, step_size=0.5)
+    np.testing.assert_allclose(fitted, padded, rtol=1e-6, atol=1e-6)
+    assert shapes == [(1, 1, 32, 32, 32), (1, 1, 24, 32, 16)]

@@ -84,6 +84,8 @@ class OrtBackend:
     ``io_binding`` (default: on when the session runs on a GPU provider) binds the input as one
     ``OrtValue`` on the session's device and the output there too, so each window is copied
     to the device once and back once, and the timing holds those two copies and nothing more.
+    ``mem_arena=False`` turns off the CPU memory arena, which otherwise keeps the peak of every
+    window shape seen (measured with ``ts-fast``: 4.5 GB with it, 2.7 GB without).
     """
 
     kind = BackendKind.ONNX
@@ -95,6 +97,7 @@ class OrtBackend:
         threads: int | None = None,
         graph_level: str = "all",
         io_binding: bool | None = None,
+        mem_arena: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -109,6 +112,7 @@ class OrtBackend:
         }[graph_level]
         if threads:
             opts.intra_op_num_threads = threads
+        opts.enable_cpu_mem_arena = mem_arena
         requested = list(providers) if providers else default_providers()
         try:
             self.session = ort.InferenceSession(str(model_path), opts, providers=requested)

@@ -11,7 +11,11 @@ key and the file)::
 
     PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
                "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all",
-               "use_gaussian": true | false}
+               "use_gaussian": true | false, "fit_patch": true | false,
+               "mem_arena": true | false}
+
+    ``fit_patch`` shrinks the window to a volume smaller than the patch (see
+    :func:`segbench.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ class Profile:
     threads: int | None = None
     graph_level: str = "all"
     use_gaussian: bool = True
+    fit_patch: bool = False
+    mem_arena: bool = True
 
     @property
     def pipeline(self) -> PipelineSettings:
@@ -65,6 +71,7 @@ class Profile:
             resample_order=self.resample_order,
             tile_step=self.tile_step,
             use_gaussian=self.use_gaussian,
+            fit_patch=self.fit_patch,
         )
 
 
@@ -139,7 +146,7 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
             values[key] = None if value is None else _number(value, k, source, 0.01, 1.0)
         elif key == "threads":
             values[key] = None if value is None else _number(value, k, source, 1, 1024, True)
-        elif key == "use_gaussian":
+        elif key in ("use_gaussian", "fit_patch", "mem_arena"):
             if not isinstance(value, bool):
                 raise _fail(source, k, f"must be true or false, got {value!r}")
             values[key] = value

@@ -15,7 +15,7 @@ import numpy as np
 
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.export import export_onnx
-from segbench.inference import sliding_window
+from segbench.inference import fit_patch, sliding_window
 from segbench.models import ModelCard, get_card, load_network
 from segbench.phantoms import default_cache_dir
 from segbench.preprocess import resample, resampled_shape
@@ -30,6 +30,7 @@ class PipelineSettings:
     tile_step: float | None = None
     use_gaussian: bool = True
     batch_size: int = 1
+    fit_patch: bool = False  # shrink the window to a volume smaller than the patch
 
     def __post_init__(self) -> None:
         if self.resample_order not in (0, 1, 2, 3):
@@ -99,10 +100,15 @@ def predict_volume(
     t0 = time.perf_counter()
     net_input = preprocess(volume, card, settings)
     t1 = time.perf_counter()
+    patch = (
+        fit_patch(net_input.shape[1:], card.patch_size, card.total_stride)
+        if settings.fit_patch
+        else card.patch_size
+    )
     logits = sliding_window(
         net_input,
         backend,
-        card.patch_size,
+        patch,
         card.num_classes,
         step_size=settings.tile_step if settings.tile_step is not None else card.tile_step,
         use_gaussian=settings.use_gaussian,

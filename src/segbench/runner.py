@@ -88,6 +88,7 @@ def build_runtime(
                 path,
                 threads=profile.threads,
                 graph_level=profile.graph_level,
+                mem_arena=profile.mem_arena,
             )
     if injection.delay or injection.slowdown or injection.shift:
         backends["candidate"] = InjectedBackend(backends["candidate"], injection)
