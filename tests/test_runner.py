@@ -157,3 +157,24 @@ def test_perturbing_a_torch_candidate_is_refused(tmp_path: Path) -> None:
     config = BenchConfig(candidate=Profile(BackendKind.TORCH))
     with pytest.raises(SegbenchError, match="perturbs the candidate's ONNX weights"):
         build_runtime(tiny_card(), config, tmp_path, injection=Injection(perturb=0.1))
+
+
+def test_gflops_are_reported_for_plain_conv_unets(tmp_path: Path) -> None:
+    from segbench.models.unet import count_flops
+
+    pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="min"))
+    pair.runtime.network = build_tiny_net()
+    pair.measure("reference", None)
+    pair.measure("candidate", None)
+    info = pair.extra_info("candidate")
+    window = tuple(info["window"])
+    assert info["windows"] >= 1
+    assert info["gflop_per_window"] == round(count_flops(build_tiny_net(), window) / 1e9, 2)
+    expected = info["windows"] * count_flops(build_tiny_net(), window) / 1e9
+    assert info["inference_gflops"] == pytest.approx(
+        expected / info["stages_s"]["inference"], abs=0.051
+    )
+    summary = pair.evaluate(timed=True)
+    assert summary.candidate_gflops == info["inference_gflops"]
+    pair.runtime.network = None  # a TorchScript model: nothing to count
+    assert "inference_gflops" not in pair.extra_info("candidate")

@@ -62,6 +62,12 @@ def compute_steps(
     return steps
 
 
+def count_windows(image_size: Sequence[int], patch_size: Sequence[int], step_size: float) -> int:
+    """How many windows :func:`sliding_window` runs for an image of ``image_size``."""
+    padded = [max(int(s), int(p)) for s, p in zip(image_size, patch_size, strict=True)]
+    return math.prod(len(axis) for axis in compute_steps(padded, patch_size, step_size))
+
+
 def _windows(steps: list[list[int]], patch: Shape3) -> Iterator[tuple[slice, slice, slice]]:
     for sx in steps[0]:
         for sy in steps[1]:

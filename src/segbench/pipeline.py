@@ -15,7 +15,7 @@ import numpy as np
 
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.export import export_onnx
-from segbench.inference import fit_patch, sliding_window
+from segbench.inference import count_windows, fit_patch, sliding_window
 from segbench.models import ModelCard, get_card, load_network
 from segbench.phantoms import default_cache_dir
 from segbench.preprocess import resample, resampled_shape
@@ -73,6 +73,8 @@ class Prediction:
     provider: str
     network_shape: tuple[int, int, int]
     logits: np.ndarray | None = field(default=None, repr=False)
+    window: tuple[int, int, int] | None = None  # the sliding window's size
+    windows: int = 0  # how many windows ran
 
 
 def preprocess(volume: Volume, card: ModelCard, settings: PipelineSettings) -> np.ndarray:
@@ -105,12 +107,13 @@ def predict_volume(
         if settings.fit_patch
         else card.patch_size
     )
+    step = settings.tile_step if settings.tile_step is not None else card.tile_step
     logits = sliding_window(
         net_input,
         backend,
         patch,
         card.num_classes,
-        step_size=settings.tile_step if settings.tile_step is not None else card.tile_step,
+        step_size=step,
         use_gaussian=settings.use_gaussian,
         batch_size=settings.batch_size,
     )
@@ -126,6 +129,8 @@ def predict_volume(
         provider=backend.provider,
         network_shape=net_input.shape[1:],
         logits=logits if keep_logits else None,
+        window=patch,
+        windows=count_windows(net_input.shape[1:], patch, step),
     )
 
 

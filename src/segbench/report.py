@@ -12,14 +12,16 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def summary_table(rows: Sequence[CaseSummary], reference: str, candidate: str) -> str:
-    """A fixed-width table: subject, shape, reference s, candidate s, speed-up, mean Dice,
-    worst class, result; then totals (sum of latencies, their ratio, mean and min Dice)."""
+    """A fixed-width table: subject, shape, reference s, candidate s, speed-up, the candidate's
+    achieved GFLOP/s in the sliding window (PlainConvUNet models), mean Dice, worst class,
+    result; then totals (sum of latencies, their ratio, mean and min Dice)."""
     header = (
         "subject",
         "shape",
         f"{reference} s",
         f"{candidate} s",
         "speed-up",
+        f"{candidate} GFLOP/s",
         "mean Dice",
         "worst class",
         "result",
@@ -35,6 +37,7 @@ def summary_table(rows: Sequence[CaseSummary], reference: str, candidate: str) -
                 _fmt(r.reference_s, ".3f"),
                 _fmt(r.candidate_s, ".3f"),
                 _fmt(r.speedup, ".2f") + ("x" if r.speedup else ""),
+                _fmt(r.candidate_gflops, ".0f"),
                 _fmt(r.dice.mean if r.dice else None, ".5f"),
                 r.worst_class or "-",
                 status,
@@ -51,6 +54,7 @@ def summary_table(rows: Sequence[CaseSummary], reference: str, candidate: str) -
         _fmt(ref_total if timed else None, ".3f"),
         _fmt(cand_total if timed else None, ".3f"),
         (f"{ref_total / cand_total:.2f}x" if timed and cand_total > 0 else "-"),
+        "",
         _fmt(sum(dices) / len(dices) if dices else None, ".5f"),
         f"min Dice {min(dices):.5f}" if dices else "-",
         f"{n_failed} failed" if n_failed else "all ok",

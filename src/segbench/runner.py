@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.config import BenchConfig, Gates, Profile
@@ -25,6 +26,7 @@ from segbench.gates import BaselineSpeedup, GateResult, check_dice, check_speedu
 from segbench.inject import InjectedBackend, Injection, candidate_profile, perturb_onnx
 from segbench.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
 from segbench.models import ModelCard, load_network
+from segbench.models.unet import PlainConvUNet, count_flops
 from segbench.pipeline import Prediction, StageTimes, predict_volume
 from segbench.volumes import DEFAULT_MAX_VOXELS, Volume, load_volume
 
@@ -42,6 +44,17 @@ class Runtime:
     onnx_source: str  # "export" or "user"
     export_max_abs_diff: float | None
     injection: Injection = field(default_factory=Injection)
+    network: nn.Module | None = None
+
+    def gflop_per_window(self, window: tuple[int, int, int] | None) -> float | None:
+        """Convolution GFLOP of one window (2 per multiply-add), for PlainConvUNet networks."""
+        if window is None or not isinstance(self.network, PlainConvUNet):
+            return None
+        if window not in self._flops:
+            self._flops[window] = count_flops(self.network, window) / 1e9
+        return self._flops[window]
+
+    _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
 
 
 def build_runtime(
@@ -93,7 +106,7 @@ def build_runtime(
     if injection.delay or injection.slowdown or injection.shift:
         backends["candidate"] = InjectedBackend(backends["candidate"], injection)
     return Runtime(
-        card, backends, profiles, onnx_path, "user" if onnx else "export", diff, injection
+        card, backends, profiles, onnx_path, "user" if onnx else "export", diff, injection, net
     )
 
 
@@ -164,6 +177,7 @@ class CaseSummary:
     worst_class: str = ""
     gates: list[GateResult] = field(default_factory=list)
     error: str | None = None
+    candidate_gflops: float | None = None  # achieved in the candidate's sliding window
 
     @property
     def speedup(self) -> float | None:
@@ -287,6 +301,15 @@ class PairedRun:
             "latency_s": runs.latency(self.config.timing.estimator),
             "peak_rss_mb": peak_rss_mb(),
         }
+        gflop = self.runtime.gflop_per_window(pred.window if pred else None)
+        if pred is not None and gflop is not None and runs.times:
+            inference = info["stages_s"]["inference"]
+            info["window"] = list(pred.window or ())
+            info["windows"] = pred.windows
+            info["gflop_per_window"] = round(gflop, 2)
+            info["inference_gflops"] = (
+                round(pred.windows * gflop / inference, 1) if inference > 0 else None
+            )
         if self.truth is not None and pred is not None and self.runtime.card.num_classes > 1:
             info["dice_vs_ground_truth"] = round(compute_dice(self.truth, pred.labels).mean, 5)
         return info
@@ -345,6 +368,7 @@ class PairedRun:
                     self.baseline,
                 )
             )
+        summary.candidate_gflops = self.extra_info("candidate").get("inference_gflops")
         self.logit_diff = diff
         for runs in self.runs.values():  # the logits are big; the gates are done with them
             if runs.last is not None:
