@@ -80,6 +80,19 @@ def test_resample_order0_upsampling_by_two_repeats_voxels() -> None:
     assert set(np.unique(out).tolist()) == set(range(8))
 
 
+def test_nearest_matches_scipy_zoom_order0_voxel_for_voxel() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        shape_in = tuple(int(n) for n in rng.integers(1, 40, 3))
+        shape_out = tuple(int(n) for n in rng.integers(1, 120, 3))
+        labels = rng.integers(0, 118, shape_in).astype(np.uint8)
+        factors = [o / i for o, i in zip(shape_out, shape_in, strict=True)]
+        ref = ndimage.zoom(labels, factors, order=0, output=np.uint8, mode="nearest")
+        out = resample(labels, shape_out, order=0)
+        assert out.dtype == np.uint8
+        np.testing.assert_array_equal(out, ref, err_msg=f"{shape_in} -> {shape_out}")
+
+
 @pytest.mark.parametrize("order", [0, 1, 3])
 def test_resample_identity_shape_returns_same_object(order: int) -> None:
     data = synthetic_ct((6, 5, 4))
