@@ -87,7 +87,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "model": f"model to benchmark: {', '.join(BUILTIN)}, or nnunet:PATH, "
         "torchscript:MODEL.pt[:CARD.json], entrypoint:pkg.mod:factory (default: demo)",
         "config": f"gate file (default: {CONFIG_NAME} in the rootdir if present, else built-ins)",
-        "data": "folder whose .nii/.nii.gz files become cases (default: none)",
+        "data": "folder whose .nii/.nii.gz files and DICOM series subfolders become cases; "
+        "<case>_seg.nii.gz beside a case is its ground truth (default: none)",
         "shared_data": "folder holding ct/example_ct_sm.nii.gz (default: ../shared/data beside "
         "the rootdir, or $SEGBENCH_SHARED_DATA)",
         "cache_dir": "where phantoms and ONNX exports are cached (default: pytest's cache dir)",
@@ -325,6 +326,7 @@ class SegbenchSession:
                 self.bench.gates_for(case.id),
                 max_voxels=self.options.max_voxels,
                 baseline=self.baselines.get(case.id),
+                truth_names=case.truth_names,
             )
         return self._pairs[case.id]
 
