@@ -328,3 +328,36 @@ def test_totalsegmentator_label_table_is_read() -> None:
     assert names is not None and len(names) == 117
     assert names[1] == "spleen" and names[5] == "liver" and names[117] == "costal_cartilages"
     assert label_names(nib.Nifti1Image(synthetic_ct((4, 4, 4)), np.eye(4))) is None
+
+
+# ---- the main job -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_series_runs_as_a_case_of_the_suite(tmp_path: Path) -> None:
+    """``pytest --benchmark-only --segbench-data DIR`` with the shared series (and its
+    segmentation) linked into DIR: both backends run on it, its truth's grid is checked, and
+    Dice against that truth is left out (TotalSegmentator labels, not the demo model's)."""
+    import json
+
+    from test_suite_gates import run_suite
+
+    folder, seg_path = shared_dicom_paths()
+    data = tmp_path / "hospital"
+    data.mkdir()
+    (data / folder.name).symlink_to(folder, target_is_directory=True)
+    (data / seg_path.name).symlink_to(seg_path)
+    report = tmp_path / "run.json"
+    out = run_suite(data, tmp_path, "--segbench-rounds=1", "--segbench-warmup=0",
+                    "--segbench-suite=none", "--segbench-speedup-min=0",
+                    f"--benchmark-json={report}")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "2 passed" in out.stdout
+    table = out.stdout.split("segbench: demo model")[1]
+    assert "example_ct_dicom " in table and "512x512x20" in table and "ok" in table
+    runs = {b["name"]: b["extra_info"] for b in json.loads(report.read_text())["benchmarks"]}
+    info = runs["candidate[example_ct_dicom]"]
+    assert info["shape"] == [512, 512, 20] and info["mean_dice"] >= 0.99
+    assert info["ground_truth"]["grid"] == "matches"
+    assert info["ground_truth"]["labels"].startswith("differ: label 5 is 'liver' in the truth")
+    assert "dice_vs_ground_truth" not in info
