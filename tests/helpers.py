@@ -114,12 +114,84 @@ def write_nifti(
     return path
 
 
+def shared_data_root() -> Path:
+    """``$SEGBENCH_SHARED_DATA`` or ``<repo>/../shared/data`` (which may not exist)."""
+    env = os.environ.get("SEGBENCH_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
 def shared_ct_path() -> Path:
     """The real example CT (``$SEGBENCH_SHARED_DATA/ct/...`` or ``<repo>/../shared/data``),
     or skip the calling test when it is absent."""
-    env = os.environ.get("SEGBENCH_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    path = root / "ct" / "example_ct_sm.nii.gz"
+    path = shared_data_root() / "ct" / "example_ct_sm.nii.gz"
     if not path.is_file():
         pytest.skip(f"shared CT data not found at {path}; set SEGBENCH_SHARED_DATA")
     return path
+
+
+def shared_dicom_paths() -> tuple[Path, Path]:
+    """The shared DICOM series folder and its segmentation (``dicom/example_ct_dicom/`` and
+    ``dicom/example_ct_dicom_seg.nii.gz``), or skip the calling test when they are absent."""
+    folder = shared_data_root() / "dicom" / "example_ct_dicom"
+    seg = folder.parent / "example_ct_dicom_seg.nii.gz"
+    if not folder.is_dir() or not seg.is_file():
+        pytest.skip(f"shared DICOM data not found at {folder}; set SEGBENCH_SHARED_DATA")
+    return folder, seg
+
+
+def write_dicom_series(
+    folder: Path,
+    stored: np.ndarray | None = None,
+    *,
+    pixel_spacing: tuple[float, float] = (0.8, 0.7),
+    orientation: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    origin: Sequence[float] = (-10.0, -20.0, -30.0),
+    step: float = 2.0,
+    positions: Sequence[Sequence[float]] | None = None,
+    modality: str = "CT",
+    series_uid: str = "1.2.826.0.1.3680043.8.498.1",
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+) -> list[Path]:
+    """Write a small uncompressed CT series with pydicom, one file per slice (skip the test
+    when pydicom is absent). ``stored`` is ``(slices, rows, columns)`` uint16 (default: air
+    around a soft-tissue block); slice k lies at ``origin + k * step * normal`` unless
+    ``positions`` are given. ``pixel_spacing`` is DICOM's (row spacing, column spacing)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    if stored is None:
+        stored = np.full((6, 12, 16), 24, dtype=np.uint16)  # -1000 HU
+        stored[1:5, 3:9, 4:12] = 1064  # +40 HU
+    iop = np.asarray(orientation, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    if positions is None:
+        positions = [np.asarray(origin) + k * step * normal for k in range(stored.shape[0])]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, (pixels, position) in enumerate(zip(stored, positions, strict=True)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Modality = modality
+        ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.0"
+        ds.SeriesInstanceUID = series_uid
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [float(v) for v in position]
+        ds.ImageOrientationPatient = [float(v) for v in iop]
+        ds.PixelSpacing = [float(v) for v in pixel_spacing]
+        ds.SliceThickness = 3.0
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept
+        ds.set_pixel_data(np.ascontiguousarray(pixels, dtype=np.uint16), "MONOCHROME2", 16)
+        path = folder / f"slice{k:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    assert pydicom.dcmread(paths[0]).Rows == stored.shape[1]
+    return paths

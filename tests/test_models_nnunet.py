@@ -177,8 +177,9 @@ def write_folder(
     dataset: dict[str, Any],
     net: PlainConvUNet,
     extra: dict[str, Any] | None = None,
+    trainer: str = TRAINER,
 ) -> Path:
-    folder = root / dataset_name / TRAINER
+    folder = root / dataset_name / trainer
     (folder / "fold_0").mkdir(parents=True)
     (folder / "plans.json").write_text(json.dumps(plans, indent=2))
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))

@@ -170,6 +170,7 @@ def test_bad_volume_fails_only_its_own_cases(data_dir: Path, tmp_path: Path) -> 
         (["--segbench-model", "unet9"], "unknown model 'unet9'"),
         (["--segbench-inject=slow=2"], "unknown injection 'slow=2'"),
         (["--segbench-baseline=missing.json"], "missing.json: does not exist"),
+        (["--segbench-model", "totalsegmentator:total"], "name one part"),
     ],
 )
 def test_bad_options_are_usage_errors(

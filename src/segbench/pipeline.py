@@ -14,12 +14,13 @@ import nibabel as nib
 import numpy as np
 
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
+from segbench.errors import InputError
 from segbench.export import export_onnx
 from segbench.inference import count_windows, fit_patch, sliding_window
 from segbench.models import ModelCard, get_card, load_network
 from segbench.phantoms import default_cache_dir
 from segbench.preprocess import resample, resampled_shape
-from segbench.volumes import ImageLike, Volume, load_volume, mask_image
+from segbench.volumes import NIFTI_SUFFIXES, ImageLike, Volume, load_volume, mask_image
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,16 @@ def predict(
     model: ModelCard | str = "demo",
     backend: Backend | BackendKind | str = BackendKind.TORCH,
     settings: PipelineSettings | None = None,
+    output: str | Path | None = None,
 ) -> nib.Nifti1Image:
-    """Segment ``image`` (path or NIfTI image): a mask with the input's exact shape and affine."""
+    """Segment ``image`` (a NIfTI path or image, or a folder of DICOM slices): a mask with the
+    input's exact shape and affine (for a DICOM series, the grid :mod:`segbench.dicom` reads),
+    also saved to ``output`` (.nii or .nii.gz) when given."""
+    if output is not None and not str(output).endswith(NIFTI_SUFFIXES):
+        raise InputError(output, "is not a .nii or .nii.gz name", "name the mask file .nii.gz")
     card = get_card(model) if isinstance(model, str) else model
     runner = make_backend(card, backend) if isinstance(backend, str | BackendKind) else backend
-    return predict_volume(load_volume(image), card, runner, settings).mask
+    mask = predict_volume(load_volume(image), card, runner, settings).mask
+    if output is not None:
+        nib.save(mask, output)
+    return mask

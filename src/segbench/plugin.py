@@ -16,10 +16,10 @@ import pytest
 
 from segbench.cases import SUITES, Case, builtin_cases, folder_cases
 from segbench.config import BenchConfig, load_config
-from segbench.errors import ConfigError, SegbenchError
+from segbench.errors import ConfigError, ModelError, SegbenchError
 from segbench.gates import BaselineSpeedup
 from segbench.inject import Injection, parse_injection
-from segbench.models import BUILTIN, MODEL_FORMS, get_card, is_valid_model_name
+from segbench.models import BUILTIN, get_card, parse_model_name
 from segbench.phantoms import default_cache_dir
 from segbench.report import summary_table
 from segbench.runner import (
@@ -85,9 +85,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "suite": "built-in cases: quick (4 phantoms + the shared example CT), seed20 (the study's "
         "20 grids) or none (default: quick)",
         "model": f"model to benchmark: {', '.join(BUILTIN)}, or nnunet:PATH, "
-        "torchscript:MODEL.pt[:CARD.json], entrypoint:pkg.mod:factory (default: demo)",
+        "torchscript:MODEL.pt[:CARD.json], entrypoint:pkg.mod:factory, totalsegmentator:NAME "
+        "(TotalSegmentator's installed weights: fast, fastest, total_organs, ...) "
+        "(default: demo)",
         "config": f"gate file (default: {CONFIG_NAME} in the rootdir if present, else built-ins)",
-        "data": "folder whose .nii/.nii.gz files become cases (default: none)",
+        "data": "folder whose .nii/.nii.gz files and DICOM series subfolders become cases; "
+        "<case>_seg.nii.gz beside a case is its ground truth (default: none)",
         "shared_data": "folder holding ct/example_ct_sm.nii.gz (default: ../shared/data beside "
         "the rootdir, or $SEGBENCH_SHARED_DATA)",
         "cache_dir": "where phantoms and ONNX exports are cached (default: pytest's cache dir)",
@@ -209,11 +212,10 @@ class Options:
             return (root / str(ini)).resolve() if ini else None
 
         model = get("model") or "demo"
-        if not is_valid_model_name(model):
-            raise pytest.UsageError(
-                f"unknown model {model!r} (--segbench-model / segbench_model); choose one of "
-                f"{'; '.join(MODEL_FORMS)}"
-            )
+        try:
+            parse_model_name(model)
+        except ModelError as exc:
+            raise pytest.UsageError(f"--segbench-model / segbench_model: {exc}") from exc
         suite = get("suite") or "quick"
         if suite not in SUITES:
             raise pytest.UsageError(
@@ -325,6 +327,7 @@ class SegbenchSession:
                 self.bench.gates_for(case.id),
                 max_voxels=self.options.max_voxels,
                 baseline=self.baselines.get(case.id),
+                truth_names=case.truth_names,
             )
         return self._pairs[case.id]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import resource
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,37 @@ from segbench.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
 from segbench.models import ModelCard, load_network
 from segbench.models.unet import PlainConvUNet, count_flops
 from segbench.pipeline import Prediction, StageTimes, predict_volume
-from segbench.volumes import DEFAULT_MAX_VOXELS, Volume, load_volume
+from segbench.volumes import (
+    DEFAULT_MAX_VOXELS,
+    Volume,
+    check_same_grid,
+    label_names,
+    load_volume,
+)
 
 ROLES = ("reference", "candidate")
+LABELS_DIFFER = "differ"
+
+
+def truth_label_check(
+    truth: np.ndarray, names: Mapping[int, str] | None, class_names: Sequence[str]
+) -> str:
+    """Whether a ground truth's labels mean the model's classes: ``"match"`` (every label
+    present has the model's class name), ``"unnamed"`` (no label table: taken as the model's
+    numbering) or ``"differ: ..."`` (then Dice against it would be meaningless)."""
+    if names is None:
+        return "unnamed"
+    present = [int(v) for v in np.unique(truth) if v != 0]
+    wrong = [
+        f"{v} is {names.get(v, '?')!r} in the truth, "
+        + (f"{class_names[v]!r} for the model" if v < len(class_names) else "not a model class")
+        for v in present
+        if v >= len(class_names) or names.get(v) != class_names[v]
+    ]
+    if wrong:
+        more = f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""
+        return f"{LABELS_DIFFER}: label " + "; ".join(wrong[:3]) + more
+    return "match"
 
 
 @dataclass
@@ -203,12 +232,20 @@ class PairedRun:
         gates: Gates,
         max_voxels: int | None = DEFAULT_MAX_VOXELS,
         baseline: BaselineSpeedup | None = None,
+        truth_names: Mapping[int, str] | None = None,
     ) -> None:
         self.case_id = case_id
         self.volume: Volume = load_volume(image, max_voxels)
-        self.truth = (
-            None if truth is None else load_volume(truth, expect_ct=False).array.astype(np.uint8)
-        )
+        self.truth: np.ndarray | None = None
+        self.truth_source: str | None = None
+        self.truth_labels: str | None = None  # why Dice vs the truth is (not) computed
+        if truth is not None:
+            labels = load_volume(truth, max_voxels, expect_ct=False)
+            check_same_grid(labels, self.volume)
+            self.truth = labels.array.astype(np.uint8)
+            self.truth_source = labels.source
+            names = truth_names if truth_names is not None else label_names(labels.original)
+            self.truth_labels = truth_label_check(self.truth, names, runtime.card.class_names)
         self.runtime = runtime
         self.config = config
         self.gates = gates
@@ -310,8 +347,18 @@ class PairedRun:
             info["inference_gflops"] = (
                 round(pred.windows * gflop / inference, 1) if inference > 0 else None
             )
-        if self.truth is not None and pred is not None and self.runtime.card.num_classes > 1:
-            info["dice_vs_ground_truth"] = round(compute_dice(self.truth, pred.labels).mean, 5)
+        if self.truth is not None:
+            info["ground_truth"] = {
+                "file": self.truth_source,
+                "grid": "matches",
+                "labels": self.truth_labels,
+            }
+            if (
+                pred is not None
+                and self.runtime.card.num_classes > 1
+                and not str(self.truth_labels).startswith(LABELS_DIFFER)
+            ):
+                info["dice_vs_ground_truth"] = round(compute_dice(self.truth, pred.labels).mean, 5)
         return info
 
     def ensure(self, role: str, timed: bool) -> None:

@@ -1,5 +1,7 @@
-"""Loading NIfTI volumes and moving them to and from the closest canonical (RAS+) orientation.
+"""Loading volumes and moving them to and from the closest canonical (RAS+) orientation.
 
+A volume is a NIfTI file, an in-memory NIfTI image, or a folder holding one DICOM series
+(read by :mod:`segbench.dicom` into an in-memory NIfTI image, extra ``segbench[dicom]``).
 Arrays are indexed ``[x, y, z]`` as nibabel stores them (no transpose to z-first): after
 :func:`load_volume` axis 0 runs towards R, axis 1 towards A and axis 2 towards S.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +23,10 @@ from nibabel.filebasedimages import ImageFileError
 from segbench.errors import InputError, SegbenchWarning
 
 ImageLike = str | Path | nib.Nifti1Image
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SPACING_RANGE_MM = (0.1, 20.0)
 DEFAULT_MAX_VOXELS = 512 * 512 * 1200  # ~1.3 GB as float32
+GRID_TOL_MM = 1e-3  # two grids are the same when their RAS affines agree to this
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,39 @@ class Volume:
         return (int(self.array.shape[0]), int(self.array.shape[1]), int(self.array.shape[2]))
 
 
-def read_image(image: ImageLike) -> tuple[nib.Nifti1Image, str]:
-    """Open a NIfTI file (header only, data stays lazy) or pass an in-memory image through."""
+def check_voxel_count(
+    shape: tuple[int, ...], source: str | Path, max_voxels: int | None
+) -> None:
+    """Refuse more than ``max_voxels`` voxels, before any voxel is read."""
+    voxels = math.prod(shape)
+    if max_voxels is not None and voxels > max_voxels:
+        raise InputError(
+            source,
+            f"has {voxels:,} voxels {shape}, over the limit of {max_voxels:,}; the pipeline "
+            f"would need at least {voxels * 4 * 3 / 1e9:.1f} GB for its float32 copies",
+            "crop or downsample the volume, or raise the limit (--segbench-max-voxels)",
+        )
+
+
+def read_image(
+    image: ImageLike, max_voxels: int | None = None
+) -> tuple[nib.Nifti1Image, str]:
+    """Open a NIfTI file (header only, data stays lazy), read a DICOM series folder into memory
+    (``max_voxels`` checked before decoding), or pass an in-memory image through."""
     if isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         name = image.get_filename() or "<in-memory image>"
         return image, name
     path = Path(image)
+    if path.is_dir():
+        from segbench.dicom import read_dicom_series
+
+        return read_dicom_series(path, max_voxels), str(path)
     if not path.is_file():
-        raise InputError(path, "no such file", "check the path (a .nii or .nii.gz file)")
+        raise InputError(
+            path,
+            "no such file",
+            "check the path (a .nii or .nii.gz file, or a folder of DICOM slices)",
+        )
     try:
         img = nib.load(path)
     except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
@@ -87,24 +117,18 @@ def _checked_shape(img: nib.Nifti1Image, source: str) -> tuple[int, int, int]:
 def load_volume(
     image: ImageLike, max_voxels: int | None = DEFAULT_MAX_VOXELS, expect_ct: bool = True
 ) -> Volume:
-    """Load ``image`` as float32 HU, validated and reoriented to the closest canonical (RAS+).
+    """Load ``image`` (a NIfTI file or image, or a DICOM series folder) as float32 HU, validated
+    and reoriented to the closest canonical (RAS+).
 
-    Raises :class:`InputError` naming the file for unreadable files, non-3D data, a zero-length
-    axis, more than ``max_voxels`` voxels (checked from the header, before reading the data), a
-    singular affine, a voxel size outside ``SPACING_RANGE_MM`` and NaN/inf voxels. Warns
-    (:class:`SegbenchWarning`) when ``expect_ct`` and the intensities do not look like CT HU
-    (``expect_ct=False`` for label maps).
+    Raises :class:`InputError` naming the file for unreadable files, bad DICOM series, non-3D
+    data, a zero-length axis, more than ``max_voxels`` voxels (checked from the header, before
+    reading the data), a singular affine, a voxel size outside ``SPACING_RANGE_MM`` and NaN/inf
+    voxels. Warns (:class:`SegbenchWarning`) when ``expect_ct`` and the intensities do not look
+    like CT HU (``expect_ct=False`` for label maps).
     """
-    img, source = read_image(image)
+    img, source = read_image(image, max_voxels)
     shape = _checked_shape(img, source)
-    voxels = math.prod(shape)
-    if max_voxels is not None and voxels > max_voxels:
-        raise InputError(
-            source,
-            f"has {voxels:,} voxels {shape}, over the limit of {max_voxels:,}; the pipeline "
-            f"would need at least {voxels * 4 * 3 / 1e9:.1f} GB for its float32 copies",
-            "crop or downsample the volume, or raise the limit (--segbench-max-voxels)",
-        )
+    check_voxel_count(shape, source, max_voxels)
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(
@@ -177,3 +201,46 @@ def mask_image(labels: np.ndarray, volume: Volume) -> nib.Nifti1Image:
     out.set_qform(volume.original.affine, code=1)
     out.set_sform(volume.original.affine, code=1)
     return out
+
+
+def check_same_grid(labels: Volume, volume: Volume, atol_mm: float = GRID_TOL_MM) -> None:
+    """Raise :class:`InputError` naming ``labels`` unless it lies on ``volume``'s voxel grid.
+
+    Both are compared in RAS order (shape and affine), so a segmentation stored in another
+    voxel order of the same grid is accepted."""
+    if labels.shape == volume.shape and np.allclose(labels.affine, volume.affine, atol=atol_mm):
+        return
+    diff = (
+        f", largest affine difference {np.abs(labels.affine - volume.affine).max():.4g} mm"
+        if labels.shape == volume.shape
+        else ""
+    )
+    raise InputError(
+        labels.source,
+        f"is not on the grid of its case {volume.source}: RAS shape {labels.shape} vs "
+        f"{volume.shape}, spacing {tuple(round(s, 4) for s in labels.spacing)} vs "
+        f"{tuple(round(s, 4) for s in volume.spacing)} mm{diff}",
+        "write the segmentation on the case's grid (resample it with nearest neighbour), or "
+        "rename it so it is not taken as the case's ground truth",
+    )
+
+
+def label_names(img: nib.Nifti1Image) -> dict[int, str] | None:
+    """The label table a segmentation carries in a NIfTI extension (the Caret XML label table
+    TotalSegmentator writes), as {value: name}; None when there is none."""
+    header = getattr(img, "header", None)
+    for ext in getattr(header, "extensions", ()):
+        content = ext.get_content()
+        if not isinstance(content, bytes) or b"<LabelTable>" not in content:
+            continue
+        try:
+            root = ET.fromstring(content.decode("utf-8", errors="replace").strip())
+        except ET.ParseError:
+            return None
+        names = {}
+        for label in root.iter("Label"):
+            key = label.get("Key")
+            if key is not None and key.strip().lstrip("-").isdigit() and label.text:
+                names[int(key)] = label.text.strip()
+        return names or None
+    return None

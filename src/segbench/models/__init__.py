@@ -10,7 +10,11 @@ Accepted names (:data:`MODEL_FORMS`):
 - ``torchscript:MODEL.pt:CARD.json`` (or ``.pt2`` for torch.export, ``.toml`` cards); with
   ``torchscript:MODEL.pt`` alone the card is ``MODEL.json`` or ``MODEL.toml`` next to it
   (:mod:`segbench.models.torchscript`);
-- ``entrypoint:package.module:factory`` (:mod:`segbench.models.entrypoint`).
+- ``entrypoint:package.module:factory`` (:mod:`segbench.models.entrypoint`);
+- ``totalsegmentator:NAME[#options]``: TotalSegmentator's installed weights by name (``fast``,
+  ``fastest``, or one part of the 1.5 mm ``total`` task such as ``total_organs``), found where
+  TotalSegmentator keeps them and loaded as ``nnunet:`` folders with TotalSegmentator's
+  prediction settings (:mod:`segbench.models.totalseg`); the options are ``nnunet:``'s.
 """
 
 from __future__ import annotations
@@ -19,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import ModelError
-from segbench.models import demo, tsfast
+from segbench.models import demo, totalseg, tsfast
 from segbench.models.card import ModelCard, load_network, state_digest
 
 BUILTIN = ("demo", "ts-fast")
-SCHEMES = ("nnunet", "torchscript", "entrypoint")
+SCHEMES = ("nnunet", "torchscript", "entrypoint", "totalsegmentator")
 MODEL_FORMS = (
     *BUILTIN,
     "nnunet:PATH[#fold=N,checkpoint=NAME,configuration=NAME,tile_step=X,trust]",
     "torchscript:MODEL.pt[2][:CARD.json|.toml]",
     "entrypoint:package.module:factory",
+    f"totalsegmentator:{'|'.join(totalseg.MODELS)}[#same options as nnunet:]",
 )
 _NNUNET_OPTIONS = ("fold", "checkpoint", "configuration", "tile_step", "trust")
 
@@ -82,6 +87,10 @@ def parse_model_name(name: str) -> tuple[str, dict[str, Any]]:
         if not path:
             raise _unknown(name, " (no folder before '#')")
         return scheme, {"path": path, **_nnunet_options(name, fragment)}
+    if scheme == "totalsegmentator":
+        task, _, fragment = rest.partition("#")
+        totalseg.check_name(task)
+        return scheme, {"name": task, **_nnunet_options(name, fragment)}
     if scheme == "torchscript":
         model, sep, card = rest.rpartition(":")
         if not sep:
@@ -127,6 +136,8 @@ def get_card(name: str) -> ModelCard:
         from segbench.models.nnunet import card_from_nnunet_folder
 
         return card_from_nnunet_folder(**args)
+    if source == "totalsegmentator":
+        return totalseg.card(**args)
     if source == "torchscript":
         from segbench.models.torchscript import card_from_torchscript
 
