@@ -271,7 +271,7 @@ def test_fast_card_recovers_plans(fast: tuple[Path, PlainConvUNet]) -> None:
     assert card.num_classes == 118
     assert card.class_names[0] == "background"
     assert card.class_names[1:3] == ("organ_001", "organ_002")  # ordered by label value
-    assert card.tile_step == 0.8  # TotalSegmentator 3 mm rule
+    assert card.tile_step == 0.5  # TotalSegmentator: 0.8 only for the 1.5 mm total parts
     assert card.weights is None and card.in_channels == 1
 
 
@@ -538,9 +538,10 @@ def test_tiny_card_axes_kernels_and_default_step(tiny: tuple[Path, PlainConvUNet
 @pytest.mark.parametrize(
     ("name", "step"),
     [
-        ("Dataset297_TotalSegmentator_total_3mm_1559subj", 0.8),
-        ("Dataset300_TotalSegmentator_body_3mm", 0.8),
-        ("Dataset291_TotalSegmentator_part1_organs_1559subj", 0.5),
+        ("Dataset297_TotalSegmentator_total_3mm_1559subj", 0.5),
+        ("Dataset300_TotalSegmentator_body_3mm", 0.5),
+        ("Dataset291_TotalSegmentator_part1_organs_1559subj", 0.8),
+        ("Dataset295_TotalSegmentator_part5_ribs_1559subj", 0.8),
         ("Dataset001_Tiny", 0.5),
     ],
 )

@@ -16,7 +16,7 @@ writes it; for other orientations segbench's reorientation is a deliberate diffe
 Prediction settings reproduced on the card: target spacing, patch size, CT normalisation
 (clip to the foreground 0.5 / 99.5 percentiles, subtract the mean, divide by the std), the
 Gaussian-weighted sliding window (segbench's default) and the tile step (0.8 for
-TotalSegmentator's 3 mm models, as TotalSegmentator runs them, else nnU-Net's 0.5, see
+TotalSegmentator's 1.5 mm total parts, as TotalSegmentator runs them, else nnU-Net's 0.5, see
 :func:`default_tile_step`). Not reproduced: test-time mirroring (segbench never mirrors; a model
 trained with mirroring gives slightly different, slower nnU-Net predictions with it on),
 nnU-Net's cropping to the non-zero region and its resampling (third order, separate z for
@@ -393,10 +393,12 @@ def normalization_from_plans(
 
 
 def default_tile_step(dataset_name: str) -> float:
-    """Sliding-window step: 0.8 for TotalSegmentator's 3 mm models (as TotalSegmentator runs
-    them), otherwise nnU-Net's default 0.5."""
+    """Sliding-window step as TotalSegmentator runs its models: 0.8 for the five 1.5 mm
+    ``total`` parts (Dataset291-295, ``..._partN_...``; TotalSegmentator uses 0.8 only when the
+    task is ``total`` and the resampling is finer than 3 mm), otherwise nnU-Net's default 0.5
+    (the 3 mm fast and fastest models included)."""
     name = dataset_name.lower()
-    if "total_3mm" in name or ("totalsegmentator" in name and "3mm" in name):
+    if "totalsegmentator" in name and re.search(r"_part\d", name):
         return 0.8
     return 0.5
 

@@ -40,5 +40,5 @@ def card() -> ModelCard:
         # TotalSegmentator's CT intensity properties (percentile clip, mean, std) are of this order
         normalization=CTNormalization(lower=-1004.0, upper=1588.0, mean=-50.4, std=503.4),
         class_names=("background", *(f"class_{i:03d}" for i in range(1, NUM_CLASSES))),
-        tile_step=0.8,
+        tile_step=0.5,  # TotalSegmentator runs its 3 mm models at nnU-Net's 0.5
     )
