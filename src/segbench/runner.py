@@ -24,7 +24,7 @@ from segbench.errors import SegbenchError, SegbenchWarning
 from segbench.export import check_onnx_matches, export_onnx
 from segbench.gates import GateResult, check_dice, check_speedup, speedup
 from segbench.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
-from segbench.models import ModelCard, load_network
+from segbench.models import ModelCard, load_network, state_digest
 from segbench.pipeline import Prediction, StageTimes, predict_volume
 from segbench.volumes import DEFAULT_MAX_VOXELS, Volume, load_volume
 
@@ -59,6 +59,7 @@ class Runtime:
     onnx_path: Path | None
     onnx_source: str  # "export" or "user"
     export_max_abs_diff: float | None
+    weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
 
 
 def build_runtime(
@@ -91,7 +92,15 @@ def build_runtime(
             )
     if inject_delay > 0:
         backends["candidate"] = DelayedBackend(backends["candidate"], inject_delay)
-    return Runtime(card, backends, profiles, onnx_path, "user" if onnx else "export", diff)
+    return Runtime(
+        card,
+        backends,
+        profiles,
+        onnx_path,
+        "user" if onnx else "export",
+        diff,
+        weights_sha256=state_digest(net),
+    )
 
 
 def peak_rss_mb() -> float:
@@ -261,8 +270,9 @@ class PairedRun:
         if runs.last is None or (timed and not runs.timed):
             if timed:
                 self.measure(role, None)
-            else:
+            else:  # an untimed run (benchmarks disabled): no latency
                 self.run(role)
+                runs.warmup = len(runs.times)
 
     def evaluate(self, timed: bool) -> CaseSummary:
         """Both gates for this case. ``timed=False`` (benchmarks disabled) skips the speed-up."""
