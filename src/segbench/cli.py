@@ -6,8 +6,12 @@
   prints what changed per case; exit 1 when a threshold is crossed.
 - ``segbench export-gab RUN.json [-o OUT.json] [--kind smaller|bigger]``: github-action-benchmark
   ``custom`` JSON.
+- ``segbench merge SHARD.json... -o MERGED.json``: one run from the shards of a sharded suite;
+  refuses shards of different settings and a case in two shards.
+- ``segbench gate RUN.json``: the session's summary table from a saved or merged run; exit 1
+  when a gate failed or a case is missing its reference, its candidate or both.
 
-Exit codes: 0 ok, 1 regression (``compare``), 2 bad input or usage.
+Exit codes: 0 ok, 1 regression (``compare``) or failed gate (``gate``), 2 bad input or usage.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any, TextIO
 
 from segbench.errors import SegbenchError
 from segbench.markdown import render_comparison, render_report
+from segbench.report import TableRow, summary_table, timing_line
 from segbench.runs import ROLES, Run, compare_runs, load_run
+from segbench.shards import gate_decision, merge_shards
 
 PLOTS = {
     "latency": "latency.png",
@@ -51,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="segbench",
         description="Reports from saved segbench runs (pytest --benchmark-json / "
         "--benchmark-autosave files).",
-        epilog="Exit codes: 0 ok, 1 a regression past the thresholds (compare), 2 bad input.",
+        epilog="Exit codes: 0 ok, 1 a regression past the thresholds (compare) or a failed "
+        "gate (gate), 2 bad input.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -105,6 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     gab.add_argument("run", type=Path, metavar="RUN.json")
     gab.add_argument("-o", "--output", type=Path, default=None, help="output file or base name")
     gab.add_argument("--kind", choices=sorted(GAB_KINDS), default=None, help="write only this kind")
+
+    merge = sub.add_parser(
+        "merge",
+        help="one run from the shards of a sharded suite",
+        description="Combine the runs saved by the shards of one suite (pytest --splits N "
+        "--group i --benchmark-json=shard-i.json) into one run file that report, compare, "
+        "export-gab and gate read like any run. Refused (exit 2): shards whose settings differ "
+        "(model, weights, ONNX file, benchmarks.json, timing, options, segbench/torch/"
+        "onnxruntime versions), shards of different commits, a case in two shards. Each case "
+        "keeps the machine that ran it (extra_info machine and shard).",
+    )
+    merge.add_argument("shards", type=Path, nargs="+", metavar="SHARD.json")
+    merge.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="MERGED.json", help="the merged run"
+    )
+
+    gate = sub.add_parser(
+        "gate",
+        help="the gate decision of a saved or merged run",
+        description="Print the summary table the pytest session prints, from a saved run (a "
+        "merged one too). Exit 1 when a case failed a gate, a case lacks its reference or "
+        "candidate benchmark, or a case of the suite has no benchmark at all.",
+    )
+    gate.add_argument("run", type=Path, metavar="RUN.json")
     return parser
 
 
@@ -246,7 +277,87 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-COMMANDS = {"report": cmd_report, "compare": cmd_compare, "export-gab": cmd_export_gab}
+# merge and gate ---------------------------------------------------------------------------------
+
+
+def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    merged = merge_shards(args.shards)
+    _write(args.output, json.dumps(merged, indent=4) + "\n")
+    block = merged["segbench"]
+    for shard in block["merged_from"]:
+        group = f"group {shard['group']}/{shard['splits']}" if shard["group"] else "-"
+        out.write(f"{shard['file']}\t{group}\t{len(shard['cases'])} cases\t{shard['machine']}\n")
+    out.write(
+        f"merged {len(block['merged_from'])} shards, {len(block['cases'])} cases into "
+        f"{args.output}\n"
+    )
+    if block["missing_groups"]:
+        print(
+            f"segbench merge: warning: pytest-split group(s) "
+            f"{', '.join(map(str, block['missing_groups']))} not given; `segbench gate` fails "
+            "if their cases are missing",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
+    run = load_run(args.run)
+    models = {r.model for r in run.rows}
+    names = class_names_of(next(iter(models))) if len(models) == 1 else None
+    rows = [TableRow.from_case_row(r, names) for r in run.rows]
+    rows += [TableRow.missing(c) for c in run.expected_cases if c not in run.by_case()]
+    backends = [
+        next((res.backend for r in run.rows if (res := r.roles.get(role))), role)
+        for role in ROLES
+    ]
+    title = (
+        f" segbench: {', '.join(sorted(models))} model, {backends[0]} (reference) vs "
+        f"{backends[1]} (candidate) "
+    )
+    out.write(title.center(max(len(title) + 20, 80), "=") + "\n")
+    out.write(summary_table(rows, *backends) + "\n")
+    settings = run.segbench.get("settings") if run.segbench else None
+    config = settings.get("config") if isinstance(settings, Mapping) else None
+    timing = config.get("timing") if isinstance(config, Mapping) else None
+    out.write(
+        timing_line(
+            timing
+            if isinstance(timing, Mapping)
+            else {"estimator": run.rows[0].estimator if run.rows else "min"},
+            str(run.segbench.get("config_source") or "the saved run"),
+            timed=any(r.reference_s is not None for r in rows),
+        )
+        + "\n"
+    )
+    shards = run.segbench.get("merged_from") if run.segbench else None
+    if isinstance(shards, list) and shards:
+        out.write(f"merged from {len(shards)} shards:\n")
+        for shard in shards:
+            group = f" (group {shard['group']}/{shard['splits']})" if shard.get("group") else ""
+            out.write(
+                f"  {shard['file']}{group} on {shard['machine']}: "
+                f"{', '.join(shard['cases']) or 'no case'}\n"
+            )
+    decision = gate_decision(run)
+    for note in decision.notes:
+        out.write(f"note: {note}\n")
+    for problem in decision.problems:
+        out.write(f"FAILED: {problem}\n")
+    out.write(
+        f"segbench gate: {'passed' if decision.passed else 'FAILED'} "
+        f"({len(rows)} cases, {sum(not r.passed for r in rows)} not ok)\n"
+    )
+    return 0 if decision.passed else 1
+
+
+COMMANDS = {
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "export-gab": cmd_export_gab,
+    "merge": cmd_merge,
+    "gate": cmd_gate,
+}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -20,9 +20,10 @@ key and the file)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,29 @@ class BenchConfig:
 
     def gates_for(self, case_id: str) -> Gates:
         return self.case_gates.get(case_id, self.gates)
+
+    def settings(self) -> dict[str, Any]:
+        """The effective settings as plain JSON values (``benchmarks.json``'s layout, overrides
+        applied, ``source`` left out): what a saved run records so that shards can be checked
+        for equal settings before they are merged."""
+
+        def profile(p: Profile) -> dict[str, Any]:
+            return {**asdict(p), "backend": p.backend.value}
+
+        return {
+            "gates": asdict(self.gates),
+            "timing": asdict(self.timing),
+            "profiles": {
+                "reference": profile(self.reference),
+                "candidate": profile(self.candidate),
+            },
+            "cases": {cid: asdict(g) for cid, g in sorted(self.case_gates.items())},
+        }
+
+    def digest(self) -> str:
+        """SHA-256 of :meth:`settings` (canonical JSON)."""
+        text = json.dumps(self.settings(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _fail(source: str, key: str, problem: str) -> ConfigError:

@@ -38,6 +38,8 @@ def _worst(row: CaseRow, class_names: Mapping[str, str] | None) -> str:
 
 
 def _result(row: CaseRow) -> str:
+    if row.missing_roles:
+        return "MISSING " + ", ".join(row.missing_roles)
     if not row.gates:
         return "not scored"
     failed = row.failed_gates
@@ -102,6 +104,10 @@ def render_report(
     if with_truth:
         header.append("Dice vs truth (ref / cand)")
         align += "l"
+    machines = {r.machine for r in rows if r.machine}
+    if len(machines) > 1:  # a merged run of shards on several machines
+        header.append("machine")
+        align += "l"
     header.append("gates")
     align += "l"
     body: list[list[object]] = []
@@ -122,6 +128,8 @@ def render_report(
                 if truth
                 else "-"
             )
+        if len(machines) > 1:
+            line.append(r.machine or "-")
         line.append(_result(r))
         body.append(line)
 

@@ -2,26 +2,38 @@
 
 Options are parsed once into a frozen :class:`Options`; the session state is a plugin object
 registered under the name ``segbench-session`` and fetched by that name.
+
+Sharding (pytest-split's ``--splits N --group i``): a case's reference and candidate tests
+always run in the same shard, the shard its reference test goes to. Just before the splitter
+selects (the module's ``pytest_collection_modifyitems``), each candidate whose reference is
+also selected is set aside; after every plugin has selected, the candidates of the references
+that stayed come back and the others are reported deselected. Each saved run
+(``--benchmark-json``) gets a ``"segbench"`` block with the settings fingerprint that
+``segbench merge`` checks.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from segbench import __version__ as SEGBENCH_VERSION
 from segbench.cases import SUITES, Case, builtin_cases, folder_cases
 from segbench.config import BenchConfig, load_config
 from segbench.errors import ConfigError, ModelError, SegbenchError
 from segbench.gates import BaselineSpeedup
 from segbench.inject import Injection, parse_injection
 from segbench.models import BUILTIN, get_card, parse_model_name
+from segbench.models.card import sha256_file
 from segbench.phantoms import default_cache_dir
-from segbench.report import summary_table
+from segbench.report import TableRow, summary_table, timing_line
 from segbench.runner import (
     ROLES,
     CaseSummary,
@@ -30,11 +42,15 @@ from segbench.runner import (
     build_runtime,
     check_providers,
 )
+from segbench.runs import machine_label
 from segbench.volumes import DEFAULT_MAX_VOXELS
 
 SESSION_NAME = "segbench-session"
 INI_KEYS = ("suite", "model", "config", "data", "shared_data", "cache_dir")
 CONFIG_NAME = "benchmarks.json"
+ROLE_TESTS = {"test_reference": "reference", "test_candidate": "candidate"}
+FINGERPRINT_FORMAT = 1  # segbench.shards.FORMAT
+VERSIONED = ("torch", "onnxruntime", "numpy", "scipy")
 
 
 def _positive_int(text: str) -> int:
@@ -294,6 +310,10 @@ class SegbenchSession:
         self._runtime_error: Exception | None = None
         self._pairs: dict[str, PairedRun] = {}
         self.summaries: dict[str, CaseSummary] = {}
+        self.worker_rows: dict[str, TableRow] = {}  # rows of pytest-xdist workers
+        self.suite: list[str] | None = None  # case ids that reached the splitter
+        self.selected: list[str] = []  # case ids this session runs
+        self._set_aside: dict[tuple[str, str], pytest.Item] = {}
 
     @property
     def runtime(self) -> Runtime:
@@ -337,25 +357,154 @@ class SegbenchSession:
     # hooks of the session object ------------------------------------------------------------
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "segbench_case" in metafunc.fixturenames:
-            metafunc.parametrize("segbench_case", self.cases, ids=[c.id for c in self.cases])
+            # with pytest-xdist's --dist loadgroup, a case's two tests go to one worker
+            xdist = metafunc.config.pluginmanager.hasplugin("xdist")
+            params = [
+                pytest.param(c, marks=[pytest.mark.xdist_group(c.id)] if xdist else [])
+                for c in self.cases
+            ]
+            metafunc.parametrize("segbench_case", params, ids=[c.id for c in self.cases])
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Mark the per-volume tests ``segbench`` and run each case's reference right before its
-        candidate, so both are timed in the same machine state."""
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        """Mark the per-volume tests ``segbench`` and order them case by case, before every
+        other plugin selects (-k, -m, pytest-split); afterwards, bring back the candidates set
+        aside by :meth:`before_split` whose reference stayed, and order again so that each
+        case's reference runs right before its candidate, in the same machine state."""
+        for item in items:
+            if _case_of(item) is not None:
+                item.add_marker(pytest.mark.segbench)
+        self._order(items)
+        result = yield
+        references = {_pair_key(i) for i in items if _role_of(i) == "reference"}
+        back = [c for key, c in self._set_aside.items() if key in references]
+        gone = [c for key, c in self._set_aside.items() if key not in references]
+        self._set_aside = {}
+        items.extend(back)
+        if gone:  # their reference went to another shard: so do they
+            config.hook.pytest_deselected(items=gone)
+        self._order(items)
+        self.selected = list(dict.fromkeys(c.id for i in items if (c := _case_of(i))))
+        if self.suite is None:  # before_split did not run
+            self.suite = list(self.selected)
+        return result
+
+    def before_split(self, items: list[pytest.Item]) -> None:
+        """Called right before the splitter (the module's ``pytest_collection_modifyitems``):
+        note the suite, and set aside every candidate whose reference is also selected, so that
+        the splitter places cases (by their reference), not single tests. The candidates set
+        aside are not reported deselected: the session's wrapper brings them back or does."""
+        self.suite = list(dict.fromkeys(c.id for i in items if (c := _case_of(i))))
+        references = {_pair_key(i) for i in items if _role_of(i) == "reference"}
+        keep: list[pytest.Item] = []
+        for item in items:
+            if _role_of(item) == "candidate" and _pair_key(item) in references:
+                self._set_aside[_pair_key(item)] = item
+            else:
+                keep.append(item)
+        items[:] = keep
+
+    def _order(self, items: list[pytest.Item]) -> None:
+        """Sort the per-volume tests, in the slots they occupy, by case, reference first."""
         order = {c.id: i for i, c in enumerate(self.cases)}
         slots: list[int] = []
-        ours: list[tuple[int, int, pytest.Item]] = []
+        ours: list[tuple[int, int, int, pytest.Item]] = []
         for index, item in enumerate(items):
             case = _case_of(item)
             if case is not None:
-                item.add_marker(pytest.mark.segbench)
                 slots.append(index)
-                ours.append((order.get(case.id, 0), len(ours), item))
-        for slot, (_, _, item) in zip(slots, sorted(ours), strict=True):
+                role = 0 if _role_of(item) == "reference" else 1
+                ours.append((order.get(case.id, 0), role, len(ours), item))
+        for slot, (_, _, _, item) in zip(slots, sorted(ours, key=lambda t: t[:3]), strict=True):
             items[slot] = item
 
+    # saved runs: the settings fingerprint -----------------------------------------------------
+    def fingerprint(self, config: pytest.Config) -> dict[str, Any]:
+        """The ``"segbench"`` block of a saved run: everything that must be equal for shards to
+        make one gate decision (``settings``), and which cases this session ran. Values that
+        need the runtime are ``None`` when no case built it."""
+        runtime = self._runtime
+        card = runtime.card if runtime is not None else None
+        versions: dict[str, str | None] = {"segbench": SEGBENCH_VERSION}
+        for module in VERSIONED:
+            versions[module] = _version(module)
+        splits, group = config.getoption("splits", None), config.getoption("group", None)
+        return {
+            "format": FINGERPRINT_FORMAT,
+            "settings": {
+                "model": card.name if card is not None else None,
+                "weights_sha256": runtime.weights_sha256 if runtime is not None else None,
+                "card": {
+                    "spacing": list(card.spacing),
+                    "patch_size": list(card.patch_size),
+                    "tile_step": card.tile_step,
+                    "classes": card.num_classes,
+                }
+                if card is not None
+                else None,
+                "onnx": {
+                    "source": runtime.onnx_source,
+                    "sha256": sha256_file(runtime.onnx_path) if runtime.onnx_path else None,
+                }
+                if runtime is not None
+                else None,
+                "config_sha256": self.bench.digest(),
+                "config": self.bench.settings(),
+                "versions": versions,
+                "options": {
+                    "injection": self.options.injection.describe(),
+                    "baseline": self.options.baseline.name if self.options.baseline else None,
+                    "max_voxels": self.options.max_voxels,
+                    "require_gpu": self.options.require_gpu,
+                },
+            },
+            "suite": self.suite if self.suite is not None else [c.id for c in self.cases],
+            "cases": self.selected,
+            "shard": {"splits": splits, "group": group} if splits and group else None,
+            "model_option": self.options.model,
+            "config_source": Path(self.bench.source).name,
+        }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_benchmark_update_json(
+        self, config: pytest.Config, output_json: dict[str, Any]
+    ) -> None:
+        """Add the ``"segbench"`` block, and the machine to each case's extra_info (a merged
+        run keeps, per case, the machine that measured it)."""
+        output_json["segbench"] = self.fingerprint(config)
+        machine = machine_label(output_json.get("machine_info"))
+        for bench in output_json.get("benchmarks") or []:
+            info = bench.get("extra_info") if isinstance(bench, dict) else None
+            if isinstance(info, dict) and info.get("role") in ROLES:
+                info.setdefault("machine", machine)
+
+    # the table, also under pytest-xdist ------------------------------------------------------
+    def rows(self) -> list[TableRow]:
+        """The table's rows: this process's cases and those reported by xdist workers."""
+        rows = {case: TableRow.from_summary(s) for case, s in self.summaries.items()}
+        rows.update(self.worker_rows)
+        order = {c.id: i for i, c in enumerate(self.cases)}
+        return [rows[c] for c in sorted(rows, key=lambda c: (order.get(c, len(order)), c))]
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: send the rows to the controller
+            workeroutput["segbench_rows"] = [
+                TableRow.from_summary(s).as_dict() for s in self.summaries.values()
+            ]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """pytest-xdist's controller: collect a finished worker's rows."""
+        for data in getattr(node, "workeroutput", {}).get("segbench_rows", []):
+            row = TableRow.from_dict(data)
+            self.worker_rows[row.case] = row
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.summaries:
+        rows = self.rows()
+        if not rows:
             return
         profiles = self.bench.reference.backend.value, self.bench.candidate.backend.value
         terminalreporter.write_sep(
@@ -363,12 +512,18 @@ class SegbenchSession:
             f"segbench: {self.options.model} model, "
             f"{profiles[0]} (reference) vs {profiles[1]} (candidate)",
         )
-        terminalreporter.write_line(summary_table(list(self.summaries.values()), *profiles))
+        terminalreporter.write_line(summary_table(rows, *profiles))
         timing = self.bench.timing
         terminalreporter.write_line(
-            f"speed-up = reference / candidate latency, {timing.estimator} of {timing.rounds} "
-            f"interleaved rounds after {timing.warmup_rounds} warm-ups; gates from "
-            f"{self.bench.source}"
+            timing_line(
+                {
+                    "estimator": timing.estimator,
+                    "rounds": timing.rounds,
+                    "warmup_rounds": timing.warmup_rounds,
+                },
+                self.bench.source,
+                timed=not _benchmarks_disabled(terminalreporter.config),
+            )
             + (f"; baseline {self.options.baseline}" if self.options.baseline else "")
         )
         if self.options.injection.active:
@@ -408,6 +563,38 @@ def current_cpu() -> str | None:
     return str(brand) if brand else None
 
 
+def _benchmarks_disabled(config: pytest.Config) -> bool:
+    """Whether pytest-benchmark times nothing (--benchmark-disable, or switched off by xdist)."""
+    bench = getattr(config, "_benchmarksession", None)
+    return bool(getattr(bench, "disabled", False))
+
+
+def _version(module: str) -> str | None:
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        if module == "onnxruntime":  # onnxruntime-gpu installs the same module
+            try:
+                return importlib.metadata.version("onnxruntime-gpu")
+            except importlib.metadata.PackageNotFoundError:
+                return None
+        return None
+
+
+def _role_of(item: pytest.Item) -> str | None:
+    """``reference`` or ``candidate`` for the suite's two test functions, else ``None``."""
+    if _case_of(item) is None:
+        return None
+    return ROLE_TESTS.get(getattr(item, "originalname", "") or item.name.split("[")[0])
+
+
+def _pair_key(item: pytest.Item) -> tuple[str, str]:
+    """The test's container (module or class) and case: a reference and its candidate share it."""
+    case = _case_of(item)
+    parent = item.parent.nodeid if item.parent is not None else ""
+    return parent, case.id if case is not None else ""
+
+
 def _case_of(item: pytest.Item) -> Case | None:
     callspec = getattr(item, "callspec", None)
     case = callspec.params.get("segbench_case") if callspec is not None else None
@@ -418,6 +605,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "segbench: a per-volume regression case of segbench")
     if config.pluginmanager.get_plugin(SESSION_NAME) is None:
         config.pluginmanager.register(SegbenchSession(config), SESSION_NAME)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Right before pytest-split selects: set aside the candidates (see
+    :meth:`SegbenchSession.before_split`).
+
+    pytest-split selects in the ``trylast`` ``pytest_collection_modifyitems`` of an object it
+    registers in ``pytest_configure``. pluggy calls ``trylast`` implementations in the order
+    they were registered, and this module is registered when plugins load, before any
+    ``pytest_configure``: so this runs after -k, -m and every ordinary plugin, and before the
+    split. The session's wrapper then runs after all of them."""
+    plugin = config.pluginmanager.get_plugin(SESSION_NAME)
+    if isinstance(plugin, SegbenchSession):
+        plugin.before_split(items)
 
 
 def session_of(config: pytest.Config) -> SegbenchSession:

@@ -26,7 +26,7 @@ from segbench.export import check_onnx_matches, export_onnx
 from segbench.gates import BaselineSpeedup, GateResult, check_dice, check_speedup, speedup
 from segbench.inject import InjectedBackend, Injection, candidate_profile, perturb_onnx
 from segbench.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
-from segbench.models import ModelCard, load_network
+from segbench.models import ModelCard, load_network, state_digest
 from segbench.models.unet import PlainConvUNet, count_flops
 from segbench.pipeline import Prediction, StageTimes, predict_volume
 from segbench.volumes import (
@@ -84,6 +84,7 @@ class Runtime:
         return self._flops[window]
 
     _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
+    weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
 
 
 def build_runtime(
@@ -135,7 +136,15 @@ def build_runtime(
     if injection.delay or injection.slowdown or injection.shift:
         backends["candidate"] = InjectedBackend(backends["candidate"], injection)
     return Runtime(
-        card, backends, profiles, onnx_path, "user" if onnx else "export", diff, injection, net
+        card,
+        backends,
+        profiles,
+        onnx_path,
+        "user" if onnx else "export",
+        diff,
+        injection,
+        net,
+        weights_sha256=state_digest(net),
     )
 
 
@@ -367,8 +376,9 @@ class PairedRun:
         if runs.last is None or (timed and not runs.timed):
             if timed:
                 self.measure(role, None)
-            else:
+            else:  # an untimed run (benchmarks disabled): no latency
                 self.run(role)
+                runs.warmup = len(runs.times)
 
     def reference_latency(self, estimator: str) -> float | None:
         """The reference latency the speed-up uses: the runs interleaved with the candidate's

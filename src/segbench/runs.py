@@ -60,7 +60,9 @@ class CaseRow:
     class_dice: Mapping[str, float] = field(default_factory=dict)
     flipped_fraction: float | None = None
     max_abs_logit_diff: float | None = None
+    candidate_gflops: float | None = None  # achieved in the candidate's sliding window
     gates: Mapping[str, bool] = field(default_factory=dict)
+    machine: str | None = None  # the machine that ran the case (a merged run has several)
 
     @property
     def provider(self) -> str:
@@ -113,9 +115,14 @@ class CaseRow:
         return [name for name, ok in self.gates.items() if not ok]
 
     @property
+    def missing_roles(self) -> list[str]:
+        """The roles without a benchmark in the run (a test that errored before timing)."""
+        return [role for role in ROLES if role not in self.roles]
+
+    @property
     def passed(self) -> bool:
-        """Every recorded gate passed and the candidate was scored at all."""
-        return bool(self.gates) and not self.failed_gates
+        """Both roles ran, every recorded gate passed and the candidate was scored at all."""
+        return bool(self.gates) and not self.failed_gates and not self.missing_roles
 
 
 @dataclass(frozen=True)
@@ -128,9 +135,29 @@ class Run:
     commit: str | None = None
     machine: str | None = None
     cpu: str | None = None  # machine_info.cpu.brand_raw: speed-ups compare on one CPU type
+    segbench: Mapping[str, Any] = field(default_factory=dict)  # the run's "segbench" block
 
     def by_case(self) -> dict[str, CaseRow]:
         return {r.case: r for r in self.rows}
+
+    @property
+    def machines(self) -> list[str]:
+        """The distinct machines that ran the cases, in case order."""
+        return list(dict.fromkeys(r.machine for r in self.rows if r.machine))
+
+    @property
+    def expected_cases(self) -> list[str]:
+        """The cases the run should hold: the suite each session saw before sharding, else the
+        cases it selected (from the ``segbench`` block; empty for runs saved without one)."""
+        block = self.segbench
+        cases: list[str] = []
+        for key in ("suite", "cases"):
+            for value in (block.get(key) or []) if isinstance(block, Mapping) else []:
+                if str(value) not in cases:
+                    cases.append(str(value))
+            if cases:
+                break
+        return cases
 
 
 def _label_key(label: str) -> tuple[int, str]:
@@ -199,7 +226,9 @@ def _row(case: str, benches: Mapping[str, Mapping[str, Any]]) -> CaseRow:
         else {},
         flipped_fraction=_number(cand.get("flipped_fraction")),
         max_abs_logit_diff=_number(cand.get("max_abs_logit_diff")),
+        candidate_gflops=_number(cand.get("inference_gflops")),
         gates={str(k): bool(v) for k, v in gates.items()} if isinstance(gates, Mapping) else {},
+        machine=str(first["machine"]) if first.get("machine") else None,
     )
 
 
@@ -229,15 +258,21 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
         )
     machine = data.get("machine_info")
     commit = data.get("commit_info")
+    block = data.get("segbench")
+    rows = tuple(_row(case, benches) for case, benches in cases.items())
+    machines = list(dict.fromkeys(r.machine for r in rows if r.machine))
     return Run(
         path=Path(path),
-        rows=tuple(_row(case, benches) for case, benches in cases.items()),
+        rows=rows,
         datetime=str(data["datetime"]) if data.get("datetime") else None,
         commit=str(commit.get("id"))[:12]
         if isinstance(commit, Mapping) and commit.get("id")
         else None,
-        machine=_machine_text(machine) if isinstance(machine, Mapping) else None,
+        machine=f"{len(machines)} machines (per case below)"
+        if len(machines) > 1
+        else (_machine_text(machine) if isinstance(machine, Mapping) else None),
         cpu=_cpu_brand(machine),
+        segbench=block if isinstance(block, Mapping) else {},
     )
 
 
@@ -245,6 +280,16 @@ def _cpu_brand(machine: Any) -> str | None:
     cpu = machine.get("cpu") if isinstance(machine, Mapping) else None
     brand = cpu.get("brand_raw") if isinstance(cpu, Mapping) else None
     return str(brand) if brand else None
+
+
+def machine_label(machine: Any) -> str:
+    """A short name of pytest-benchmark's ``machine_info``: host name, CPU, CPU count and
+    Python version (``"runner-7 (AMD EPYC 7763, 4 CPUs, Python 3.11.9)"``)."""
+    if not isinstance(machine, Mapping):
+        return "-"
+    text = _machine_text(machine)
+    node = machine.get("node")
+    return f"{node} ({text})" if node else text
 
 
 def _machine_text(machine: Mapping[str, Any]) -> str:
@@ -261,6 +306,11 @@ def _machine_text(machine: Mapping[str, Any]) -> str:
 
 def load_run(path: str | Path) -> Run:
     """Read a saved run. Raises :class:`RunFileError` naming the file and the fix."""
+    return parse_run(read_run_json(path), path)
+
+
+def read_run_json(path: str | Path) -> Any:
+    """The decoded JSON of a saved run (not yet checked for segbench's content)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -283,7 +333,7 @@ def load_run(path: str | Path) -> Run:
             "pass the JSON file that pytest-benchmark wrote; a run cut short by a killed job "
             "is truncated: rerun the benchmark",
         ) from exc
-    return parse_run(data, path)
+    return data
 
 
 # comparing two runs ----------------------------------------------------------------------------

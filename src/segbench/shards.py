@@ -1,0 +1,323 @@
+"""Sharded runs: merge the saved runs of several CI machines into one run, and the gate
+decision of a (merged) run.
+
+Each session's pytest-benchmark JSON carries a top-level ``"segbench"`` block (written by the
+plugin through ``pytest_benchmark_update_json``)::
+
+    {"format": 1,
+     "settings": {"model", "weights_sha256", "card", "onnx": {"source", "sha256"},
+                  "config_sha256", "config": {gates, timing, profiles, cases},
+                  "versions": {segbench, torch, onnxruntime, numpy, scipy},
+                  "options": {injection, baseline, max_voxels, require_gpu, benchmarks}},
+     "suite": [case ids that reached the splitter], "cases": [case ids this session ran],
+     "shard": {"splits": N, "group": i} or null, "model_option", "config_source"}
+
+Shards merge only when every ``settings`` value is equal (a value that is ``null`` in a shard
+that ran no case is not compared), no case is in two shards and, for pytest-split shards, all
+split the same suite into the same number of groups. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segbench.errors import SegbenchError
+from segbench.runs import ROLES, Run, RunFileError, machine_label, parse_run, read_run_json
+
+FORMAT = 1
+MAX_LISTED = 6
+
+
+class MergeError(SegbenchError, ValueError):
+    """Shards that cannot be merged into one run (different settings, a case twice...)."""
+
+
+def _case_of(bench: Any) -> str | None:
+    info = bench.get("extra_info") if isinstance(bench, Mapping) else None
+    if not isinstance(info, Mapping) or info.get("role") not in ROLES:
+        return None
+    return str(info.get("case") or bench.get("group") or bench.get("name"))
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in a, value in b)`` for every leaf that differs; ``None`` on either
+    side matches anything (a setting the shard could not know, e.g. no case ran)."""
+    if a is None or b is None:
+        return []
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(a) | set(b), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in a or key not in b:
+                out.append((sub, a.get(key, "<absent>"), b.get(key, "<absent>")))
+            else:
+                out += differences(a[key], b[key], sub)
+        return out
+    return [] if a == b else [(path, a, b)]
+
+
+def _fill(a: Any, b: Any) -> Any:
+    """``a`` with its ``None`` values taken from ``b`` (settings known to one shard only)."""
+    if a is None:
+        return b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return {k: _fill(a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])}
+    return a
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass
+class Shard:
+    """One saved run given to ``segbench merge``."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def block(self) -> dict[str, Any]:
+        block = self.data.get("segbench")
+        return block if isinstance(block, dict) else {}
+
+    @property
+    def cases(self) -> list[str]:
+        """Cases with a benchmark in this shard, then cases it selected but saved nothing for."""
+        ran = [c for b in self.data["benchmarks"] if (c := _case_of(b)) is not None]
+        return list(dict.fromkeys([*ran, *(str(c) for c in self.block.get("cases") or [])]))
+
+    @property
+    def group(self) -> tuple[int, int] | None:
+        """``(splits, group)`` of a pytest-split shard."""
+        shard = self.block.get("shard")
+        if isinstance(shard, Mapping) and shard.get("splits") and shard.get("group"):
+            return int(shard["splits"]), int(shard["group"])
+        return None
+
+
+def load_shard(path: str | Path) -> Shard:
+    """Read one shard and check that segbench saved it (its ``"segbench"`` block)."""
+    path = Path(path)
+    data = read_run_json(path)
+    if not (isinstance(data, Mapping) and data.get("benchmarks") == []):
+        parse_run(data, path)  # a pytest-benchmark run with segbench's benchmarks
+    block = data.get("segbench")
+    if not isinstance(block, Mapping) or not isinstance(block.get("settings"), Mapping):
+        raise RunFileError(
+            path,
+            'has no "segbench" block (the settings fingerprint that shards are checked with)',
+            "save each shard with this segbench's plugin loaded "
+            "(`pytest --benchmark-only --benchmark-json=shard-N.json`); runs saved by older "
+            "versions cannot be merged",
+        )
+    if block.get("format") != FORMAT:
+        raise RunFileError(
+            path,
+            f"has segbench block format {block.get('format')!r}, this segbench merges "
+            f"format {FORMAT}",
+            "save all shards with the same segbench version",
+        )
+    return Shard(path, dict(data))
+
+
+def _check_settings(shards: Sequence[Shard]) -> None:
+    first = shards[0]
+    problems: list[str] = []
+    for other in shards[1:]:
+        diffs = differences(first.block["settings"], other.block["settings"])
+        problems += [
+            f"settings.{key}: {first.path.name} has {_short(a)}, {other.path.name} has "
+            f"{_short(b)}"
+            for key, a, b in diffs
+        ]
+    if problems:
+        more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
+        raise MergeError(
+            "shards ran with different settings and cannot make one gate decision:\n  "
+            + "\n  ".join(problems[:MAX_LISTED])
+            + more
+            + "\nFix: run every shard of one suite from the same commit, with the same "
+            "options, model, ONNX file, benchmarks.json and package versions (one CI workflow "
+            "run with one constraints file), then merge those shards"
+        )
+    commits = {
+        s.path.name: str(c["id"])
+        for s in shards
+        if isinstance(c := s.data.get("commit_info"), Mapping) and c.get("id")
+    }
+    if len(set(commits.values())) > 1:
+        listed = ", ".join(f"{name} {cid[:12]}" for name, cid in commits.items())
+        raise MergeError(
+            f"shards come from different commits ({listed}). Fix: merge the shards of one "
+            "workflow run (download the artifacts of that run only)"
+        )
+
+
+def _check_cases(shards: Sequence[Shard]) -> None:
+    owner: dict[str, Path] = {}
+    twice: list[str] = []
+    for shard in shards:
+        for case in shard.cases:
+            if case in owner:
+                twice.append(f"{case} (in {owner[case].name} and {shard.path.name})")
+            else:
+                owner[case] = shard.path
+    if twice:
+        more = f" and {len(twice) - MAX_LISTED} more" if len(twice) > MAX_LISTED else ""
+        raise MergeError(
+            "the same case is in two shards: "
+            + "; ".join(twice[:MAX_LISTED])
+            + more
+            + ". Fix: pass each shard once, and shard with `--splits N --group i` (or disjoint "
+            "-k selections) so that every case runs in exactly one shard"
+        )
+    groups = {s.path.name: g for s in shards if (g := s.group) is not None}
+    if len({n for n, _ in groups.values()}) > 1:
+        listed = ", ".join(f"{name} group {g} of {n}" for name, (n, g) in groups.items())
+        raise MergeError(
+            f"shards of different --splits ({listed}). Fix: merge the shards of one split"
+        )
+    split = [s for s in shards if s.group is not None]
+    for other in split[1:]:
+        a, b = split[0].block.get("suite"), other.block.get("suite")
+        if a is not None and b is not None and list(a) != list(b):
+            only = [str(c) for c in a if c not in b] + [str(c) for c in b if c not in a]
+            listed = ", ".join(only[:MAX_LISTED]) or "the same cases in another order"
+            raise MergeError(
+                f"{split[0].path.name} and {other.path.name} split different suites (cases in "
+                f"one only: {listed}). Fix: give every shard the same cases and options "
+                "(--segbench-data / --segbench-suite, -k, -m)"
+            )
+
+
+def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """One pytest-benchmark JSON document from the shards at ``paths``: their benchmarks in
+    suite order, each candidate/reference with ``extra_info["machine"]`` and ``["shard"]``, the
+    first shard's ``machine_info``/``commit_info`` and a merged ``"segbench"`` block (``shards``:
+    which file, group and machine ran which cases; ``missing_groups``: pytest-split groups not
+    given). Raises :class:`MergeError` or :class:`RunFileError`."""
+    if not paths:
+        raise MergeError("no shard given. Fix: pass the shard files (segbench merge A.json B.json)")
+    seen: dict[Path, str] = {}
+    for p in paths:
+        if Path(p).resolve() in seen:
+            raise MergeError(
+                f"{p}: given twice (also as {seen[Path(p).resolve()]}). Fix: pass each shard once"
+            )
+        seen[Path(p).resolve()] = str(p)
+    shards = [load_shard(p) for p in paths]
+    _check_settings(shards)
+    _check_cases(shards)
+
+    settings: Any = shards[0].block["settings"]
+    for shard in shards[1:]:
+        settings = _fill(settings, shard.block["settings"])
+    suite: list[str] = []
+    for shard in shards:
+        suite += [str(c) for c in shard.block.get("suite") or shard.cases if str(c) not in suite]
+    order = {case: i for i, case in enumerate(suite)}
+
+    benchmarks: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
+    described: list[dict[str, Any]] = []
+    for index, shard in enumerate(shards):
+        machine = machine_label(shard.data.get("machine_info"))
+        for bench in shard.data["benchmarks"]:
+            case = _case_of(bench)
+            bench = dict(bench)
+            if case is not None:
+                info = dict(bench["extra_info"])
+                info.setdefault("machine", machine)
+                info["shard"] = shard.path.name
+                bench["extra_info"] = info
+                role = ROLES.index(info["role"])
+                key = (order.get(case, len(order)), role, len(benchmarks))
+            else:
+                key = (len(order) + 1, 0, len(benchmarks))
+            benchmarks.append((key, bench))
+        group = shard.group
+        described.append(
+            {
+                "file": shard.path.name,
+                "group": group[1] if group else None,
+                "splits": group[0] if group else None,
+                "machine": machine,
+                "machine_info": shard.data.get("machine_info"),
+                "datetime": shard.data.get("datetime"),
+                "cases": shard.cases,
+                "index": index,
+            }
+        )
+    splits = {g[0] for s in shards if (g := s.group) is not None}
+    present = {g[1] for s in shards if (g := s.group) is not None}
+    missing = sorted(set(range(1, splits.pop() + 1)) - present) if splits else []
+    first = shards[0].data
+    dates = sorted(str(s.data["datetime"]) for s in shards if s.data.get("datetime"))
+    block = {
+        "format": FORMAT,
+        "settings": settings,
+        "suite": suite,
+        "cases": [c for c in suite if any(c in s.cases for s in shards)],
+        "shard": None,
+        "model_option": shards[0].block.get("model_option"),
+        "config_source": shards[0].block.get("config_source"),
+        "merged_from": described,
+        "missing_groups": missing,
+    }
+    return {
+        **{k: v for k, v in first.items() if k not in ("benchmarks", "segbench")},
+        "datetime": dates[0] if dates else first.get("datetime"),
+        "benchmarks": [bench for _, bench in sorted(benchmarks, key=lambda kb: kb[0])],
+        "segbench": block,
+    }
+
+
+# the gate decision -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The verdict on a whole (merged) run: ``problems`` fail it, ``notes`` do not."""
+
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def gate_decision(run: Run) -> GateDecision:
+    """Fail when a case of the suite has no benchmark, a case lacks its reference or its
+    candidate, a candidate recorded no gate result, or a gate failed. A pytest-split group that
+    was not merged fails through its missing cases; when every case ran elsewhere (more shards
+    than cases) it is a note."""
+    problems: list[str] = []
+    notes: list[str] = []
+    rows = run.by_case()
+    missing = [c for c in run.expected_cases if c not in rows]
+    if missing:
+        problems.append(
+            f"{len(missing)} case(s) of the suite have no benchmark in {run.path.name}: "
+            + ", ".join(missing[:MAX_LISTED])
+            + (" ..." if len(missing) > MAX_LISTED else "")
+            + " (the test errored before timing, or its shard was not merged)"
+        )
+    groups = run.segbench.get("missing_groups") if run.segbench else None
+    if groups:
+        text = f"pytest-split group(s) {', '.join(map(str, groups))} were not merged"
+        (problems if missing else notes).append(
+            text + ("" if missing else " (every case of the suite ran in another group)")
+        )
+    for row in run.rows:
+        if row.missing_roles:
+            problems.append(f"{row.case}: no {' and no '.join(row.missing_roles)} benchmark")
+        elif not row.gates:
+            problems.append(f"{row.case}: the candidate recorded no gate result")
+        elif row.failed_gates:
+            problems.append(f"{row.case}: failed the {', '.join(row.failed_gates)} gate")
+    return GateDecision(tuple(problems), tuple(notes))
