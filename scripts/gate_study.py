@@ -9,7 +9,10 @@
 
 Everything after ``--`` goes to pytest. Each run writes pytest-benchmark JSON into --out; the
 summary (runs in which each gate failed; per case: speed-up min/median/max, mean Dice min, worst
-class Dice min, gate failures) is printed as Markdown.
+class Dice min, gate failures) is printed as Markdown. With a baseline, the speed-up gates are
+also recomputed from each run's saved speed-ups under benchmarks.json's current thresholds
+(``speedup_min``, per-case ``speedup_drop_max``, ``suite_speedup_drop_max``), so a study keeps
+its meaning when a threshold changes; ``--recompute DIR`` does only that for a finished study.
 """
 
 from __future__ import annotations
@@ -34,11 +37,53 @@ def run_once(index: int, out: Path, extra: list[str]) -> tuple[Path, float, int]
     return path, time.perf_counter() - start, proc.returncode
 
 
+def recompute(runs: list[dict], config: Path) -> str:
+    """The speed-up gates' verdicts on saved runs under the thresholds of ``config``."""
+    from segbench.config import load_config
+    from segbench.gates import check_suite_speedup
+
+    gates = load_config(config).gates
+    case_fails = runs_case = runs_suite = runs_any = total = 0
+    for data in runs:
+        pairs = {
+            i["case"]: (i["speedup"], i["baseline_speedup"])
+            for b in data["benchmarks"]
+            if (i := b["extra_info"]).get("role") == "candidate"
+            and i.get("speedup") is not None
+            and i.get("baseline_speedup") is not None
+        }
+        failed = [
+            c for c, (s, base) in pairs.items()
+            if s < gates.speedup_min or s < base * (1 - gates.speedup_drop_max)
+        ]
+        suite = check_suite_speedup(pairs, gates.suite_speedup_drop_max)
+        suite_failed = suite is not None and not suite.passed
+        total += len(pairs)
+        case_fails += len(failed)
+        runs_case += bool(failed)
+        runs_suite += suite_failed
+        runs_any += bool(failed) or suite_failed
+    return (
+        f"speed-up gates recomputed under {config} (speedup_min {gates.speedup_min}, "
+        f"speedup_drop_max {gates.speedup_drop_max}, suite_speedup_drop_max "
+        f"{gates.suite_speedup_drop_max}): case-runs failing {case_fails}/{total}; runs failing "
+        f"per case {runs_case}/{len(runs)}, suite {runs_suite}/{len(runs)}, either "
+        f"{runs_any}/{len(runs)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("reports/gate_study"))
+    parser.add_argument("--config", type=Path, default=Path("benchmarks.json"))
+    parser.add_argument("--recompute", type=Path, default=None,
+                        help="only recompute the speed-up gates of the runs saved in this folder")
     args, extra = parser.parse_known_args()
+    if args.recompute is not None:
+        saved = [json.loads(p.read_text()) for p in sorted(args.recompute.glob("run_*.json"))]
+        print(recompute(saved, args.config))
+        return
     extra = [a for a in extra if a != "--"]
     args.out.mkdir(parents=True, exist_ok=True)
     speedups: dict[str, list[float]] = defaultdict(list)
@@ -47,10 +92,12 @@ def main() -> None:
     failures: dict[str, int] = defaultdict(int)
     runs_failed: dict[str, int] = defaultdict(int)
     walls = []
+    saved: list[dict] = []
     for i in range(args.runs):
         path, wall, code = run_once(i, args.out, extra)
         walls.append(wall)
         data = json.loads(path.read_text()) if path.is_file() else {"benchmarks": []}
+        saved.append(data)
         failed_here = []
         for bench in data["benchmarks"]:
             info = bench["extra_info"]
@@ -82,6 +129,9 @@ def main() -> None:
         s = speedups.get(case) or [float("nan")]
         print(f"| {case} | {min(s):.3f} | {statistics.median(s):.3f} | {max(s):.3f} | "
               f"{min(dices[case]):.5f} | {min(worst[case], default=float('nan')):.4f} |")
+
+    if any(b["extra_info"].get("baseline_speedup") for d in saved for b in d["benchmarks"]):
+        print("\n" + recompute(saved, args.config))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 
 from segbench.config import BenchConfig, Gates, load_config, parse_config
 from segbench.errors import ConfigError
-from segbench.gates import BaselineSpeedup, check_dice, check_speedup
+from segbench.gates import BaselineSpeedup, check_dice, check_speedup, check_suite_speedup
 from segbench.metrics import LogitDiff, compute_dice
 
 NAMES = ("background", "spleen", "kidney", "liver")
@@ -114,7 +114,7 @@ def test_case_overrides_inherit_defaults(tmp_path: Path) -> None:
 
 
 def test_speedup_gate_against_a_baseline() -> None:
-    gates = Gates(speedup_min=1.0, speedup_drop_max=0.15)
+    gates = Gates(speedup_min=1.0, speedup_drop_max=0.15)  # per case; the default is 0.3
     base = BaselineSpeedup(1.40, "base.json")
     same = check_speedup("c", 1.38, 1.0, gates, "min", base)
     assert same.passed and "baseline 1.40x (base.json)" in same.message
@@ -140,3 +140,25 @@ def test_profile_switches_parse() -> None:
     assert cfg.reference.pipeline.fit_patch and not cfg.candidate.mem_arena
     with pytest.raises(ConfigError, match=r"profiles\.candidate\.mem_arena"):
         parse_config({"profiles": {"candidate": {"mem_arena": "no"}}}, "bench.json")
+
+
+def test_suite_speedup_gate_takes_the_geometric_mean() -> None:
+    # one case jumping by a fifth (seen between two processes) does not fail the suite ...
+    noisy = {"a": (1.14, 1.45), "b": (1.40, 1.31), "c": (1.38, 1.31), "d": (1.41, 1.25)}
+    result = check_suite_speedup(noisy, 0.15)
+    assert result is not None and result.passed and "Fix:" not in result.message
+    # ... a candidate 30 % slower on every case does
+    slow = {c: (s / 1.3, b) for c, (s, b) in noisy.items()}
+    bad = check_suite_speedup(slow, 0.15)
+    assert bad is not None and not bad.passed and bad.name == "suite_speedup"
+    for part in ("0.77 x the baseline's", "over 4 cases", "suite_speedup_drop_max 15%",
+                 "floor 0.85", "lowest: a 0.88x vs 1.45x", "Fix:"):
+        assert part in bad.message, part
+    assert check_suite_speedup({}, 0.15) is None
+
+
+def test_suite_gate_is_not_a_case_key() -> None:
+    with pytest.raises(ConfigError, match=r"cases\.a\.nii\.gz\.suite_speedup_drop_max"):
+        parse_config({"cases": {"a.nii.gz": {"suite_speedup_drop_max": 0.1}}}, "bench.json")
+    assert parse_config({"gates": {"suite_speedup_drop_max": 0.1}}).gates.suite_speedup_drop_max \
+        == 0.1

@@ -232,3 +232,19 @@ def test_gate_on_a_run_saved_without_segbench_block(tmp_path: Path) -> None:
     assert code == 0 and "min of the timed rounds" in text
     data = make_run(failed_dice=("phantom_a_s1.nii.gz",))
     assert run_cli("gate", write(tmp_path / "bad.json", copy.deepcopy(data)))[0] == 1
+
+
+def test_gate_applies_the_suite_speedup_gate_of_a_baseline_run(
+    tmp_path: Path, shards: tuple[Path, Path]
+) -> None:
+    out = tmp_path / "merged.json"
+    assert run_cli("merge", *shards, "-o", out)[0] == 0
+    data = json.loads(out.read_text())
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        if info["role"] == "candidate":  # each case now 25 % below its baseline speed-up
+            info["baseline_speedup"] = (info["reference_s"] / info["candidate_s"]) / 0.75
+    write(out, data)
+    code, text = run_cli("gate", out)
+    assert code == 1, text
+    assert "suite: speed-up 0.75 x the baseline's" in text and "floor 0.85" in text

@@ -3,7 +3,8 @@ message is what a person reads when CI goes red; it ends with what to do about i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from segbench.config import Gates
@@ -117,3 +118,38 @@ def check_speedup(
             "change is intended, save a new baseline run."
         )
     return GateResult("speedup", passed, message)
+
+
+def check_suite_speedup(
+    ratios: Mapping[str, tuple[float, float]], drop_max: float
+) -> GateResult | None:
+    """The whole suite against a baseline run: fail when the geometric mean over the cases of
+    (speed-up / baseline speed-up) fell more than ``suite_speedup_drop_max`` below 1.
+
+    ``ratios`` maps a case to ``(speed-up, baseline speed-up)``; cases without a baseline are
+    left out, and ``None`` is returned when none has one. One case's speed-up can jump by a
+    fifth between two processes on the same machine (seen on a 0.6 s case); a regression of the
+    candidate moves every case, so the mean over cases separates the two.
+    """
+    usable = {c: (s, b) for c, (s, b) in ratios.items() if s > 0 and b > 0}
+    if not usable:
+        return None
+    logs = {c: math.log(s / b) for c, (s, b) in usable.items()}
+    mean = math.exp(sum(logs.values()) / len(logs))
+    floor = 1.0 - drop_max
+    passed = mean >= floor
+    worst = sorted(logs, key=logs.__getitem__)[:3]
+    message = (
+        f"suite: speed-up {mean:.2f} x the baseline's (geometric mean over {len(usable)} cases; "
+        f"gate suite_speedup_drop_max {drop_max:.0%}, floor {floor:.2f}); "
+        "lowest: "
+        + ", ".join(f"{c} {usable[c][0]:.2f}x vs {usable[c][1]:.2f}x" for c in worst)
+        + "."
+    )
+    if not passed:
+        message += (
+            " Fix: the candidate got slower on the whole suite relative to the reference: "
+            "profile it (stage breakdown in extra_info) against the baseline run; if the change "
+            "is intended, save a new baseline run."
+        )
+    return GateResult("suite_speedup", passed, message)

@@ -28,7 +28,7 @@ from segbench import __version__ as SEGBENCH_VERSION
 from segbench.cases import SUITES, Case, builtin_cases, folder_cases
 from segbench.config import BenchConfig, load_config
 from segbench.errors import ConfigError, ModelError, SegbenchError
-from segbench.gates import BaselineSpeedup
+from segbench.gates import BaselineSpeedup, GateResult, check_suite_speedup
 from segbench.inject import Injection, parse_injection
 from segbench.models import BUILTIN, get_card, parse_model_name
 from segbench.models.card import sha256_file
@@ -309,6 +309,7 @@ class SegbenchSession:
         self._runtime: Runtime | None = None
         self._runtime_error: Exception | None = None
         self._pairs: dict[str, PairedRun] = {}
+        self.suite_gate: GateResult | None = None
         self.summaries: dict[str, CaseSummary] = {}
         self.worker_rows: dict[str, TableRow] = {}  # rows of pytest-xdist workers
         self.suite: list[str] | None = None  # case ids that reached the splitter
@@ -494,6 +495,17 @@ class SegbenchSession:
             workeroutput["segbench_rows"] = [
                 TableRow.from_summary(s).as_dict() for s in self.summaries.values()
             ]
+            return
+        self.suite_gate = check_suite_speedup(
+            {
+                case: (s.speedup, s.baseline_speedup)
+                for case, s in self.summaries.items()
+                if s.speedup is not None and s.baseline_speedup is not None
+            },
+            self.bench.gates.suite_speedup_drop_max,
+        )
+        if self.suite_gate is not None and not self.suite_gate.passed and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -526,6 +538,9 @@ class SegbenchSession:
             )
             + (f"; baseline {self.options.baseline}" if self.options.baseline else "")
         )
+        if self.suite_gate is not None:
+            verdict = "ok" if self.suite_gate.passed else "FAIL"
+            terminalreporter.write_line(f"{verdict} suite_speedup: {self.suite_gate.message}")
         if self.options.injection.active:
             terminalreporter.write_line(
                 f"INJECTED into the candidate: {self.options.injection.describe()}"

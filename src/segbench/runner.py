@@ -216,6 +216,7 @@ class CaseSummary:
     gates: list[GateResult] = field(default_factory=list)
     error: str | None = None
     candidate_gflops: float | None = None  # achieved in the candidate's sliding window
+    baseline_speedup: float | None = None  # the case's speed-up in the baseline run
 
     @property
     def speedup(self) -> float | None:
@@ -426,6 +427,7 @@ class PairedRun:
                 )
             )
         summary.candidate_gflops = self.extra_info("candidate").get("inference_gflops")
+        summary.baseline_speedup = self.baseline.speedup if self.baseline else None
         self.logit_diff = diff
         for runs in self.runs.values():  # the logits are big; the gates are done with them
             if runs.last is not None:

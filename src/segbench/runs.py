@@ -61,6 +61,7 @@ class CaseRow:
     flipped_fraction: float | None = None
     max_abs_logit_diff: float | None = None
     candidate_gflops: float | None = None  # achieved in the candidate's sliding window
+    baseline_speedup: float | None = None  # the case's speed-up in the baseline run, if any
     gates: Mapping[str, bool] = field(default_factory=dict)
     machine: str | None = None  # the machine that ran the case (a merged run has several)
 
@@ -227,6 +228,7 @@ def _row(case: str, benches: Mapping[str, Mapping[str, Any]]) -> CaseRow:
         flipped_fraction=_number(cand.get("flipped_fraction")),
         max_abs_logit_diff=_number(cand.get("max_abs_logit_diff")),
         candidate_gflops=_number(cand.get("inference_gflops")),
+        baseline_speedup=_number(cand.get("baseline_speedup")),
         gates={str(k): bool(v) for k, v in gates.items()} if isinstance(gates, Mapping) else {},
         machine=str(first["machine"]) if first.get("machine") else None,
     )

@@ -27,6 +27,8 @@ from typing import Any
 from segbench.errors import SegbenchError
 from segbench.runs import ROLES, Run, RunFileError, machine_label, parse_run, read_run_json
 
+SUITE_SPEEDUP_DROP_MAX = 0.15  # segbench.config.Gates' default, without importing torch
+
 FORMAT = 1
 MAX_LISTED = 6
 
@@ -320,4 +322,26 @@ def gate_decision(run: Run) -> GateDecision:
             problems.append(f"{row.case}: the candidate recorded no gate result")
         elif row.failed_gates:
             problems.append(f"{row.case}: failed the {', '.join(row.failed_gates)} gate")
+    from segbench.gates import check_suite_speedup  # imports config, hence torch: only here
+
+    suite = check_suite_speedup(
+        {
+            r.case: (r.speedup, r.baseline_speedup)
+            for r in run.rows
+            if r.speedup is not None and r.baseline_speedup is not None
+        },
+        _suite_drop_max(run),
+    )
+    if suite is not None:
+        (notes if suite.passed else problems).append(suite.message)
     return GateDecision(tuple(problems), tuple(notes))
+
+
+def _suite_drop_max(run: Run) -> float:
+    """``suite_speedup_drop_max`` of the gates the run was measured with (its ``segbench``
+    block), else the default."""
+    settings = run.segbench.get("settings") if run.segbench else None
+    config = settings.get("config") if isinstance(settings, Mapping) else None
+    saved = config.get("gates") if isinstance(config, Mapping) else None
+    value = saved.get("suite_speedup_drop_max") if isinstance(saved, Mapping) else None
+    return float(value) if isinstance(value, int | float) else SUITE_SPEEDUP_DROP_MAX
