@@ -90,7 +90,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    lean = args.out / "lean.json"
+    lean = args.out / "lean-profiles.json"  # not lean.json: that name is the lean run's
     lean.write_text(json.dumps(LEAN))
     rows: list[tuple[str, str, str]] = []
     if "main" in args.only:
