@@ -171,8 +171,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--segbench-baseline",
         default=None,
         help="a saved run (--benchmark-json / --benchmark-autosave file) of the same CPU type: "
-        "each case's speed-up must stay within speedup_drop_max of its speed-up there "
-        "(default: none, only speedup_min applies)",
+        "each case's speed-up must stay within speedup_drop_max of its speed-up there, and the "
+        "suite's (geometric mean over the cases) within suite_speedup_drop_max (default: none, "
+        "only speedup_min applies)",
     )
     group.addoption(
         "--segbench-inject",

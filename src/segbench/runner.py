@@ -72,8 +72,9 @@ class Runtime:
     onnx_path: Path | None
     onnx_source: str  # "export" or "user"
     export_max_abs_diff: float | None
-    injection: Injection = field(default_factory=Injection)
     network: nn.Module | None = None
+    weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
+    _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
 
     def gflop_per_window(self, window: tuple[int, int, int] | None) -> float | None:
         """Convolution GFLOP of one window (2 per multiply-add), for PlainConvUNet networks."""
@@ -82,9 +83,6 @@ class Runtime:
         if window not in self._flops:
             self._flops[window] = count_flops(self.network, window) / 1e9
         return self._flops[window]
-
-    _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
-    weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
 
 
 def build_runtime(
@@ -142,7 +140,6 @@ def build_runtime(
         onnx_path,
         "user" if onnx else "export",
         diff,
-        injection,
         net,
         weights_sha256=state_digest(net),
     )
@@ -265,15 +262,15 @@ class PairedRun:
         self.baseline = baseline
 
     def run(self, role: str, record: bool = True) -> Prediction:
-        """One end-to-end run (in-memory volume -> mask) of ``role``; records its stage times
-        unless ``record`` is False."""
+        """One end-to-end run (in-memory volume -> mask) of ``role``; records its stage times and
+        keeps its logits (for the logit difference) unless ``record`` is False."""
         profile = self.runtime.profiles[role]
         pred = predict_volume(
             self.volume,
             self.runtime.card,
             self.runtime.backends[role],
             profile.pipeline,
-            keep_logits=True,
+            keep_logits=record,
         )
         if record:
             self.runs[role].times.append(pred.times)
