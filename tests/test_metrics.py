@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segbench.metrics import ClassDice, DiceResult, compute_dice, logit_diff
+from segbench.metrics import ClassDice, DiceResult, LogitDiff, compute_dice, logit_diff, slabs
 
 
 def test_identical_maps() -> None:
@@ -134,3 +134,24 @@ def test_logit_diff() -> None:
 def test_logit_diff_shape_mismatch_raises() -> None:
     with pytest.raises(ValueError, match="shape"):
         logit_diff(np.zeros((3, 4)), np.zeros((4, 3)))
+
+
+def test_logit_diff_in_slabs_matches_the_whole_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((5, 13, 7, 6), dtype=np.float32)
+    b = a + rng.standard_normal(a.shape, dtype=np.float32) * 1e-3
+    b[4, 12, 6, 5] += 2.0  # in the last, partial slab
+    whole = np.abs(a.astype(np.float64) - b)
+    monkeypatch.setattr("segbench.metrics.slabs", lambda shape: slabs(shape, elements=840))
+    assert len(slabs(a.shape, elements=840)) == 4  # 4 rows of 5 x 7 x 6 each: 0-3, ..., 12
+    diff = logit_diff(a, b)
+    assert diff.max_abs == pytest.approx(whole.max(), rel=1e-6)
+    assert diff.mean_abs == pytest.approx(whole.mean(), rel=1e-5)
+    assert logit_diff(np.zeros(0), np.zeros(0)) == LogitDiff(0.0, 0.0)
+    assert logit_diff(np.array([1.0, 2.0]), np.array([1.0, 4.0])) == LogitDiff(2.0, 1.0)
+
+
+def test_slabs_cover_axis_one_once() -> None:
+    for shape, elements in (((118, 119, 119, 93), 1 << 22), ((2, 5, 3), 1), ((3, 4), 10**9)):
+        rows = [r for s in slabs(shape, elements) for r in range(shape[1])[s]]
+        assert rows == list(range(shape[1]))

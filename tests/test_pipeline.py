@@ -22,6 +22,7 @@ from segbench.pipeline import (
     PipelineSettings,
     Prediction,
     StageTimes,
+    argmax_labels,
     make_backend,
     predict,
     predict_volume,
@@ -303,3 +304,16 @@ def test_count_flops_convolutions_lower_bound() -> None:
 def test_count_flops_matches_a_measured_forward_pass() -> None:
     net = build_tiny_net()
     assert count_flops(net, (8, 16, 12)) == _hooked_flops(net, (8, 16, 12))
+
+
+def test_argmax_labels_matches_numpy_ties_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    logits = rng.integers(0, 3, (6, 11, 5, 4)).astype(np.float32)  # many ties: first max wins
+    monkeypatch.setattr(
+        "segbench.pipeline.slabs", lambda shape: [slice(i, i + 3) for i in range(0, 11, 3)]
+    )
+    labels = argmax_labels(logits)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, np.argmax(logits, axis=0))
+    wide = argmax_labels(rng.standard_normal((300, 2, 2, 2), dtype=np.float32))
+    assert wide.dtype == np.uint16

@@ -96,6 +96,36 @@ def test_candidate_rounds_interleave_with_reference_runs(
     assert [g.name for g in summary.gates] == ["dice", "speedup"]
 
 
+def test_at_most_one_kept_logits_array_beside_a_running_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory: while a round runs, only the other role's last logits are kept (not the same
+    role's previous round, nor the candidate's before a paired reference run)."""
+    from segbench import runner
+
+    made: list[Any] = []
+    kept_during: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        kept_during.append(sum(p.logits is not None for p in made))
+        pred = predict_volume(*args, **kwargs)
+        made.append(pred)
+        return pred
+
+    predict_volume = runner.predict_volume
+    monkeypatch.setattr(runner, "predict_volume", counting)
+    pair, _ = _pair(tmp_path, Timing(rounds=3, warmup_rounds=1, estimator="min"))
+    pair.measure("reference", None)
+    pair.measure("candidate", _Pedantic())
+    assert len(kept_during) == 4 + 1 + 3 * 2
+    assert max(kept_during) == 1
+    assert pair.runs["reference"].last.logits is not None
+    assert pair.runs["candidate"].last.logits is not None
+    summary = pair.evaluate(timed=True)
+    assert pair.logit_diff is not None and summary.dice is not None
+    assert sum(p.logits is not None for p in made) == 0
+
+
 def test_speedup_falls_back_to_reference_rounds_without_pairs(tmp_path: Path) -> None:
     pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="median"))
     pair.measure("reference", None)

@@ -78,9 +78,26 @@ class LogitDiff:
     mean_abs: float
 
 
+def slabs(shape: tuple[int, ...], elements: int = 1 << 22) -> list[slice]:
+    """Slices along axis 1 of a ``(K, X, ...)`` array, each holding about ``elements`` values
+    (at least one row), so work on a K x grid array needs no K x grid temporary."""
+    per_row = int(np.prod(shape[:1] + shape[2:], dtype=np.int64))
+    step = max(1, elements // max(1, per_row))
+    return [slice(i, i + step) for i in range(0, shape[1], step)] if len(shape) > 1 else []
+
+
 def logit_diff(reference: np.ndarray, candidate: np.ndarray) -> LogitDiff:
-    """Max and mean absolute difference between two float logit arrays of equal shape."""
+    """Max and mean absolute difference between two float logit arrays of equal shape
+    ``(K, X, Y, Z)`` (any array of two or more axes), computed slab by slab along axis 1."""
     if reference.shape != candidate.shape:
         raise ValueError(f"logits differ in shape: {reference.shape} vs {candidate.shape}")
-    diff = np.abs(reference - candidate)
-    return LogitDiff(float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0)
+    if reference.size == 0:
+        return LogitDiff(0.0, 0.0)
+    if reference.ndim < 2:
+        reference, candidate = reference[np.newaxis], candidate[np.newaxis]
+    peak, total = 0.0, 0.0
+    for s in slabs(reference.shape):
+        diff = np.abs(reference[:, s] - candidate[:, s], dtype=np.float64)
+        peak = max(peak, float(diff.max(initial=0.0)))
+        total += float(diff.sum())
+    return LogitDiff(peak, total / reference.size)

@@ -17,6 +17,7 @@ from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.errors import InputError
 from segbench.export import export_onnx
 from segbench.inference import count_windows, fit_patch, sliding_window
+from segbench.metrics import slabs
 from segbench.models import ModelCard, get_card, load_network
 from segbench.phantoms import default_cache_dir
 from segbench.preprocess import resample, resampled_shape
@@ -91,6 +92,20 @@ def label_dtype(num_classes: int) -> type[np.integer]:
     return np.uint8 if num_classes <= 256 else np.uint16
 
 
+def argmax_labels(logits: np.ndarray) -> np.ndarray:
+    """The class per voxel of ``(K, X, Y, Z)`` logits, as ``np.argmax(axis=0)`` (the first
+    maximum wins), in the smallest unsigned dtype for K classes.
+
+    Computed slab by slab along X: numpy's argmax over a leading axis copies the whole K x grid
+    array first (593 MB for ts-fast's 118 classes on a 512 x 512 x 112 CT), which a slab avoids;
+    it is also about twice as fast there.
+    """
+    labels = np.empty(logits.shape[1:], dtype=label_dtype(logits.shape[0]))
+    for s in slabs(logits.shape):
+        labels[s] = np.argmax(logits[:, s], axis=0)
+    return labels
+
+
 def predict_volume(
     volume: Volume,
     card: ModelCard,
@@ -119,7 +134,7 @@ def predict_volume(
         batch_size=settings.batch_size,
     )
     t2 = time.perf_counter()
-    labels = np.argmax(logits, axis=0).astype(label_dtype(card.num_classes))
+    labels = argmax_labels(logits)
     labels = resample(labels, volume.shape, order=0)
     mask = mask_image(labels, volume)
     t3 = time.perf_counter()

@@ -265,6 +265,8 @@ class PairedRun:
         """One end-to-end run (in-memory volume -> mask) of ``role``; records its stage times and
         keeps its logits (for the logit difference) unless ``record`` is False."""
         profile = self.runtime.profiles[role]
+        if record:
+            self._drop_logits(role)  # this run replaces them: never two rounds' logits at once
         pred = predict_volume(
             self.volume,
             self.runtime.card,
@@ -277,9 +279,16 @@ class PairedRun:
             self.runs[role].last = pred
         return pred
 
+    def _drop_logits(self, role: str) -> None:
+        last = self.runs[role].last
+        if last is not None:
+            last.logits = None
+
     def _paired_reference(self) -> None:
         """One reference run right before a timed candidate round (not part of either
-        benchmark's statistics): the speed-up compares runs made side by side."""
+        benchmark's statistics): the speed-up compares runs made side by side. The candidate
+        round that follows replaces the candidate's logits, so they are dropped first."""
+        self._drop_logits("candidate")
         self.paired_reference.append(self.run("reference", record=False).times)
 
     def measure(self, role: str, benchmark: Any | None) -> None:
@@ -426,7 +435,6 @@ class PairedRun:
         summary.candidate_gflops = self.extra_info("candidate").get("inference_gflops")
         summary.baseline_speedup = self.baseline.speedup if self.baseline else None
         self.logit_diff = diff
-        for runs in self.runs.values():  # the logits are big; the gates are done with them
-            if runs.last is not None:
-                runs.last.logits = None
+        for role in ROLES:  # the logits are big; the gates are done with them
+            self._drop_logits(role)
         return summary
