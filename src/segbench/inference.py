@@ -152,5 +152,6 @@ def sliding_window(
             pred *= weight  # in place: no window-sized temporary (757 MB for ts-fast's 118 classes)
             logits[(slice(None), *w)] += pred
             weights[w] += weight
+        del batch, out, pred  # free this output before the next window's is made, not after
     logits /= weights
     return logits[crop]

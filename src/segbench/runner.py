@@ -262,21 +262,21 @@ class PairedRun:
         self.baseline = baseline
 
     def run(self, role: str, record: bool = True) -> Prediction:
-        """One end-to-end run (in-memory volume -> mask) of ``role``; records its stage times and
-        keeps its logits (for the logit difference) unless ``record`` is False."""
+        """One end-to-end run (in-memory volume -> mask) of ``role``. It becomes the role's last
+        prediction, logits kept for the logit difference; ``record`` (not for paired reference
+        runs) also adds its stage times to the role's rounds."""
         profile = self.runtime.profiles[role]
-        if record:
-            self._drop_logits(role)  # this run replaces them: never two rounds' logits at once
+        self._drop_logits(role)  # this run replaces them: never two rounds' logits at once
         pred = predict_volume(
             self.volume,
             self.runtime.card,
             self.runtime.backends[role],
             profile.pipeline,
-            keep_logits=record,
+            keep_logits=True,
         )
         if record:
             self.runs[role].times.append(pred.times)
-            self.runs[role].last = pred
+        self.runs[role].last = pred
         return pred
 
     def _drop_logits(self, role: str) -> None:
@@ -287,7 +287,9 @@ class PairedRun:
     def _paired_reference(self) -> None:
         """One reference run right before a timed candidate round (not part of either
         benchmark's statistics): the speed-up compares runs made side by side. The candidate
-        round that follows replaces the candidate's logits, so they are dropped first."""
+        round that follows replaces the candidate's logits, so they are dropped first; the
+        paired run's prediction replaces the reference's last one (the same model on the same
+        volume), so no earlier reference logits are held while it runs."""
         self._drop_logits("candidate")
         self.paired_reference.append(self.run("reference", record=False).times)
 
