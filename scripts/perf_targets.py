@@ -14,7 +14,9 @@ asserted here) whose command is printed beside its figure, so any row can be rer
 - lean:    the same with the ``lean`` profiles (``fit_patch`` on both sides, onnxruntime without
            its CPU memory arena);
 - largest: ``ts-fast`` on the largest seed20 grid (512 x 512 x 112) with the lean profiles: RSS;
-- seed20:  the demo model on the 20 seed grids: wall time.
+- seed20:  the demo model on the 20 seed grids: wall time;
+- fp16:    (optional, not in the default run) the main job with a float16 ONNX candidate
+           (``"precision": "fp16"``): its accuracy-speed row.
 Run it on an otherwise idle machine: a neighbour's load slows PyTorch several-fold.
 """
 
@@ -38,6 +40,7 @@ LEAN = {
         "candidate": {"backend": "onnx", "fit_patch": True, "mem_arena": False},
     }
 }
+FP16 = {"profiles": {"candidate": {"backend": "onnx", "precision": "fp16"}}}
 LARGEST = "spleen512x112"
 
 
@@ -86,7 +89,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/perf"))
     parser.add_argument(
-        "--only", nargs="*", default=["main", "tsfast", "lean", "largest", "seed20"]
+        "--only",
+        nargs="*",
+        default=["main", "tsfast", "lean", "largest", "seed20"],
+        choices=["main", "tsfast", "lean", "largest", "seed20", "fp16"],
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +147,8 @@ def main() -> None:
         for info in candidates(data):
             rows.append((
                 f"ts-fast peak RSS <= 4 GB: {info['case']} (lean)",
-                f"{info['peak_rss_mb'] / 1024:.2f} GiB",
+                f"{info['peak_rss_mb'] / 1024:.2f} GiB "
+                f"({info['peak_rss_mb'] * 2**20 / 1e9:.2f} GB)",
                 cmd,
             ))
     if "seed20" in args.only:
@@ -153,6 +160,17 @@ def main() -> None:
             f"{statistics.median(speedups):.2f}x" if speedups else f"{wall / 60:.1f} min",
             cmd,
         ))
+    if "fp16" in args.only:
+        fp16 = args.out / "fp16-profiles.json"
+        fp16.write_text(json.dumps(FP16))
+        data, wall, cmd = run("fp16", args.out, [f"--segbench-config={fp16}"])
+        for info in candidates(data):
+            rows.append((
+                f"fp16 candidate (accuracy-speed): {info['case']}",
+                f"{info.get('speedup') or 0:.2f}x, Dice {info['mean_dice']:.5f}, "
+                f"max logit diff {info.get('max_abs_logit_diff') or 0:.3g}",
+                cmd,
+            ))
     print(f"\nmachine: {os.cpu_count()} CPUs\n")
     print("| target | measured | command |")
     print("| --- | --- | --- |")

@@ -12,7 +12,13 @@ from helpers import build_tiny_net, tiny_card
 
 from segbench.backends import BackendKind, OrtBackend, TorchBackend
 from segbench.errors import ModelError
-from segbench.export import ExportResult, cache_key, check_onnx_matches, export_onnx
+from segbench.export import (
+    ExportResult,
+    cache_key,
+    check_onnx_matches,
+    export_onnx,
+    to_float16,
+)
 
 pytest.importorskip("onnxruntime")
 
@@ -150,3 +156,26 @@ def test_ort_backend_refuses_text_file(tmp_path: Path) -> None:
 def test_ort_backend_rejects_bad_graph_level(exported: ExportResult) -> None:
     with pytest.raises(ValueError, match="graph_level"):
         OrtBackend(exported.path, providers=["CPUExecutionProvider"], graph_level="max")
+
+
+def test_float16_copy_keeps_float32_io_and_close_logits(
+    exported: ExportResult, tmp_path: Path
+) -> None:
+    half = to_float16(exported.path, tmp_path)
+    assert half != exported.path and half.parent == tmp_path
+    model = onnx.load(str(half))
+    weights = [i for i in model.graph.initializer if len(i.dims) == 5]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    for value in (*model.graph.input, *model.graph.output):
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    x = np.random.default_rng(5).standard_normal((1, 1, 32, 32, 32), dtype=np.float32)
+    full = OrtBackend(exported.path, providers=["CPUExecutionProvider"])(x)
+    out = OrtBackend(half, providers=["CPUExecutionProvider"])(x)
+    assert out.dtype == np.float32 and out.shape == full.shape
+    diff = float(np.abs(out - full).max())
+    assert 0 < diff < 0.05 * float(np.abs(full).max())  # rounded, not identical, not broken
+    assert to_float16(exported.path, tmp_path) == half  # cached
+    with pytest.raises(ModelError, match="cannot convert it to float16"):
+        bad = tmp_path / "bad.onnx"
+        bad.write_text("not onnx")
+        to_float16(bad, tmp_path)

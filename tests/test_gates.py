@@ -142,6 +142,18 @@ def test_profile_switches_parse() -> None:
         parse_config({"profiles": {"candidate": {"mem_arena": "no"}}}, "bench.json")
 
 
+def test_precision_is_validated_and_onnx_only() -> None:
+    assert parse_config({}).candidate.precision == "fp32"
+    cfg = parse_config({"profiles": {"candidate": {"precision": "fp16"}}})
+    assert cfg.candidate.precision == "fp16" and cfg.settings()["profiles"]["candidate"][
+        "precision"
+    ] == "fp16"
+    with pytest.raises(ConfigError, match=r"profiles\.candidate\.precision.*'int4'"):
+        parse_config({"profiles": {"candidate": {"precision": "int4"}}}, "bench.json")
+    with pytest.raises(ConfigError, match=r"profiles\.reference\.precision.*only an onnx"):
+        parse_config({"profiles": {"reference": {"precision": "fp16"}}}, "bench.json")
+
+
 def test_suite_speedup_gate_takes_the_geometric_mean() -> None:
     # one case jumping by a fifth (seen between two processes) does not fail the suite ...
     noisy = {"a": (1.14, 1.45), "b": (1.40, 1.31), "c": (1.38, 1.31), "d": (1.41, 1.25)}

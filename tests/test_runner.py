@@ -183,6 +183,14 @@ def test_build_runtime_injects_into_the_candidate_only(tmp_path: Path) -> None:
     assert isinstance(reference, TorchBackend)
 
 
+def test_fp16_candidate_runs_a_float16_copy(tmp_path: Path) -> None:
+    config = BenchConfig(candidate=Profile(BackendKind.ONNX, precision="fp16"))
+    runtime = build_runtime(tiny_card(), config, tmp_path)
+    candidate = runtime.backends["candidate"]
+    assert isinstance(candidate, OrtBackend) and "-fp16-" in candidate.model_path.name
+    assert runtime.onnx_path is not None and "-fp16-" not in runtime.onnx_path.name
+
+
 def test_perturbing_a_torch_candidate_is_refused(tmp_path: Path) -> None:
     config = BenchConfig(candidate=Profile(BackendKind.TORCH))
     with pytest.raises(SegbenchError, match="perturbs the candidate's ONNX weights"):
@@ -208,3 +216,19 @@ def test_gflops_are_reported_for_plain_conv_unets(tmp_path: Path) -> None:
     assert summary.candidate_gflops == info["inference_gflops"]
     pair.runtime.network = None  # a TorchScript model: nothing to count
     assert "inference_gflops" not in pair.extra_info("candidate")
+
+
+def test_peak_rss_is_reset_per_test(tmp_path: Path) -> None:
+    from segbench.runner import peak_rss_mb, reset_peak_rss
+
+    if not reset_peak_rss():
+        pytest.skip("this OS cannot reset the peak RSS (/proc/self/clear_refs)")
+    big = np.ones(50_000_000, dtype=np.float32)  # 200 MB, touched
+    high = peak_rss_mb()
+    del big
+    assert reset_peak_rss()
+    assert peak_rss_mb() < high - 150
+    pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="min"))
+    pair.measure("reference", None)
+    info = pair.extra_info("reference")
+    assert info["peak_rss_scope"] == "test" and info["peak_rss_mb"] > 0

@@ -62,6 +62,7 @@ class TorchBackend:
 
 
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+PRECISIONS = ("fp32", "fp16")  # of an onnx profile's network; see segbench.export.to_float16
 
 
 def default_providers() -> list[str]:

@@ -12,10 +12,12 @@ key and the file)::
     PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
                "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all",
                "use_gaussian": true | false, "fit_patch": true | false,
-               "mem_arena": true | false}
+               "mem_arena": true | false, "precision": "fp32" | "fp16"}
 
     ``fit_patch`` shrinks the window to a volume smaller than the patch (see
-    :func:`segbench.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena.
+    :func:`segbench.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena;
+    ``precision`` ``fp16`` (onnx profiles only) runs a float16 copy of the ONNX file (see
+    :func:`segbench.export.to_float16`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from segbench.backends import GRAPH_LEVELS, BackendKind
+from segbench.backends import GRAPH_LEVELS, PRECISIONS, BackendKind
 from segbench.errors import ConfigError
 from segbench.pipeline import PipelineSettings
 
@@ -67,6 +69,7 @@ class Profile:
     use_gaussian: bool = True
     fit_patch: bool = False
     mem_arena: bool = True
+    precision: str = "fp32"  # "fp16": the ONNX file converted to float16 (float32 in and out)
 
     @property
     def pipeline(self) -> PipelineSettings:
@@ -187,7 +190,19 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
             if value not in GRAPH_LEVELS:
                 raise _fail(source, k, f"must be one of {list(GRAPH_LEVELS)}, got {value!r}")
             values[key] = value
-    return replace(base, **values)
+        elif key == "precision":
+            if value not in PRECISIONS:
+                raise _fail(source, k, f"must be one of {list(PRECISIONS)}, got {value!r}")
+            values[key] = value
+    profile = replace(base, **values)
+    if profile.precision != "fp32" and profile.backend is not BackendKind.ONNX:
+        raise _fail(
+            source,
+            f"{where}.precision",
+            f"is {profile.precision!r}, which only an onnx profile supports (backend "
+            f"{profile.backend.value!r}); set backend to onnx or precision to fp32",
+        )
+    return profile
 
 
 def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:

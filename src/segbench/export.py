@@ -141,3 +141,39 @@ def export_onnx(
         json.dumps({"max_abs_diff": diff, "opset": opset, "torch": torch.__version__}, indent=1)
     )
     return ExportResult(path, diff, cached=False)
+
+
+def to_float16(path: Path, out_dir: Path) -> Path:
+    """A float16 copy of an ONNX file, cached in ``out_dir`` by the source's digest.
+
+    Weights and activations become float16; the input and output stay float32
+    (``keep_io_types``), so the backend interface and the sliding window are unchanged. Made
+    by onnxruntime's own converter (``onnxruntime.transformers.float16``) and checked with
+    ``onnx.checker``. Whether it is faster depends on the device: GPUs (tensor cores) gain,
+    a CPU without float16 kernels loses (see the README's performance section).
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    out = Path(out_dir) / f"{Path(path).stem}-fp16-{digest}.onnx"
+    if out.is_file():
+        return out
+    try:
+        model = onnx.load(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # values clamped to the float16 range
+            half = convert_float_to_float16(model, keep_io_types=True)
+        OnnxModel(half).topological_sort()  # the converter appends the input casts at the end
+        onnx.checker.check_model(half)
+    except Exception as exc:  # the converter raises its own types
+        raise ModelError(
+            f"{path}: cannot convert it to float16 ({type(exc).__name__}: {exc}); "
+            "use precision fp32 for this model"
+        ) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    onnx.save(half, tmp)
+    os.replace(tmp, out)
+    return out

@@ -22,7 +22,7 @@ from torch import nn
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.config import BenchConfig, Gates, Profile
 from segbench.errors import SegbenchError, SegbenchWarning
-from segbench.export import check_onnx_matches, export_onnx
+from segbench.export import check_onnx_matches, export_onnx, to_float16
 from segbench.gates import BaselineSpeedup, GateResult, check_dice, check_speedup, speedup
 from segbench.inject import InjectedBackend, Injection, candidate_profile, perturb_onnx
 from segbench.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
@@ -125,6 +125,8 @@ def build_runtime(
         else:
             path = candidate_onnx if role == "candidate" else onnx_path
             assert path is not None
+            if profile.precision == "fp16":
+                path = to_float16(path, cache_dir / "onnx")
             backends[role] = OrtBackend(
                 path,
                 threads=profile.threads,
@@ -146,9 +148,28 @@ def build_runtime(
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory in MiB: since the last :func:`reset_peak_rss` where Linux allows
+    the reset (``VmHWM``), else the process's peak so far (``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-memory window (Linux: ``clear_refs`` 5 resets ``VmHWM`` to the
+    current RSS), so each test reports its own peak; False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def check_providers(runtime: Runtime, require_gpu: bool) -> None:
@@ -260,6 +281,7 @@ class PairedRun:
         self.paired_reference: list[StageTimes] = []
         self.logit_diff: LogitDiff | None = None
         self.baseline = baseline
+        self.rss_window = False  # peak_rss_mb covers the last measure(), not the whole process
 
     def run(self, role: str, record: bool = True) -> Prediction:
         """One end-to-end run (in-memory volume -> mask) of ``role``. It becomes the role's last
@@ -304,6 +326,7 @@ class PairedRun:
         timing = self.config.timing
         runs = self.runs[role]
         interleave = role == "candidate"
+        self.rss_window = reset_peak_rss()
         start = len(runs.times)
         if benchmark is None:
             for i in range(timing.warmup_rounds + timing.rounds):
@@ -345,6 +368,7 @@ class PairedRun:
             "role": role,
             "model": self.runtime.card.name,
             "backend": self.runtime.profiles[role].backend.value,
+            "precision": self.runtime.profiles[role].precision,
             "provider": pred.provider if pred else None,
             "io_binding": bool(getattr(self._unwrapped(role), "io_binding", False)),
             "shape": list(vol.original.shape),
@@ -355,6 +379,7 @@ class PairedRun:
             "estimator": self.config.timing.estimator,
             "latency_s": runs.latency(self.config.timing.estimator),
             "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_scope": "test" if self.rss_window else "process",
         }
         gflop = self.runtime.gflop_per_window(pred.window if pred else None)
         if pred is not None and gflop is not None and runs.times:
@@ -386,6 +411,7 @@ class PairedRun:
             if timed:
                 self.measure(role, None)
             else:  # an untimed run (benchmarks disabled): no latency
+                self.rss_window = reset_peak_rss()
                 self.run(role)
                 runs.warmup = len(runs.times)
 
