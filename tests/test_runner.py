@@ -134,7 +134,9 @@ def test_speedup_falls_back_to_reference_rounds_without_pairs(tmp_path: Path) ->
     assert pair.reference_latency("median") == pair.runs["reference"].latency("median")
 
 
-def _saved_run(path: Path, cpu: str, speedup: float, passed: bool = True) -> Path:
+def _saved_run(
+    path: Path, cpu: str, speedup: float, passed: bool = True, malloc: str | None = None
+) -> Path:
     info = {"case": "a.nii.gz", "role": "candidate", "reference_s": speedup, "candidate_s": 1.0,
             "speedup": speedup, "gates": {"dice": passed, "speedup": True}}
     data = {
@@ -145,6 +147,8 @@ def _saved_run(path: Path, cpu: str, speedup: float, passed: bool = True) -> Pat
             {"group": "a.nii.gz", "extra_info": info},
         ],
     }
+    if malloc is not None:
+        data["segbench"] = {"format": 1, "settings": {"options": {"malloc": malloc}}}
     path.write_text(json.dumps(data))
     return path
 
@@ -223,12 +227,26 @@ def test_peak_rss_is_reset_per_test(tmp_path: Path) -> None:
 
     if not reset_peak_rss():
         pytest.skip("this OS cannot reset the peak RSS (/proc/self/clear_refs)")
-    big = np.ones(50_000_000, dtype=np.float32)  # 200 MB, touched
+    big = np.ones(100 * 2**20, dtype=np.float32)  # 400 MiB, touched; above any mmap threshold
     high = peak_rss_mb()
     del big
     assert reset_peak_rss()
-    assert peak_rss_mb() < high - 150
+    assert peak_rss_mb() < high - 300
     pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="min"))
     pair.measure("reference", None)
     info = pair.extra_info("reference")
     assert info["peak_rss_scope"] == "test" and info["peak_rss_mb"] > 0
+
+
+def test_baseline_from_another_malloc_mode_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("segbench.plugin.current_cpu", lambda: "Test CPU")
+    steady = _saved_run(tmp_path / "steady.json", "Test CPU", 1.2, malloc="steady")
+    assert load_baselines(steady, "steady")["a.nii.gz"].speedup == pytest.approx(1.2)
+    with pytest.raises(ConfigError, match=r"--segbench-malloc 'steady'.*runs 'system'"):
+        load_baselines(steady, "system")
+    old = _saved_run(tmp_path / "old.json", "Test CPU", 1.4)  # before the option: system
+    assert load_baselines(old, "system")["a.nii.gz"].speedup == pytest.approx(1.4)
+    with pytest.raises(ConfigError, match="--segbench-malloc=system"):
+        load_baselines(old, "steady")

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from segbench import __version__ as SEGBENCH_VERSION
+from segbench.allocator import MALLOC_MODES, configure_malloc
 from segbench.cases import SUITES, Case, builtin_cases, folder_cases
 from segbench.config import BenchConfig, load_config
 from segbench.errors import ConfigError, ModelError, SegbenchError
@@ -186,6 +187,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(noise on the last conv's ONNX weights), shift=VOXELS (window output misplaced), "
         "no-gaussian (default: none)",
     )
+    group.addoption(
+        "--segbench-malloc",
+        choices=MALLOC_MODES,
+        default="steady",
+        help="steady: pin glibc's mmap and trim thresholds for the session, so PyTorch's "
+        "per-window allocations cost the same in every round whatever ran before (it moved one "
+        "case's speed-up from 1.14x to 1.45x); system: glibc's adaptive defaults "
+        "(default: steady)",
+    )
     for key, text in ini.items():
         parser.addini(f"segbench_{key}", text, default=None)
 
@@ -210,6 +220,7 @@ class Options:
     max_voxels: int
     report_dir: Path
     require_gpu: bool
+    malloc: str
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -268,6 +279,7 @@ class Options:
             max_voxels=config.getoption("segbench_max_voxels"),
             report_dir=path("report_dir") or root / "reports" / "segbench",
             require_gpu=config.getoption("segbench_require_gpu"),
+            malloc=config.getoption("segbench_malloc"),
         )
 
 
@@ -296,6 +308,7 @@ class SegbenchSession:
 
     def __init__(self, config: pytest.Config) -> None:
         self.options = Options.from_config(config)
+        self.malloc = configure_malloc(self.options.malloc)  # before any volume or window
         try:
             self.bench = _apply_overrides(load_config(self.options.config_path), self.options)
             if self.options.data is not None:
@@ -303,7 +316,9 @@ class SegbenchSession:
             else:
                 self.cases = builtin_cases(self.options.suite, self.options.shared_data)
             self.baselines = (
-                {} if self.options.baseline is None else load_baselines(self.options.baseline)
+                {}
+                if self.options.baseline is None
+                else load_baselines(self.options.baseline, self.malloc)
             )
         except SegbenchError as exc:
             raise pytest.UsageError(str(exc)) from exc
@@ -460,6 +475,7 @@ class SegbenchSession:
                     "baseline": self.options.baseline.name if self.options.baseline else None,
                     "max_voxels": self.options.max_voxels,
                     "require_gpu": self.options.require_gpu,
+                    "malloc": self.malloc,
                 },
             },
             "suite": self.suite if self.suite is not None else [c.id for c in self.cases],
@@ -538,6 +554,7 @@ class SegbenchSession:
                 timed=not _benchmarks_disabled(terminalreporter.config),
             )
             + (f"; baseline {self.options.baseline}" if self.options.baseline else "")
+            + f"; malloc {self.malloc}"
         )
         if self.suite_gate is not None:
             verdict = "ok" if self.suite_gate.passed else "FAIL"
@@ -548,12 +565,22 @@ class SegbenchSession:
             )
 
 
-def load_baselines(path: Path) -> dict[str, BaselineSpeedup]:
+def load_baselines(path: Path, malloc: str | None = None) -> dict[str, BaselineSpeedup]:
     """Per-case speed-ups of a saved run, refused when it was measured on another CPU type:
-    the ratio of two backends depends on the CPU (vector units, caches), not only on the code."""
+    the ratio of two backends depends on the CPU (vector units, caches), not only on the code;
+    likewise refused when ``malloc`` (this session's, see :mod:`segbench.allocator`) differs
+    from the run's (runs saved before the option ran with glibc's defaults: ``system``)."""
     from segbench.runs import load_run
 
     run = load_run(path)
+    options = run.segbench.get("settings", {}).get("options", {}) if run.segbench else {}
+    saved = options.get("malloc", "system") if isinstance(options, dict) else "system"
+    if malloc is not None and saved != malloc:
+        raise ConfigError(
+            f"--segbench-baseline {path}: saved with --segbench-malloc {saved!r}, but this "
+            f"session runs {malloc!r}; the allocator moves PyTorch's latency. Fix: save a "
+            f"baseline with this session's --segbench-malloc, or pass --segbench-malloc={saved}"
+        )
     here = current_cpu()
     if run.cpu and here and run.cpu != here:
         raise ConfigError(

@@ -1,0 +1,46 @@
+"""The C allocator is part of what the reference is timed with: pin it for the session.
+
+glibc serves large requests with ``mmap`` and returns freed heap to the system above a trim
+threshold, and it moves both thresholds as the process runs. A PyTorch eager forward pass frees
+and re-allocates its activations every window, so whether those come back as fresh pages
+(page faults, zeroing) or from the heap depends on what ran before in the process. Measured on
+2 cores with the demo model on ``example_ct_sm``: PyTorch took 0.62-0.66 s with the heap kept,
+0.79-0.85 s with glibc's defaults in a fresh process, 1.28-1.33 s with every large block
+mmapped; ONNX Runtime (its own arena) 0.54-0.59 s in all three. The speed-up of one case moved
+from 1.14x to 1.45x with nothing but the order of the cases. ``steady`` pins both thresholds
+high, so every round of every case sees the allocator PyTorch settles into after warming up;
+``system`` leaves glibc's defaults (what a plain ``python`` process gets).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+MALLOC_MODES = ("steady", "system")
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+STEADY_MMAP_THRESHOLD = 256 * 2**20  # requests below this come from the heap
+STEADY_TRIM_THRESHOLD = 512 * 2**20  # freed heap kept up to this before it is returned
+
+
+def configure_malloc(mode: str) -> str:
+    """Apply ``mode`` (one of MALLOC_MODES) to this process's allocator, once per session.
+
+    Returns what is in effect: ``"steady"``, ``"system"``, or ``"system (no glibc mallopt)"``
+    where the C library has no ``mallopt`` (macOS, musl), which is recorded with the run.
+    """
+    if mode not in MALLOC_MODES:
+        raise ValueError(f"malloc mode must be one of {MALLOC_MODES}, got {mode!r}")
+    if mode == "system":
+        return "system"
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):
+        return "system (no glibc mallopt)"
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    done = mallopt(M_MMAP_THRESHOLD, STEADY_MMAP_THRESHOLD) == 1
+    done = mallopt(M_TRIM_THRESHOLD, STEADY_TRIM_THRESHOLD) == 1 and done
+    return "steady" if done else "system (mallopt refused)"
