@@ -250,3 +250,35 @@ def test_baseline_from_another_malloc_mode_is_refused(
     assert load_baselines(old, "system")["a.nii.gz"].speedup == pytest.approx(1.4)
     with pytest.raises(ConfigError, match="--segbench-malloc=system"):
         load_baselines(old, "steady")
+
+
+def test_park_maps_the_logits_back_from_an_unlinked_file(tmp_path: Path) -> None:
+    import tempfile
+
+    from segbench.runner import park
+
+    logits = np.random.default_rng(2).standard_normal((3, 5, 4, 2), dtype=np.float32)
+    before = set(Path(tempfile.gettempdir()).glob("segbench-logits-*"))
+    parked = park(logits)
+    assert isinstance(parked, np.memmap) and not parked.flags.writeable
+    np.testing.assert_array_equal(parked, logits)
+    assert set(Path(tempfile.gettempdir()).glob("segbench-logits-*")) == before
+
+
+def test_big_reference_logits_wait_on_disk_during_candidate_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segbench import runner
+
+    monkeypatch.setattr(runner, "PARK_BYTES", 0)  # every array counts as big
+    pair, _ = _pair(tmp_path, Timing(rounds=2, warmup_rounds=1, estimator="min"))
+    pair.measure("reference", None)
+    assert not isinstance(pair.runs["reference"].last.logits, np.memmap)
+    pair.measure("candidate", _Pedantic())
+    assert isinstance(pair.runs["reference"].last.logits, np.memmap)
+    assert not isinstance(pair.runs["candidate"].last.logits, np.memmap)
+    expected = runner.logit_diff(
+        np.asarray(pair.runs["reference"].last.logits), pair.runs["candidate"].last.logits
+    )
+    pair.evaluate(timed=True)
+    assert pair.logit_diff == expected

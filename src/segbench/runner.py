@@ -7,8 +7,10 @@ stage times and the last prediction, so the gates compare masks and latencies of
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +147,26 @@ def build_runtime(
         net,
         weights_sha256=state_digest(net),
     )
+
+
+PARK_BYTES = 256 * 2**20  # logits at least this big wait on disk while the other role runs
+
+
+def park(array: np.ndarray) -> np.ndarray:
+    """``array`` written to a temporary ``.npy`` file and mapped back read-only.
+
+    While the other backend runs, a kept K x grid logits array then costs page cache, not
+    resident memory: its pages enter the process's RSS only when read (by the logit
+    difference). The file is unlinked at once; the mapping keeps it alive until it is dropped.
+    """
+    with tempfile.NamedTemporaryFile(prefix="segbench-logits-", suffix=".npy", delete=False) as f:
+        np.save(f, array)
+    mapped = np.load(f.name, mmap_mode="r")
+    try:
+        os.unlink(f.name)
+    except OSError:  # Windows: an open mapping cannot be unlinked; the temp dir keeps it
+        pass
+    return mapped
 
 
 def peak_rss_mb() -> float:
@@ -306,14 +328,28 @@ class PairedRun:
         if last is not None:
             last.logits = None
 
+    def _park_logits(self, role: str) -> None:
+        """Move ``role``'s kept logits to disk (see :func:`park`) when they are big, before the
+        other role runs; untimed (pedantic's setup, or before the timed loop)."""
+        last = self.runs[role].last
+        if (
+            last is not None
+            and isinstance(last.logits, np.ndarray)
+            and not isinstance(last.logits, np.memmap)
+            and last.logits.nbytes >= PARK_BYTES
+        ):
+            last.logits = park(last.logits)
+
     def _paired_reference(self) -> None:
         """One reference run right before a timed candidate round (not part of either
         benchmark's statistics): the speed-up compares runs made side by side. The candidate
         round that follows replaces the candidate's logits, so they are dropped first; the
         paired run's prediction replaces the reference's last one (the same model on the same
-        volume), so no earlier reference logits are held while it runs."""
+        volume), so no earlier reference logits are held while it runs; big logits are parked
+        on disk before the candidate round."""
         self._drop_logits("candidate")
         self.paired_reference.append(self.run("reference", record=False).times)
+        self._park_logits("reference")
 
     def measure(self, role: str, benchmark: Any | None) -> None:
         """Time ``role`` with pytest-benchmark's ``pedantic`` (warm-ups, then rounds), or with a
@@ -326,6 +362,9 @@ class PairedRun:
         timing = self.config.timing
         runs = self.runs[role]
         interleave = role == "candidate"
+        for other in ROLES:
+            if other != role:
+                self._park_logits(other)
         self.rss_window = reset_peak_rss()
         start = len(runs.times)
         if benchmark is None:
