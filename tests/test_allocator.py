@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 import textwrap
@@ -10,9 +11,7 @@ import pytest
 
 from segbench.allocator import MALLOC_MODES, configure_malloc
 
-LINUX_GLIBC = sys.platform.startswith("linux") and "glibc" in " ".join(
-    __import__("platform").libc_ver()
-)
+LINUX_GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 # allocate, touch and free a 64 MB buffer 5 times, as a forward pass does with its activations;
 # print the minor page faults of the first round and the sum of the other 4

@@ -97,7 +97,7 @@ def logit_diff(reference: np.ndarray, candidate: np.ndarray) -> LogitDiff:
         reference, candidate = reference[np.newaxis], candidate[np.newaxis]
     peak, total = 0.0, 0.0
     for s in slabs(reference.shape):
-        diff = np.abs(reference[:, s] - candidate[:, s], dtype=np.float64)
+        diff = np.abs(reference[:, s] - candidate[:, s])
         peak = max(peak, float(diff.max(initial=0.0)))
-        total += float(diff.sum())
+        total += float(diff.sum(dtype=np.float64))
     return LogitDiff(peak, total / reference.size)
