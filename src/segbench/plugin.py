@@ -193,7 +193,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="steady",
         help="steady: pin glibc's mmap and trim thresholds for the session, so PyTorch's "
         "per-window allocations cost the same in every round whatever ran before (it moved one "
-        "case's speed-up from 1.14x to 1.45x); system: glibc's adaptive defaults "
+        "case's speed-up between 1.12x and 1.46x); system: glibc's adaptive defaults "
         "(default: steady)",
     )
     for key, text in ini.items():
