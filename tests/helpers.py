@@ -13,7 +13,7 @@ import torch
 
 from segbench.models.card import ModelCard
 from segbench.models.unet import PlainConvUNet
-from segbench.preprocess import CTNormalization
+from segbench.pipeline.preprocess import CTNormalization
 
 TINY_FEATURES = (4, 8, 16)
 TINY_STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2))

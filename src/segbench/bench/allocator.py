@@ -17,7 +17,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-MALLOC_MODES = ("steady", "system")
+from segbench.settings.kinds import MALLOC_MODES
+
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 # Requests below the mmap threshold come from the heap; freed heap is kept up to the trim
