@@ -23,9 +23,10 @@ from segbench.inputs.volumes import load_volume
 from segbench.models import demo
 from segbench.models.card import sha256_file
 from segbench.pipeline.backends import TorchBackend
-from segbench.pipeline.predict import PipelineSettings, predict_volume
+from segbench.pipeline.predict import predict_volume
 from segbench.pipeline.preprocess import CTNormalization, resample, resampled_shape
 from segbench.scoring.metrics import compute_dice
+from segbench.settings.pipeline import PipelineSettings
 
 SPACING = (3.0, 3.0, 3.0)
 PATCH = (64, 64, 64)

@@ -8,22 +8,18 @@ runs use ``--benchmark-only``, the main job, so they also show that the gates ru
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import subprocess
-import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_pytest
 
 from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
 from segbench.models import get_card, load_network
 from segbench.pipeline.export import export_onnx
 
-ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "tests" / "test_regression.py"
 SMALL = GridSpec("small3mm", (96, 80, 64), (3.0, 3.0, 3.0), "LPS")
 CASE = "phantom_small3mm_lps_s007.nii.gz"
 
@@ -45,36 +41,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    plugin = (
-        []
-        if any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
-        else ["-p", "segbench.plugin"]
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(SUITE),
-        *plugin,
+    """The main job on ``data_dir`` (two timed rounds unless ``extra`` says otherwise)."""
+    return run_pytest(
+        tmp_path,
         "--benchmark-only",
-        "-p",
-        "no:cacheprovider",
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
         "--segbench-data",
         str(data_dir),
-        "--segbench-cache-dir",
-        str(default_cache_dir()),
         "--segbench-rounds",
         "2",
-        f"--segbench-report-dir={tmp_path / 'reports'}",
         *extra,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run(
-        cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600, check=False
     )
 
 

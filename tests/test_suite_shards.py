@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+from helpers import run_pytest
 
 from segbench.cli import main
 from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
@@ -31,41 +29,14 @@ pytestmark = pytest.mark.skipif(
     reason="pytest-split is not installed (pip install -e '.[dev]')",
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "tests" / "test_regression.py"
 GRIDS = [("tiny3mm", "RAS", 7), ("tinyb3mm", "LPS", 8), ("tinyc3mm", "LAS", 9)]
 CASES = [f"phantom_{name}_{ori.lower()}_s{seed:03d}.nii.gz" for name, ori, seed in GRIDS]
 SLOW_CASE = CASES[1]  # speedup_min 1000: fails its speed-up gate in every run
 
 
 def pytest_run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    plugin = (
-        []
-        if any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
-        else ["-p", "segbench.plugin"]
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(SUITE),
-        *plugin,
-        "-p",
-        "no:cacheprovider",
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        f"--segbench-cache-dir={default_cache_dir()}",
-        "--segbench-rounds=1",
-        "--segbench-warmup=0",
-        f"--segbench-report-dir={cwd / 'reports'}",
-        *args,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run(
-        cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600, check=False
-    )
+    """The suite with one untimed-warm-up round per role."""
+    return run_pytest(cwd, "--segbench-rounds=1", "--segbench-warmup=0", *args)
 
 
 def listed_tests(stdout: str) -> list[tuple[str, str]]:

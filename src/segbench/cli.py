@@ -317,7 +317,7 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
         f"{backends[1]} (candidate) "
     )
     out.write(title.center(max(len(title) + 20, 80), "=") + "\n")
-    out.write(summary_table(rows, *backends, class_names=names) + "\n")
+    out.write(summary_table(rows, backends[0], backends[1], class_names=names) + "\n")
     settings = run.segbench.get("settings") if run.segbench else None
     config = settings.get("config") if isinstance(settings, Mapping) else None
     timing = config.get("timing") if isinstance(config, Mapping) else None

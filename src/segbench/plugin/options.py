@@ -248,12 +248,11 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(
                 spec.option, type=spec.parse, default=None, metavar=spec.metavar, help=spec.help
             )
-        parser.addini(
-            spec.key,
-            spec.help.replace("%%", "%"),
-            type="linelist" if spec.repeat else None,
-            default=None,
-        )
+        ini_help = spec.help.replace("%%", "%")
+        if spec.repeat:
+            parser.addini(spec.key, ini_help, type="linelist", default=None)
+        else:
+            parser.addini(spec.key, ini_help, default=None)
 
 
 _BY_NAME = {spec.name: spec for spec in SPECS}

@@ -12,9 +12,10 @@ import pytest
 from segbench.bench.allocator import configure_malloc
 from segbench.errors import SegbenchError
 from segbench.inputs.cases import Case, builtin_cases, folder_cases
-from segbench.plugin import collection, terminal
+from segbench.plugin.collection import CASE_ARG, Collection, parametrize
 from segbench.plugin.fingerprint import fingerprint
 from segbench.plugin.options import Options
+from segbench.plugin.terminal import ordered, write_summary
 from segbench.results.baseline import load_baselines
 from segbench.results.record import CaseRecord
 from segbench.results.runs import machine_label
@@ -50,7 +51,7 @@ class SegbenchSession:
         except SegbenchError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self.by_id = {c.id: c for c in self.cases}
-        self.collection = collection.Collection([c.id for c in self.cases])
+        self.collection = Collection([c.id for c in self.cases])
         self._runtime: Runtime | None = None
         self._runtime_error: Exception | None = None
         self._pairs: dict[str, PairedRun] = {}
@@ -120,7 +121,7 @@ class SegbenchSession:
             {case: CaseRecord.failed_to_run(case, err) for case, err in self.errors.items()}
         )
         records.update(self.worker_records)
-        return terminal.ordered(records, [c.id for c in self.cases])
+        return ordered(records, [c.id for c in self.cases])
 
     def class_names(self) -> dict[str, str] | None:
         if self._runtime is not None:
@@ -129,8 +130,8 @@ class SegbenchSession:
 
     # hooks of the session object ------------------------------------------------------------
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        if collection.CASE_ARG in metafunc.fixturenames:
-            collection.parametrize(metafunc, [c.id for c in self.cases])
+        if CASE_ARG in metafunc.fixturenames:
+            parametrize(metafunc, [c.id for c in self.cases])
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
@@ -203,7 +204,7 @@ class SegbenchSession:
         rows = self.records()
         if not rows:
             return
-        terminal.write_summary(
+        write_summary(
             terminalreporter,
             rows,
             model=self.options.model,
