@@ -31,16 +31,26 @@ def run_once(index: int, out: Path, extra: list[str]) -> tuple[Path, float, int]
     path = out / f"run_{index:02d}.json"
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--benchmark-only", "-q", f"--benchmark-json={path}",
-         *extra], capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--benchmark-only",
+            "-q",
+            f"--benchmark-json={path}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return path, time.perf_counter() - start, proc.returncode
 
 
 def recompute(runs: list[dict], config: Path) -> str:
     """The speed-up gates' verdicts on saved runs under the thresholds of ``config``."""
-    from segbench.config import load_config
-    from segbench.gates import check_suite_speedup
+    from segbench.scoring.gates import check_suite_speedup
+    from segbench.settings.config import load_config
 
     gates = load_config(config).gates
     case_fails = runs_case = runs_suite = runs_any = total = 0
@@ -53,7 +63,8 @@ def recompute(runs: list[dict], config: Path) -> str:
             and i.get("baseline_speedup") is not None
         }
         failed = [
-            c for c, (s, base) in pairs.items()
+            c
+            for c, (s, base) in pairs.items()
             if s < gates.speedup_min or s < base * (1 - gates.speedup_drop_max)
         ]
         suite = check_suite_speedup(pairs, gates.suite_speedup_drop_max)
@@ -77,8 +88,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("reports/gate_study"))
     parser.add_argument("--config", type=Path, default=Path("benchmarks.json"))
-    parser.add_argument("--recompute", type=Path, default=None,
-                        help="only recompute the speed-up gates of the runs saved in this folder")
+    parser.add_argument(
+        "--recompute",
+        type=Path,
+        default=None,
+        help="only recompute the speed-up gates of the runs saved in this folder",
+    )
     args, extra = parser.parse_known_args()
     if args.recompute is not None:
         saved = [json.loads(p.read_text()) for p in sorted(args.recompute.glob("run_*.json"))]
@@ -116,19 +131,28 @@ def main() -> None:
                     failed_here.append(f"{gate}:{case}")
         for gate in {f.split(":")[0] for f in failed_here}:
             runs_failed[gate] += 1
-        print(f"run {i + 1}/{args.runs}: exit {code}, {wall:.0f} s, failed gates: "
-              f"{', '.join(failed_here) or 'none'}", flush=True)
-    print(f"\npytest args: {' '.join(extra) or '(none)'}; runs: {args.runs}; wall per run "
-          f"min/median/max {min(walls):.0f}/{statistics.median(walls):.0f}/{max(walls):.0f} s")
-    print(f"gate failures (case-runs): dice {failures['dice']}, speedup {failures['speedup']}; "
-          f"runs with a failure: dice {runs_failed['dice']}/{args.runs}, speedup "
-          f"{runs_failed['speedup']}/{args.runs}\n")
+        print(
+            f"run {i + 1}/{args.runs}: exit {code}, {wall:.0f} s, failed gates: "
+            f"{', '.join(failed_here) or 'none'}",
+            flush=True,
+        )
+    print(
+        f"\npytest args: {' '.join(extra) or '(none)'}; runs: {args.runs}; wall per run "
+        f"min/median/max {min(walls):.0f}/{statistics.median(walls):.0f}/{max(walls):.0f} s"
+    )
+    print(
+        f"gate failures (case-runs): dice {failures['dice']}, speedup {failures['speedup']}; "
+        f"runs with a failure: dice {runs_failed['dice']}/{args.runs}, speedup "
+        f"{runs_failed['speedup']}/{args.runs}\n"
+    )
     print("| case | speed-up min | median | max | mean Dice min | worst gated class Dice min |")
     print("| --- | --- | --- | --- | --- | --- |")
     for case in sorted(set(speedups) | set(dices)):
         s = speedups.get(case) or [float("nan")]
-        print(f"| {case} | {min(s):.3f} | {statistics.median(s):.3f} | {max(s):.3f} | "
-              f"{min(dices[case]):.5f} | {min(worst[case], default=float('nan')):.4f} |")
+        print(
+            f"| {case} | {min(s):.3f} | {statistics.median(s):.3f} | {max(s):.3f} | "
+            f"{min(dices[case]):.5f} | {min(worst[case], default=float('nan')):.4f} |"
+        )
 
     if any(b["extra_info"].get("baseline_speedup") for d in saved for b in d["benchmarks"]):
         print("\n" + recompute(saved, args.config))

@@ -49,9 +49,7 @@ def run(name: str, out: Path, args: list[str]) -> tuple[dict[str, Any], float, s
     path = out / f"{name}.json"
     cmd = ["pytest", "--benchmark-only", "-q", *args, f"--benchmark-json={path}"]
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", *cmd], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     data = json.loads(path.read_text()) if path.is_file() else {"benchmarks": []}
@@ -103,22 +101,31 @@ def main() -> None:
         data, wall, cmd = run("main", args.out, [])
         infos = candidates(data)
         for info in infos:
-            rows.append((
-                f"speed-up >= 1.5x, mean Dice >= 0.999: {info['case']}",
-                f"{info['speedup']:.2f}x, Dice {info['mean_dice']:.5f}",
-                cmd,
-            ))
-            rows.append((
-                f"pre + post <= 10 %: {info['case']}",
-                f"{share(info):.1%} ({info['stages_s']['preprocess']:.3f} + "
-                f"{info['stages_s']['postprocess']:.3f} of {info['stages_s']['total']:.3f} s)",
-                cmd,
-            ))
+            rows.append(
+                (
+                    f"speed-up >= 1.5x, mean Dice >= 0.999: {info['case']}",
+                    f"{info['speedup']:.2f}x, Dice {info['mean_dice']:.5f}",
+                    cmd,
+                )
+            )
+            rows.append(
+                (
+                    f"pre + post <= 10 %: {info['case']}",
+                    f"{share(info):.1%} ({info['stages_s']['preprocess']:.3f} + "
+                    f"{info['stages_s']['postprocess']:.3f} of {info['stages_s']['total']:.3f} s)",
+                    cmd,
+                )
+            )
         rows.append(("default main job <= 3 min", f"{wall:.0f} s", cmd))
     peak = sgemm_gflops() if {"tsfast", "lean"} & set(args.only) else None
     if peak is not None:
-        rows.append(("machine: numpy float32 sgemm (practical peak)", f"{peak:.0f} GFLOP/s",
-                     "python scripts/perf_targets.py"))
+        rows.append(
+            (
+                "machine: numpy float32 sgemm (practical peak)",
+                f"{peak:.0f} GFLOP/s",
+                "python scripts/perf_targets.py",
+            )
+        )
     for name, extra in (("tsfast", []), ("lean", [f"--segbench-config={lean}"])):
         if name not in args.only:
             continue
@@ -127,53 +134,71 @@ def main() -> None:
         )
         for info in candidates(data):
             gflops = info.get("inference_gflops")
-            rows.append((
-                f"ts-fast ORT >= 85 % of peak ({name}, window {info.get('window')})",
-                f"{gflops} GFLOP/s = {gflops / peak:.0%} of sgemm" if gflops and peak else "-",
-                cmd,
-            ))
-            rows.append((
-                f"example_ct_sm ts-fast ORT end to end <= 5 s ({name})",
-                f"{info['candidate_s']:.2f} s (torch {info['reference_s']:.2f} s), "
-                f"peak RSS {info['peak_rss_mb'] / 1024:.1f} GiB",
-                cmd,
-            ))
+            rows.append(
+                (
+                    f"ts-fast ORT >= 85 % of peak ({name}, window {info.get('window')})",
+                    f"{gflops} GFLOP/s = {gflops / peak:.0%} of sgemm" if gflops and peak else "-",
+                    cmd,
+                )
+            )
+            rows.append(
+                (
+                    f"example_ct_sm ts-fast ORT end to end <= 5 s ({name})",
+                    f"{info['candidate_s']:.2f} s (torch {info['reference_s']:.2f} s), "
+                    f"peak RSS {info['peak_rss_mb'] / 1024:.1f} GiB",
+                    cmd,
+                )
+            )
     if "largest" in args.only:
         data, wall, cmd = run(
-            "largest", args.out,
-            ["--segbench-model=ts-fast", "--segbench-suite=seed20", "-k", LARGEST,
-             f"--segbench-config={lean}"],
+            "largest",
+            args.out,
+            [
+                "--segbench-model=ts-fast",
+                "--segbench-suite=seed20",
+                "-k",
+                LARGEST,
+                f"--segbench-config={lean}",
+            ],
         )
         peaks: dict[str, float] = {}  # per case, the larger of its two tests' peaks
         for bench in data["benchmarks"]:
             info = bench["extra_info"]
             peaks[info["case"]] = max(peaks.get(info["case"], 0.0), info["peak_rss_mb"])
         for case, peak_mb in peaks.items():
-            rows.append((
-                f"ts-fast peak RSS <= 4 GB: {case} (lean)",
-                f"{peak_mb / 1024:.2f} GiB ({peak_mb * 2**20 / 1e9:.2f} GB)",
-                cmd,
-            ))
+            rows.append(
+                (
+                    f"ts-fast peak RSS <= 4 GB: {case} (lean)",
+                    f"{peak_mb / 1024:.2f} GiB ({peak_mb * 2**20 / 1e9:.2f} GB)",
+                    cmd,
+                )
+            )
     if "seed20" in args.only:
         data, wall, cmd = run("seed20", args.out, ["--segbench-suite=seed20"])
         speedups = [i["speedup"] for i in candidates(data) if i.get("speedup")]
-        rows.append((
-            "seed20 with the demo model <= 15 min",
-            f"{wall / 60:.1f} min, {len(speedups)} cases, speed-up median "
-            f"{statistics.median(speedups):.2f}x" if speedups else f"{wall / 60:.1f} min",
-            cmd,
-        ))
+        rows.append(
+            (
+                "seed20 with the demo model <= 15 min",
+                f"{wall / 60:.1f} min, {len(speedups)} cases, speed-up median "
+                f"{statistics.median(speedups):.2f}x"
+                if speedups
+                else f"{wall / 60:.1f} min",
+                cmd,
+            )
+        )
     if "fp16" in args.only:
         fp16 = args.out / "fp16-profiles.json"
         fp16.write_text(json.dumps(FP16))
         data, wall, cmd = run("fp16", args.out, [f"--segbench-config={fp16}"])
         for info in candidates(data):
-            rows.append((
-                f"fp16 candidate (accuracy-speed): {info['case']}",
-                f"{info.get('speedup') or 0:.2f}x, Dice {info['mean_dice']:.5f}, "
-                f"max logit diff {info.get('max_abs_logit_diff') or 0:.3g}",
-                cmd,
-            ))
+            rows.append(
+                (
+                    f"fp16 candidate (accuracy-speed): {info['case']}",
+                    f"{info.get('speedup') or 0:.2f}x, Dice {info['mean_dice']:.5f}, "
+                    f"max logit diff {info.get('max_abs_logit_diff') or 0:.3g}",
+                    cmd,
+                )
+            )
     print(f"\nmachine: {os.cpu_count()} CPUs\n")
     print("| target | measured | command |")
     print("| --- | --- | --- |")

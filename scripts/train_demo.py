@@ -18,14 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segbench.backends import TorchBackend
-from segbench.metrics import compute_dice
+from segbench.inputs.phantoms import LABELS, generate_phantom, phantom_set
+from segbench.inputs.volumes import load_volume
 from segbench.models import demo
 from segbench.models.card import sha256_file
-from segbench.phantoms import LABELS, generate_phantom, phantom_set
-from segbench.pipeline import PipelineSettings, predict_volume
-from segbench.preprocess import CTNormalization, resample, resampled_shape
-from segbench.volumes import load_volume
+from segbench.pipeline.backends import TorchBackend
+from segbench.pipeline.predict import predict_volume
+from segbench.pipeline.preprocess import CTNormalization, resample, resampled_shape
+from segbench.scoring.metrics import compute_dice
+from segbench.settings.pipeline import PipelineSettings
 
 SPACING = (3.0, 3.0, 3.0)
 PATCH = (64, 64, 64)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import nibabel as nib
@@ -11,9 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from segbench.inputs.phantoms import default_cache_dir
 from segbench.models.card import ModelCard
 from segbench.models.unet import PlainConvUNet
-from segbench.preprocess import CTNormalization
+from segbench.pipeline.preprocess import CTNormalization
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "tests" / "test_regression.py"
 
 TINY_FEATURES = (4, 8, 16)
 TINY_STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2))
@@ -195,3 +202,32 @@ def write_dicom_series(
         paths.append(path)
     assert pydicom.dcmread(paths[0]).Rows == stored.shape[1]
     return paths
+
+
+def run_pytest(
+    cwd: Path, *args: str, suite: Path | None = SUITE, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """pytest in a subprocess on this checkout's sources: the regression suite (``suite``;
+    ``None``: only ``args``) with the segbench plugin, the project's pytest settings, the shared
+    cache of phantoms and ONNX exports, and failure PNGs under ``cwd/reports``."""
+    loaded = any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *([str(suite)] if suite is not None else []),
+        *([] if loaded else ["-p", "segbench.plugin"]),
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(ROOT),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        f"--segbench-cache-dir={default_cache_dir()}",
+        f"--segbench-report-dir={cwd / 'reports'}",
+        *args,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False
+    )

@@ -1,4 +1,4 @@
-"""segbench.allocator: the session's malloc mode, and what it changes (page faults per round)."""
+"""segbench.bench.allocator: the session's malloc mode and what it changes (page faults/round)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from segbench.allocator import MALLOC_MODES, configure_malloc
+from segbench.bench.allocator import MALLOC_MODES, configure_malloc
 
 LINUX_GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -19,7 +19,7 @@ PROBE = textwrap.dedent(
     """
     import resource, sys
     import numpy as np
-    from segbench.allocator import configure_malloc
+    from segbench.bench.allocator import configure_malloc
     print(configure_malloc(sys.argv[1]))
     faults = []
     for _ in range(5):

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from segbench.errors import InputError, SegbenchWarning
-from segbench.volumes import load_volume
+from segbench.inputs.volumes import load_volume
 
 
-def _write(tmp_path: Path, data: np.ndarray, zooms: tuple[float, float, float],
-           name: str = "v.nii.gz") -> Path:
+def _write(
+    tmp_path: Path, data: np.ndarray, zooms: tuple[float, float, float], name: str = "v.nii.gz"
+) -> Path:
     path = tmp_path / name
     nib.save(nib.Nifti1Image(data, np.diag([*zooms, 1.0])), path)
     return path
@@ -45,8 +46,12 @@ def test_too_many_voxels_refused_before_reading(tmp_path: Path) -> None:
 
 
 def test_mr_like_intensities_warn(tmp_path: Path) -> None:
-    path = _write(tmp_path, np.random.default_rng(0).integers(0, 900, (20, 18, 16)).astype(
-        np.int16), (1.0, 1.0, 1.0), "mr.nii.gz")
+    path = _write(
+        tmp_path,
+        np.random.default_rng(0).integers(0, 900, (20, 18, 16)).astype(np.int16),
+        (1.0, 1.0, 1.0),
+        "mr.nii.gz",
+    )
     with pytest.warns(SegbenchWarning, match=r"mr\.nii\.gz: intensities .* do not look like CT"):
         load_volume(path)
 
@@ -60,8 +65,9 @@ def test_ct_intensities_do_not_warn(tmp_path: Path) -> None:
 
 def test_oblique_affine_uses_closest_canonical(tmp_path: Path) -> None:
     angle = np.deg2rad(10)
-    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
-                    [0, 0, 1]])
+    rot = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
     affine = np.eye(4)
     affine[:3, :3] = rot @ np.diag([1.5, 1.5, 3.0])
     path = tmp_path / "oblique.nii.gz"

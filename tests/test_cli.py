@@ -15,8 +15,9 @@ import pytest
 
 from segbench.cli import main
 from segbench.errors import SegbenchError
-from segbench.markdown import render_report
-from segbench.runs import RunFileError, compare_runs, load_run, parse_run
+from segbench.results.compare import compare_runs
+from segbench.results.markdown import render_report
+from segbench.results.runs import RunFileError, load_run, parse_run
 
 # (case, shape, reference s, candidate s, class Dice, Dice vs truth or None)
 CASES = [
@@ -240,7 +241,7 @@ def test_report_plots(tmp_path: Path) -> None:
 
 def test_plot_disagreement_picks_the_worst_slice(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from segbench.plots import PlotError, plot_disagreement
+    from segbench.results.plots import PlotError, plot_disagreement
 
     rng = np.random.default_rng(0)
     ct = rng.normal(40.0, 30.0, (40, 36, 12)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""DICOM series folders as volumes and cases (segbench.dicom, extra ``segbench[dicom]``).
+"""DICOM series folders as volumes and cases (segbench.inputs.dicom, extra ``segbench[dicom]``).
 
 The real series (``../shared/data/dicom``) checks the geometry against the segmentation made on
 its grid and the decoding of its JPEG 2000 slices; small synthetic series written with pydicom
@@ -22,14 +22,15 @@ from helpers import (
     write_nifti,
 )
 
-from segbench.backends import TorchBackend
-from segbench.cases import folder_cases
-from segbench.dicom import is_dicom_folder, looks_like_dicom, read_dicom_series
+from segbench.bench.paired import PairedRun, truth_label_check
+from segbench.bench.runtime import Runtime
 from segbench.errors import InputError
+from segbench.inputs.cases import folder_cases
+from segbench.inputs.dicom import is_dicom_folder, looks_like_dicom, read_dicom_series
+from segbench.inputs.volumes import check_same_grid, label_names, load_volume
 from segbench.models import load_network
-from segbench.pipeline import predict
-from segbench.runner import PairedRun, Runtime, truth_label_check
-from segbench.volumes import check_same_grid, label_names, load_volume
+from segbench.pipeline.backends import TorchBackend
+from segbench.pipeline.predict import predict
 
 pydicom = pytest.importorskip("pydicom", reason="DICOM tests need segbench[dicom] (pydicom)")
 pytest.importorskip("SimpleITK", reason="DICOM tests need segbench[dicom] (SimpleITK)")
@@ -126,8 +127,9 @@ def test_voxel_world_positions_follow_dicom(tmp_path: Path, name: str) -> None:
     stored[k, r, c] = 3000
     iop = ORIENTATIONS[name]
     origin = np.array([-12.0, 30.0, 105.0])
-    write_dicom_series(tmp_path / name, stored, orientation=iop, origin=origin, step=2.5,
-                       pixel_spacing=(0.8, 0.7))
+    write_dicom_series(
+        tmp_path / name, stored, orientation=iop, origin=origin, step=2.5, pixel_spacing=(0.8, 0.7)
+    )
     image = read_dicom_series(tmp_path / name)
     data = np.asarray(image.dataobj)
     assert data.shape == (11, 9, 5)
@@ -291,13 +293,14 @@ def _runtime(num_classes: int = 3) -> Runtime:
 
 def test_truth_on_another_grid_is_refused(tmp_path: Path) -> None:
     write_dicom_series(tmp_path / "s")
-    truth = write_nifti(tmp_path / "s_seg.nii.gz", np.zeros((16, 12, 5), np.uint8),
-                        np.diag([-0.7, 0.8, 2.0, 1.0]))
-    from segbench.config import load_config
+    truth = write_nifti(
+        tmp_path / "s_seg.nii.gz", np.zeros((16, 12, 5), np.uint8), np.diag([-0.7, 0.8, 2.0, 1.0])
+    )
+    from segbench.settings.config import load_config
 
     config = load_config(None)
     with pytest.raises(InputError, match="is not on the grid of its case") as info:
-        PairedRun("s", tmp_path / "s", truth, _runtime(), config, config.gates)
+        PairedRun.load("s", tmp_path / "s", truth, _runtime(), config, config.gates)
     assert str(truth) in str(info.value) and "(16, 12, 5) vs (16, 12, 6)" in str(info.value)
 
 
@@ -307,8 +310,7 @@ def test_truth_in_another_voxel_order_of_the_same_grid_is_accepted(tmp_path: Pat
     labels = np.zeros(volume.shape, np.uint8)
     labels[volume.array > 0] = 1
     # stored RAS (the series is stored LAS): same grid, other voxel order
-    truth = load_volume(write_nifti(tmp_path / "t.nii.gz", labels, volume.affine),
-                        expect_ct=False)
+    truth = load_volume(write_nifti(tmp_path / "t.nii.gz", labels, volume.affine), expect_ct=False)
     check_same_grid(truth, volume)
     np.testing.assert_array_equal(truth.array, labels)
 
@@ -348,9 +350,15 @@ def test_series_runs_as_a_case_of_the_suite(tmp_path: Path) -> None:
     (data / folder.name).symlink_to(folder, target_is_directory=True)
     (data / seg_path.name).symlink_to(seg_path)
     report = tmp_path / "run.json"
-    out = run_suite(data, tmp_path, "--segbench-rounds=1", "--segbench-warmup=0",
-                    "--segbench-suite=none", "--segbench-speedup-min=0",
-                    f"--benchmark-json={report}")
+    out = run_suite(
+        data,
+        tmp_path,
+        "--segbench-rounds=1",
+        "--segbench-warmup=0",
+        "--segbench-suite=none",
+        "--segbench-speedup-min=0",
+        f"--benchmark-json={report}",
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "2 passed" in out.stdout
     table = out.stdout.split("segbench: demo model")[1]

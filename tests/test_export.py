@@ -1,4 +1,4 @@
-"""segbench.export and the ONNX Runtime backend: cached, verified exports of the tiny U-Net."""
+"""segbench.pipeline.export and the ONNX Runtime backend: cached, verified exports of a U-Net."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from helpers import build_tiny_net, tiny_card
 
-from segbench.backends import BackendKind, OrtBackend, TorchBackend
 from segbench.errors import ModelError
-from segbench.export import (
+from segbench.pipeline.backends import BackendKind, OrtBackend, TorchBackend
+from segbench.pipeline.export import (
     ExportResult,
     cache_key,
     check_onnx_matches,

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench.config import BenchConfig, Gates, load_config, parse_config
 from segbench.errors import ConfigError
-from segbench.gates import BaselineSpeedup, check_dice, check_speedup, check_suite_speedup
-from segbench.metrics import LogitDiff, compute_dice
+from segbench.scoring.gates import BaselineSpeedup, check_dice, check_speedup, check_suite_speedup
+from segbench.scoring.metrics import LogitDiff, compute_dice
+from segbench.settings.config import BenchConfig, Gates, load_config, parse_config
 
 NAMES = ("background", "spleen", "kidney", "liver")
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +35,25 @@ def test_dice_gate_passes_identical_masks() -> None:
 
 def test_dice_gate_failure_message_names_everything() -> None:
     ref, cand = _maps(4)  # liver loses 20 %
-    result = check_dice("case.nii.gz", compute_dice(ref, cand), Gates(), NAMES,
-                        LogitDiff(max_abs=3.5, mean_abs=0.01))
+    result = check_dice(
+        "case.nii.gz",
+        compute_dice(ref, cand),
+        Gates(),
+        NAMES,
+        LogitDiff(max_abs=3.5, mean_abs=0.01),
+    )
     assert not result.passed
     msg = result.message
-    for part in ("case.nii.gz", "liver", "0.8889", "dice_min 0.995", "class_dice_min 0.99",
-                 "25600 cand", "max |logit diff| 3.5", "10.000% of voxels changed label"):
+    for part in (
+        "case.nii.gz",
+        "liver",
+        "0.8889",
+        "dice_min 0.995",
+        "class_dice_min 0.99",
+        "25600 cand",
+        "max |logit diff| 3.5",
+        "10.000% of voxels changed label",
+    ):
         assert part in msg, (part, msg)
     assert msg.rstrip().endswith("benchmarks.json.")
     assert "Fix:" in msg
@@ -105,8 +118,9 @@ def test_config_file_errors(tmp_path: Path) -> None:
 
 def test_case_overrides_inherit_defaults(tmp_path: Path) -> None:
     path = tmp_path / "b.json"
-    path.write_text(json.dumps({"gates": {"speedup_min": 1.3},
-                                "cases": {"x.nii.gz": {"dice_min": 0.9}}}))
+    path.write_text(
+        json.dumps({"gates": {"speedup_min": 1.3}, "cases": {"x.nii.gz": {"dice_min": 0.9}}})
+    )
     cfg = load_config(path)
     assert cfg.gates_for("x.nii.gz") == Gates(dice_min=0.9, speedup_min=1.3)
     assert cfg.gates_for("y.nii.gz") == Gates(speedup_min=1.3)
@@ -134,8 +148,14 @@ def test_speedup_drop_max_is_validated() -> None:
 
 
 def test_profile_switches_parse() -> None:
-    cfg = parse_config({"profiles": {"candidate": {"fit_patch": True, "mem_arena": False},
-                                     "reference": {"fit_patch": True}}})
+    cfg = parse_config(
+        {
+            "profiles": {
+                "candidate": {"fit_patch": True, "mem_arena": False},
+                "reference": {"fit_patch": True},
+            }
+        }
+    )
     assert cfg.candidate.fit_patch and cfg.candidate.pipeline.fit_patch
     assert cfg.reference.pipeline.fit_patch and not cfg.candidate.mem_arena
     with pytest.raises(ConfigError, match=r"profiles\.candidate\.mem_arena"):
@@ -145,9 +165,10 @@ def test_profile_switches_parse() -> None:
 def test_precision_is_validated_and_onnx_only() -> None:
     assert parse_config({}).candidate.precision == "fp32"
     cfg = parse_config({"profiles": {"candidate": {"precision": "fp16"}}})
-    assert cfg.candidate.precision == "fp16" and cfg.settings()["profiles"]["candidate"][
-        "precision"
-    ] == "fp16"
+    assert (
+        cfg.candidate.precision == "fp16"
+        and cfg.settings()["profiles"]["candidate"]["precision"] == "fp16"
+    )
     with pytest.raises(ConfigError, match=r"profiles\.candidate\.precision.*'int4'"):
         parse_config({"profiles": {"candidate": {"precision": "int4"}}}, "bench.json")
     with pytest.raises(ConfigError, match=r"profiles\.reference\.precision.*only an onnx"):
@@ -163,8 +184,14 @@ def test_suite_speedup_gate_takes_the_geometric_mean() -> None:
     slow = {c: (s / 1.3, b) for c, (s, b) in noisy.items()}
     bad = check_suite_speedup(slow, 0.15)
     assert bad is not None and not bad.passed and bad.name == "suite_speedup"
-    for part in ("0.77 x the baseline's", "over 4 cases", "suite_speedup_drop_max 15%",
-                 "floor 0.85", "lowest: a 0.88x vs 1.45x", "Fix:"):
+    for part in (
+        "0.77 x the baseline's",
+        "over 4 cases",
+        "suite_speedup_drop_max 15%",
+        "floor 0.85",
+        "lowest: a 0.88x vs 1.45x",
+        "Fix:",
+    ):
         assert part in bad.message, part
     assert check_suite_speedup({}, 0.15) is None
 
@@ -172,5 +199,6 @@ def test_suite_speedup_gate_takes_the_geometric_mean() -> None:
 def test_suite_gate_is_not_a_case_key() -> None:
     with pytest.raises(ConfigError, match=r"cases\.a\.nii\.gz\.suite_speedup_drop_max"):
         parse_config({"cases": {"a.nii.gz": {"suite_speedup_drop_max": 0.1}}}, "bench.json")
-    assert parse_config({"gates": {"suite_speedup_drop_max": 0.1}}).gates.suite_speedup_drop_max \
-        == 0.1
+    assert (
+        parse_config({"gates": {"suite_speedup_drop_max": 0.1}}).gates.suite_speedup_drop_max == 0.1
+    )

@@ -1,4 +1,4 @@
-"""segbench.inference: nnU-Net window placement, Gaussian weighting, padding, batching."""
+"""segbench.pipeline.inference: nnU-Net window placement, Gaussian weighting, padding, batching."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from helpers import build_tiny_net
 
-from segbench.backends import TorchBackend
-from segbench.inference import (
+from segbench.pipeline.backends import TorchBackend
+from segbench.pipeline.inference import (
     compute_gaussian,
     compute_steps,
     fit_patch,
@@ -227,7 +227,8 @@ def test_fitted_window_matches_padding_where_the_network_sees_no_border() -> Non
         return np.concatenate([batch, -batch], axis=1)
 
     padded = sliding_window(image, per_voxel, (32, 32, 32), 2, step_size=0.5)
-    fitted = sliding_window(image, per_voxel, fit_patch(image.shape[1:], (32, 32, 32), (8, 8, 8)),
-                            2, step_size=0.5)
+    fitted = sliding_window(
+        image, per_voxel, fit_patch(image.shape[1:], (32, 32, 32), (8, 8, 8)), 2, step_size=0.5
+    )
     np.testing.assert_allclose(fitted, padded, rtol=1e-6, atol=1e-6)
     assert shapes == [(1, 1, 32, 32, 32), (1, 1, 24, 32, 16)]

@@ -1,4 +1,4 @@
-"""Injected regressions (segbench.inject): parsing, the wrapped backend, the perturbed ONNX."""
+"""Injected regressions (segbench.bench.inject): parsing, the wrapped backend, perturbed ONNX."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ import pytest
 from helpers import build_tiny_net, tiny_card
 from onnx import numpy_helper
 
-from segbench.backends import BackendKind
-from segbench.config import Profile
-from segbench.export import export_onnx
-from segbench.inject import (
+from segbench.bench.inject import (
     InjectedBackend,
-    Injection,
     candidate_profile,
-    parse_injection,
     perturb_onnx,
     shift_first_axis,
 )
+from segbench.pipeline.export import export_onnx
+from segbench.settings.config import Profile
+from segbench.settings.injection import Injection, parse_injection
+from segbench.settings.kinds import BackendKind
 
 
 def test_parse_injection() -> None:
@@ -61,8 +60,10 @@ class _Fixed:
 
 def test_slowdown_is_relative_and_delay_absolute() -> None:
     batch = np.zeros((1, 1, 4, 2, 2), dtype=np.float32)
-    for injection, low, high in ((Injection(slowdown=1.0), 0.2, 0.35),
-                                 (Injection(delay=0.05), 0.15, 0.25)):
+    for injection, low, high in (
+        (Injection(slowdown=1.0), 0.2, 0.35),
+        (Injection(delay=0.05), 0.15, 0.25),
+    ):
         backend = InjectedBackend(_Fixed(0.1), injection)
         start = time.perf_counter()
         out = backend(batch)
@@ -106,7 +107,8 @@ def test_perturb_onnx_changes_only_the_last_conv(tmp_path: Path) -> None:
 
 def test_perturb_refuses_a_graph_without_conv(tmp_path: Path) -> None:
     graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+        [onnx.helper.make_node("Relu", ["x"], ["y"])],
+        "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
         [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
     )

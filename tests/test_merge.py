@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from test_cli import CASES, make_run, run_cli, write
 
-from segbench.runs import load_run
-from segbench.shards import MergeError, differences, gate_decision, merge_shards
+from segbench.results.decision import gate_decision
+from segbench.results.merge import MergeError, differences, merge_shards
+from segbench.results.runs import load_run
 
 SUITE = [c[0] for c in CASES]
 
@@ -22,26 +23,44 @@ def settings() -> dict[str, Any]:
     return {
         "model": "synthetic",
         "weights_sha256": "ab" * 32,
-        "card": {"spacing": [3.0, 3.0, 3.0], "patch_size": [64, 64, 64], "tile_step": 0.8,
-                 "classes": 4},
+        "card": {
+            "spacing": [3.0, 3.0, 3.0],
+            "patch_size": [64, 64, 64],
+            "tile_step": 0.8,
+            "classes": 4,
+        },
         "onnx": {"source": "export", "sha256": "cd" * 32},
         "config_sha256": "ef" * 32,
         "config": {
-            "gates": {"dice_min": 0.99, "class_dice_min": 0.95, "min_class_voxels": 1000,
-                      "speedup_min": 1.0},
+            "gates": {
+                "dice_min": 0.99,
+                "class_dice_min": 0.95,
+                "min_class_voxels": 1000,
+                "speedup_min": 1.0,
+            },
             "timing": {"rounds": 3, "warmup_rounds": 2, "estimator": "min"},
             "profiles": {},
             "cases": {},
         },
-        "versions": {"segbench": "0.1.0", "torch": "2.13.0+cpu", "onnxruntime": "1.32.0",
-                     "numpy": "2.4.6", "scipy": "1.17.1"},
-        "options": {"injection": "none", "baseline": None, "max_voxels": 314572800,
-                    "require_gpu": False},
+        "versions": {
+            "segbench": "0.1.0",
+            "torch": "2.13.0+cpu",
+            "onnxruntime": "1.32.0",
+            "numpy": "2.4.6",
+            "scipy": "1.17.1",
+        },
+        "options": {
+            "injection": "none",
+            "baseline": None,
+            "max_voxels": 314572800,
+            "require_gpu": False,
+        },
     }
 
 
-def shard(cases: list[str], group: int | None, splits: int = 2, node: str = "ci-1",
-          **run_kw: Any) -> dict[str, Any]:
+def shard(
+    cases: list[str], group: int | None, splits: int = 2, node: str = "ci-1", **run_kw: Any
+) -> dict[str, Any]:
     """The saved run of one shard: ``cases`` of the synthetic suite, with a segbench block."""
     data = make_run(**run_kw)
     data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["case"] in cases]
@@ -78,7 +97,8 @@ def test_merge_keeps_cases_dice_and_machines(tmp_path: Path, shards: tuple[Path,
         assert m.mean_dice == w.mean_dice and m.class_dice == w.class_dice
         assert m.gates == w.gates and m.reference_s == w.reference_s
     assert [r.machine for r in merged.rows] == [
-        "ci-1 (Test CPU, 2 CPUs, Python 3.11.7)", "ci-1 (Test CPU, 2 CPUs, Python 3.11.7)",
+        "ci-1 (Test CPU, 2 CPUs, Python 3.11.7)",
+        "ci-1 (Test CPU, 2 CPUs, Python 3.11.7)",
         "ci-2 (Test CPU, 2 CPUs, Python 3.11.7)",
     ]
     assert merged.machine == "2 machines (per case below)"
@@ -86,8 +106,10 @@ def test_merge_keeps_cases_dice_and_machines(tmp_path: Path, shards: tuple[Path,
     assert [s["file"] for s in block["merged_from"]] == ["shard-2.json", "shard-1.json"]
     assert block["missing_groups"] == [] and block["cases"] == SUITE
     data = json.loads(out.read_text())
-    assert {b["extra_info"]["shard"] for b in data["benchmarks"]} == {"shard-1.json",
-                                                                      "shard-2.json"}
+    assert {b["extra_info"]["shard"] for b in data["benchmarks"]} == {
+        "shard-1.json",
+        "shard-2.json",
+    }
     assert data["machine_info"]["node"] == "ci-2"  # the first shard's, for pytest-benchmark
 
 
@@ -105,10 +127,13 @@ def test_report_compare_and_gate_read_a_merged_run(
     assert code == 0, text
     assert "segbench: synthetic model, torch (reference) vs onnx (candidate)" in text
     assert "total (3 cases)" in text and "all ok" in text
-    assert ("min of 3 rounds after 2 warm-ups (the candidate's interleaved with reference "
-            "runs); gates from benchmarks.json") in text
-    assert "shard-2.json (group 2/2) on ci-2 (Test CPU, 2 CPUs, Python 3.11.7): scan_c.nii.gz" \
-        in text
+    assert (
+        "min of 3 rounds after 2 warm-ups (the candidate's interleaved with reference "
+        "runs); gates from benchmarks.json"
+    ) in text
+    assert (
+        "shard-2.json (group 2/2) on ci-2 (Test CPU, 2 CPUs, Python 3.11.7): scan_c.nii.gz" in text
+    )
     assert text.rstrip().endswith("segbench gate: passed (3 cases, 0 not ok)")
 
 
@@ -160,8 +185,10 @@ def test_unknown_settings_of_a_shard_without_cases_are_not_compared(tmp_path: Pa
 
 def test_duplicate_case_is_refused(tmp_path: Path) -> None:
     message = _refused(tmp_path, shard(SUITE[:2], 1), shard(SUITE[1:], 2))
-    assert "the same case is in two shards: phantom_b_s2.nii.gz (in shard-1.json and " \
+    assert (
+        "the same case is in two shards: phantom_b_s2.nii.gz (in shard-1.json and "
         "shard-2.json)" in message
+    )
 
 
 def test_same_file_twice_is_refused(tmp_path: Path, shards: tuple[Path, Path]) -> None:
@@ -192,7 +219,8 @@ def test_run_without_segbench_block_is_refused(tmp_path: Path) -> None:
 def test_gate_fails_on_a_failed_gate_and_a_missing_role(tmp_path: Path) -> None:
     data = shard(SUITE, None, failed_dice=("scan_c.nii.gz",))
     data["benchmarks"] = [
-        b for b in data["benchmarks"]
+        b
+        for b in data["benchmarks"]
         if not (b["extra_info"]["case"] == SUITE[1] and b["extra_info"]["role"] == "candidate")
     ]
     path = write(tmp_path / "run.json", data)

@@ -1,11 +1,18 @@
-"""segbench.metrics: Dice per class with the empty-class rule, flipped fraction, logit diff."""
+"""segbench.scoring.metrics: Dice per class (empty-class rule), flipped fraction, logit diff."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from segbench.metrics import ClassDice, DiceResult, LogitDiff, compute_dice, logit_diff, slabs
+from segbench.scoring.metrics import (
+    ClassDice,
+    DiceResult,
+    LogitDiff,
+    compute_dice,
+    logit_diff,
+    slabs,
+)
 
 
 def test_identical_maps() -> None:
@@ -142,7 +149,7 @@ def test_logit_diff_in_slabs_matches_the_whole_array(monkeypatch: pytest.MonkeyP
     b = a + rng.standard_normal(a.shape, dtype=np.float32) * 1e-3
     b[4, 12, 6, 5] += 2.0  # in the last, partial slab
     whole = np.abs(a.astype(np.float64) - b)
-    monkeypatch.setattr("segbench.metrics.slabs", lambda shape: slabs(shape, elements=840))
+    monkeypatch.setattr("segbench.scoring.metrics.slabs", lambda shape: slabs(shape, elements=840))
     assert len(slabs(a.shape, elements=840)) == 4  # 4 rows of 5 x 7 x 6 each: 0-3, ..., 12
     diff = logit_diff(a, b)
     assert diff.max_abs == pytest.approx(whole.max(), rel=1e-6)

@@ -17,10 +17,8 @@ import torch
 from helpers import write_nifti
 from torch import nn
 
-from segbench.backends import OrtBackend, TorchBackend
 from segbench.errors import ModelError
-from segbench.export import export_onnx
-from segbench.metrics import compute_dice
+from segbench.inputs.volumes import load_volume
 from segbench.models import get_card, load_network, tsfast
 from segbench.models.nnunet import (
     card_from_nnunet_folder,
@@ -32,8 +30,10 @@ from segbench.models.nnunet import (
     segbench_state_to_nnunet,
 )
 from segbench.models.unet import PlainConvUNet
-from segbench.pipeline import predict_volume
-from segbench.volumes import load_volume
+from segbench.pipeline.backends import OrtBackend, TorchBackend
+from segbench.pipeline.export import export_onnx
+from segbench.pipeline.predict import predict_volume
+from segbench.scoring.metrics import compute_dice
 
 FAST_DATASET = "Dataset297_TotalSegmentator_total_3mm_1559subj"
 TRAINER = "nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres"
@@ -681,13 +681,21 @@ def test_nnunet_folder_runs_through_the_suite(
     """--segbench-model nnunet:PATH drives the whole regression suite (both backends, gates)."""
     from test_suite_gates import TINY, _folder, run_suite
 
-    from segbench.phantoms import PhantomSpec
+    from segbench.inputs.phantoms import PhantomSpec
 
     folder, _ = tiny
     scans = _folder(PhantomSpec(TINY, 7), tmp_path_factory)
     model = f"nnunet:{folder}#tile_step=1.0"  # 27 windows of the tiny patch, not 200+
-    out = run_suite(scans, tmp_path, "--segbench-model", model,
-                    "--segbench-speedup-min", "0", "--segbench-rounds", "1")
+    out = run_suite(
+        scans,
+        tmp_path,
+        "--segbench-model",
+        model,
+        "--segbench-speedup-min",
+        "0",
+        "--segbench-rounds",
+        "1",
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "2 passed" in out.stdout
     assert f"segbench: {model} model" in out.stdout

@@ -89,7 +89,11 @@ def test_a_part_of_the_total_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     card = get_card("totalsegmentator:total_organs")
     assert card.spacing == (1.5, 1.5, 1.5) and card.tile_step == 0.8
     assert PARTS == (
-        "total_organs", "total_vertebrae", "total_cardiac", "total_muscles", "total_ribs"
+        "total_organs",
+        "total_vertebrae",
+        "total_cardiac",
+        "total_muscles",
+        "total_ribs",
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from segbench.phantoms import (
+from segbench.inputs.phantoms import (
     GRIDS,
     LABELS,
     GridSpec,
@@ -168,8 +168,9 @@ def test_grid_table() -> None:
         if name.startswith("spleen512"):
             assert grid.shape[:2] == (512, 512)
             assert 200 <= grid.shape[2] * grid.spacing[2] <= 300
-    assert GRIDS["train3mm"] == GridSpec("train3mm", (128, 112, 96), (3.0, 3.0, 3.0), "RAS",
-                                         "float32")
+    assert GRIDS["train3mm"] == GridSpec(
+        "train3mm", (128, 112, 96), (3.0, 3.0, 3.0), "RAS", "float32"
+    )
 
 
 def test_phantom_sets() -> None:
@@ -198,8 +199,14 @@ def test_unknown_set() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"orientation": "RAX"}, {"orientation": "RRS"}, {"orientation": "ras"},
-     {"storage": "uint8"}, {"shape": (0, 4, 4)}, {"spacing": (1.0, -1.0, 1.0)}],
+    [
+        {"orientation": "RAX"},
+        {"orientation": "RRS"},
+        {"orientation": "ras"},
+        {"storage": "uint8"},
+        {"shape": (0, 4, 4)},
+        {"spacing": (1.0, -1.0, 1.0)},
+    ],
 )
 def test_gridspec_validation(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):

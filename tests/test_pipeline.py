@@ -12,13 +12,13 @@ import torch
 from helpers import build_tiny_net, tiny_card, write_nifti
 from torch import nn
 
-from segbench.backends import OrtBackend, TorchBackend
 from segbench.errors import ModelError
-from segbench.metrics import compute_dice, logit_diff
+from segbench.inputs.volumes import Volume, load_volume, to_original_orientation
 from segbench.models import get_card, load_network, state_digest, tsfast
 from segbench.models.card import sha256_file
 from segbench.models.unet import PlainConvUNet, count_flops
-from segbench.pipeline import (
+from segbench.pipeline.backends import OrtBackend, TorchBackend
+from segbench.pipeline.predict import (
     PipelineSettings,
     Prediction,
     StageTimes,
@@ -27,7 +27,7 @@ from segbench.pipeline import (
     predict,
     predict_volume,
 )
-from segbench.volumes import Volume, load_volume, to_original_orientation
+from segbench.scoring.metrics import compute_dice, logit_diff
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def torch_prediction(volume: Volume) -> Prediction:
 
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from segbench.export import export_onnx
+    from segbench.pipeline.export import export_onnx
 
     card = tiny_card()
     return export_onnx(load_network(card), card, tmp_path_factory.mktemp("onnx")).path
@@ -310,7 +310,7 @@ def test_argmax_labels_matches_numpy_ties_included(monkeypatch: pytest.MonkeyPat
     rng = np.random.default_rng(5)
     logits = rng.integers(0, 3, (6, 11, 5, 4)).astype(np.float32)  # many ties: first max wins
     monkeypatch.setattr(
-        "segbench.pipeline.slabs", lambda shape: [slice(i, i + 3) for i in range(0, 11, 3)]
+        "segbench.pipeline.predict.slabs", lambda shape: [slice(i, i + 3) for i in range(0, 11, 3)]
     )
     labels = argmax_labels(logits)
     assert labels.dtype == np.uint8

@@ -1,4 +1,4 @@
-"""segbench.preprocess: target grid shape, float32 resampling, CT normalisation."""
+"""segbench.pipeline.preprocess: target grid shape, float32 resampling, CT normalisation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from helpers import synthetic_ct
 from scipy import ndimage
 
-from segbench.preprocess import CTNormalization, resample, resampled_shape
+from segbench.pipeline.preprocess import CTNormalization, resample, resampled_shape
 
 
 def test_resampled_shape_rounds_to_nearest() -> None:

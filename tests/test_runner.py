@@ -1,4 +1,4 @@
-"""segbench.runner: interleaved timing of the pair, the speed-up it gates, baselines, injection."""
+"""segbench.bench: interleaved timing of the pair, the speed-up it gates, baselines, injection."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from helpers import build_tiny_net, tiny_card, write_nifti
 
-from segbench.backends import BackendKind, OrtBackend, TorchBackend
-from segbench.config import BenchConfig, Gates, Profile, Timing
+from segbench.bench.inject import InjectedBackend
+from segbench.bench.paired import PairedRun
+from segbench.bench.runtime import Runtime, build_runtime
 from segbench.errors import ConfigError, SegbenchError
-from segbench.inject import InjectedBackend, Injection
-from segbench.plugin import load_baselines
-from segbench.runner import PairedRun, Runtime, build_runtime
+from segbench.pipeline.backends import BackendKind, OrtBackend, TorchBackend
+from segbench.results.baseline import load_baselines
+from segbench.settings.config import BenchConfig, Gates, Profile, Timing
+from segbench.settings.injection import Injection
 
 
 class _Logged:
@@ -43,8 +45,9 @@ class _Pedantic:
     def __init__(self) -> None:
         self.extra_info: dict[str, Any] = {}
 
-    def pedantic(self, target: Any, args: tuple, setup: Any, rounds: int, warmup_rounds: int,
-                 iterations: int) -> None:
+    def pedantic(
+        self, target: Any, args: tuple, setup: Any, rounds: int, warmup_rounds: int, iterations: int
+    ) -> None:
         for _ in range(warmup_rounds + rounds):
             setup()
             target(*args)
@@ -56,13 +59,17 @@ def _pair(tmp_path: Path, timing: Timing) -> tuple[PairedRun, list[str]]:
     log: list[str] = []
     runtime = Runtime(
         card,
-        {"reference": _Logged("R", log, BackendKind.TORCH),
-         "candidate": _Logged("C", log, BackendKind.ONNX)},
+        {
+            "reference": _Logged("R", log, BackendKind.TORCH),
+            "candidate": _Logged("C", log, BackendKind.ONNX),
+        },
         {"reference": Profile(BackendKind.TORCH), "candidate": Profile(BackendKind.ONNX)},
-        None, "export", None,
+        None,
+        "export",
+        None,
     )
     config = BenchConfig(timing=timing)
-    return PairedRun("ct.nii.gz", image, None, runtime, config, Gates()), log
+    return PairedRun.load("ct.nii.gz", image, None, runtime, config, Gates()), log
 
 
 def _calls(log: list[str]) -> str:
@@ -101,7 +108,7 @@ def test_at_most_one_kept_logits_array_beside_a_running_round(
 ) -> None:
     """Memory: while a round runs, at most the other role's last logits are kept: never the
     same role's previous round; none at all during a paired reference run."""
-    from segbench import runner
+    from segbench.bench import paired as runner
 
     made: list[Any] = []
     kept_during: list[int] = []
@@ -137,8 +144,14 @@ def test_speedup_falls_back_to_reference_rounds_without_pairs(tmp_path: Path) ->
 def _saved_run(
     path: Path, cpu: str, speedup: float, passed: bool = True, malloc: str | None = None
 ) -> Path:
-    info = {"case": "a.nii.gz", "role": "candidate", "reference_s": speedup, "candidate_s": 1.0,
-            "speedup": speedup, "gates": {"dice": passed, "speedup": True}}
+    info = {
+        "case": "a.nii.gz",
+        "role": "candidate",
+        "reference_s": speedup,
+        "candidate_s": 1.0,
+        "speedup": speedup,
+        "gates": {"dice": passed, "speedup": True},
+    }
     data = {
         "machine_info": {"cpu": {"brand_raw": cpu}},
         "datetime": "2026-11-29T10:00:00.000000",
@@ -156,7 +169,7 @@ def _saved_run(
 def test_baseline_speedups_come_from_the_candidate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("segbench.plugin.current_cpu", lambda: "Test CPU")
+    monkeypatch.setattr("segbench.results.baseline.current_cpu", lambda: "Test CPU")
     base = load_baselines(_saved_run(tmp_path / "base.json", "Test CPU", 1.4))
     assert base["a.nii.gz"].speedup == pytest.approx(1.4)
     assert "base.json, 2026-11-29T10:00:00" in base["a.nii.gz"].source
@@ -167,7 +180,7 @@ def test_baseline_speedups_come_from_the_candidate(
 def test_baseline_of_another_cpu_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("segbench.plugin.current_cpu", lambda: "Intel Xeon")
+    monkeypatch.setattr("segbench.results.baseline.current_cpu", lambda: "Intel Xeon")
     with pytest.raises(ConfigError) as err:
         load_baselines(_saved_run(tmp_path / "amd.json", "AMD EPYC 9R14", 1.4))
     text = str(err.value)
@@ -223,7 +236,7 @@ def test_gflops_are_reported_for_plain_conv_unets(tmp_path: Path) -> None:
 
 
 def test_peak_rss_is_reset_per_test(tmp_path: Path) -> None:
-    from segbench.runner import peak_rss_mb, reset_peak_rss
+    from segbench.bench.memory import peak_rss_mb, reset_peak_rss
 
     if not reset_peak_rss():
         pytest.skip("this OS cannot reset the peak RSS (/proc/self/clear_refs)")
@@ -241,7 +254,7 @@ def test_peak_rss_is_reset_per_test(tmp_path: Path) -> None:
 def test_baseline_from_another_malloc_mode_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("segbench.plugin.current_cpu", lambda: "Test CPU")
+    monkeypatch.setattr("segbench.results.baseline.current_cpu", lambda: "Test CPU")
     steady = _saved_run(tmp_path / "steady.json", "Test CPU", 1.2, malloc="steady")
     assert load_baselines(steady, "steady")["a.nii.gz"].speedup == pytest.approx(1.2)
     with pytest.raises(ConfigError, match=r"--segbench-malloc 'steady'.*runs 'system'"):
@@ -255,7 +268,7 @@ def test_baseline_from_another_malloc_mode_is_refused(
 def test_park_maps_the_logits_back_from_an_unlinked_file(tmp_path: Path) -> None:
     import tempfile
 
-    from segbench.runner import park
+    from segbench.bench.memory import park
 
     logits = np.random.default_rng(2).standard_normal((3, 5, 4, 2), dtype=np.float32)
     before = set(Path(tempfile.gettempdir()).glob("segbench-logits-*"))
@@ -268,7 +281,7 @@ def test_park_maps_the_logits_back_from_an_unlinked_file(tmp_path: Path) -> None
 def test_big_reference_logits_wait_on_disk_during_candidate_rounds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from segbench import runner
+    from segbench.bench import paired as runner
 
     monkeypatch.setattr(runner, "PARK_BYTES", 0)  # every array counts as big
     pair, _ = _pair(tmp_path, Timing(rounds=2, warmup_rounds=1, estimator="min"))

@@ -8,22 +8,18 @@ runs use ``--benchmark-only``, the main job, so they also show that the gates ru
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import subprocess
-import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_pytest
 
-from segbench.export import export_onnx
+from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
 from segbench.models import get_card, load_network
-from segbench.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.pipeline.export import export_onnx
 
-ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "tests" / "test_regression.py"
 SMALL = GridSpec("small3mm", (96, 80, 64), (3.0, 3.0, 3.0), "LPS")
 CASE = "phantom_small3mm_lps_s007.nii.gz"
 
@@ -45,22 +41,23 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    plugin = [] if any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11")) \
-        else ["-p", "segbench.plugin"]
-    cmd = [
-        sys.executable, "-m", "pytest", str(SUITE), *plugin, "--benchmark-only",
-        "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-        "--segbench-data", str(data_dir), "--segbench-cache-dir", str(default_cache_dir()),
-        "--segbench-rounds", "2", f"--segbench-report-dir={tmp_path / 'reports'}", *extra,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=600, check=False)
+    """The main job on ``data_dir`` (two timed rounds unless ``extra`` says otherwise)."""
+    return run_pytest(
+        tmp_path,
+        "--benchmark-only",
+        "--segbench-data",
+        str(data_dir),
+        "--segbench-rounds",
+        "2",
+        *extra,
+    )
 
 
 def failed_candidate(stdout: str) -> bool:
-    return any(line.startswith("FAILED") and f"test_candidate[{CASE}]" in line
-               for line in stdout.splitlines())
+    return any(
+        line.startswith("FAILED") and f"test_candidate[{CASE}]" in line
+        for line in stdout.splitlines()
+    )
 
 
 @pytest.mark.slow
@@ -101,12 +98,22 @@ def test_slow_candidate_fails_speedup_gate(
     # one window of ~0.15 s per run and a 2 s delay: the gate fails even when a busy machine
     # slows the reference several-fold (seen here: PyTorch 7x slower beside a training job)
     tiny = _folder(PhantomSpec(TINY, 7), tmp_path_factory)
-    out = run_suite(tiny, tmp_path, "--segbench-inject=delay=2.0",
-                    "--segbench-speedup-min", "0.8", "--segbench-warmup", "1",
-                    "--segbench-rounds", "1")
+    out = run_suite(
+        tiny,
+        tmp_path,
+        "--segbench-inject=delay=2.0",
+        "--segbench-speedup-min",
+        "0.8",
+        "--segbench-warmup",
+        "1",
+        "--segbench-rounds",
+        "1",
+    )
     assert out.returncode == 1, out.stdout[-3000:]
-    assert any(line.startswith("FAILED") and "test_candidate[phantom_tiny3mm" in line
-               for line in out.stdout.splitlines())
+    assert any(
+        line.startswith("FAILED") and "test_candidate[phantom_tiny3mm" in line
+        for line in out.stdout.splitlines()
+    )
     assert "speed-up" in out.stdout and "gate speedup_min 0.8x" in out.stdout
     assert "FAIL speedup" in out.stdout
 
@@ -114,8 +121,14 @@ def test_slow_candidate_fails_speedup_gate(
 @pytest.mark.slow
 def test_window_shift_on_one_side_fails_dice_gate(data_dir: Path, tmp_path: Path) -> None:
     """A pipeline bug on the candidate side: each window's logits land one voxel off."""
-    out = run_suite(data_dir, tmp_path, "--segbench-inject=shift=1", "--segbench-speedup-min=0",
-                    "--segbench-rounds=1", "--segbench-warmup=0")
+    out = run_suite(
+        data_dir,
+        tmp_path,
+        "--segbench-inject=shift=1",
+        "--segbench-speedup-min=0",
+        "--segbench-rounds=1",
+        "--segbench-warmup=0",
+    )
     assert out.returncode == 1, out.stdout[-3000:]
     assert failed_candidate(out.stdout) and "FAIL dice" in out.stdout
     assert "INJECTED into the candidate: shift=1" in out.stdout
@@ -132,8 +145,9 @@ def test_slowdown_against_a_baseline_fails_speedup_gate(
     fast = ["--segbench-speedup-min=0.3", "--segbench-warmup=1", "--segbench-rounds=3"]
     first = run_suite(tiny, tmp_path, *fast, f"--benchmark-json={base}")
     assert first.returncode == 0, first.stdout[-3000:]
-    out = run_suite(tiny, tmp_path, *fast, f"--segbench-baseline={base}",
-                    "--segbench-inject=slowdown=1.0")
+    out = run_suite(
+        tiny, tmp_path, *fast, f"--segbench-baseline={base}", "--segbench-inject=slowdown=1.0"
+    )
     assert out.returncode == 1, out.stdout[-3000:]
     assert "FAIL speedup" in out.stdout and "gate speedup_drop_max 30%" in out.stdout
     assert "FAIL suite_speedup: suite: speed-up 0." in out.stdout

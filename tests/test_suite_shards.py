@@ -11,43 +11,32 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+from helpers import run_pytest
 
 from segbench.cli import main
-from segbench.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
-from segbench.runs import load_run
+from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.results.runs import load_run
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pytest_split") is None,
     reason="pytest-split is not installed (pip install -e '.[dev]')",
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-SUITE = ROOT / "tests" / "test_regression.py"
 GRIDS = [("tiny3mm", "RAS", 7), ("tinyb3mm", "LPS", 8), ("tinyc3mm", "LAS", 9)]
 CASES = [f"phantom_{name}_{ori.lower()}_s{seed:03d}.nii.gz" for name, ori, seed in GRIDS]
 SLOW_CASE = CASES[1]  # speedup_min 1000: fails its speed-up gate in every run
 
 
 def pytest_run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    plugin = [] if any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11")) \
-        else ["-p", "segbench.plugin"]
-    cmd = [sys.executable, "-m", "pytest", str(SUITE), *plugin, "-p", "no:cacheprovider",
-           "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-           f"--segbench-cache-dir={default_cache_dir()}", "--segbench-rounds=1",
-           "--segbench-warmup=0", f"--segbench-report-dir={cwd / 'reports'}", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
-                          check=False)
+    """The suite with one untimed-warm-up round per role."""
+    return run_pytest(cwd, "--segbench-rounds=1", "--segbench-warmup=0", *args)
 
 
 def listed_tests(stdout: str) -> list[tuple[str, str]]:
@@ -70,15 +59,14 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
             default_cache_dir(),
         )
         shutil.copy(image, data / image.name)
-    (root / "bench.json").write_text(json.dumps(
-        {"gates": {"speedup_min": 0.0}, "cases": {SLOW_CASE: {"speedup_min": 1000.0}}}
-    ))
+    (root / "bench.json").write_text(
+        json.dumps({"gates": {"speedup_min": 0.0}, "cases": {SLOW_CASE: {"speedup_min": 1000.0}}})
+    )
     return root
 
 
 def suite_args(work: Path, *extra: str) -> list[str]:
-    return [f"--segbench-data={work / 'data'}", f"--segbench-config={work / 'bench.json'}",
-            *extra]
+    return [f"--segbench-data={work / 'data'}", f"--segbench-config={work / 'bench.json'}", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +74,23 @@ def runs(work: Path) -> dict[str, subprocess.CompletedProcess[str]]:
     """One unsharded run and the two shards of the same suite (each with --benchmark-json)."""
     out = {}
     start = time.perf_counter()
-    out["full"] = pytest_run(work, *suite_args(work, "-v", "--benchmark-only",
-                                               "--benchmark-json=full.json"))
+    out["full"] = pytest_run(
+        work, *suite_args(work, "-v", "--benchmark-only", "--benchmark-json=full.json")
+    )
     for group in (1, 2):
         out[f"shard-{group}"] = pytest_run(
-            work, *suite_args(work, "-v", "--benchmark-only", "-m", "segbench", "--splits=2",
-                              f"--group={group}", f"--benchmark-json=shard-{group}.json"))
+            work,
+            *suite_args(
+                work,
+                "-v",
+                "--benchmark-only",
+                "-m",
+                "segbench",
+                "--splits=2",
+                f"--group={group}",
+                f"--benchmark-json=shard-{group}.json",
+            ),
+        )
     print(f"unsharded run + 2 shards: {time.perf_counter() - start:.1f} s")
     return out
 
@@ -134,17 +133,29 @@ def test_two_shards_merge_to_the_unsharded_run(
 
 @pytest.mark.slow
 def test_shard_of_other_settings_is_refused(
-    work: Path, runs: dict[str, subprocess.CompletedProcess[str]],
+    work: Path,
+    runs: dict[str, subprocess.CompletedProcess[str]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert (work / "shard-1.json").is_file(), runs["shard-1"].stdout[-2000:]
-    other = pytest_run(work, *suite_args(work, "--benchmark-only", "-m", "segbench",
-                                         "--splits=2", "--group=2", "--segbench-rounds=2",
-                                         "--benchmark-json=shard-2-rounds2.json"))
+    other = pytest_run(
+        work,
+        *suite_args(
+            work,
+            "--benchmark-only",
+            "-m",
+            "segbench",
+            "--splits=2",
+            "--group=2",
+            "--segbench-rounds=2",
+            "--benchmark-json=shard-2-rounds2.json",
+        ),
+    )
     assert other.returncode == 0, other.stdout[-3000:]
     capsys.readouterr()
-    code = _cli("merge", work / "shard-1.json", work / "shard-2-rounds2.json",
-                "-o", work / "refused.json")
+    code = _cli(
+        "merge", work / "shard-1.json", work / "shard-2-rounds2.json", "-o", work / "refused.json"
+    )
     err = capsys.readouterr().err
     assert code == 2 and not (work / "refused.json").exists()
     assert "settings.config.timing.rounds: shard-1.json has 1, shard-2-rounds2.json has 2" in err
@@ -154,16 +165,21 @@ def test_shard_of_other_settings_is_refused(
 def test_cases_stay_whole_whatever_the_split(work: Path) -> None:
     listed = []
     for group in (1, 2, 3):
-        out = pytest_run(work, *suite_args(work, "--collect-only", "-q", "--splits=3",
-                                           f"--group={group}"))
+        out = pytest_run(
+            work, *suite_args(work, "--collect-only", "-q", "--splits=3", f"--group={group}")
+        )
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         tests = listed_tests(out.stdout)
         assert len(tests) == 2 and {c for _, c in tests} == {CASES[group - 1]}, out.stdout
         listed += tests
     assert sorted(listed) == sorted((r, c) for c in CASES for r in ("reference", "candidate"))
     # a selection by role is the user's: no candidate comes back to its reference
-    out = pytest_run(work, *suite_args(work, "--collect-only", "-q", "-k", "test_reference",
-                                       "--splits=2", "--group=1"))
+    out = pytest_run(
+        work,
+        *suite_args(
+            work, "--collect-only", "-q", "-k", "test_reference", "--splits=2", "--group=1"
+        ),
+    )
     assert [r for r, _ in listed_tests(out.stdout)] == ["reference", "reference"], out.stdout
 
 

@@ -1,4 +1,4 @@
-"""segbench.volumes: loading, RAS reorientation and its exact inverse, and refusals."""
+"""segbench.inputs.volumes: loading, RAS reorientation and its exact inverse, and refusals."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from helpers import affine_for, shared_ct_path, synthetic_ct, write_nifti
 
 from segbench.errors import InputError
-from segbench.volumes import load_volume, mask_image, to_original_orientation
+from segbench.inputs.volumes import load_volume, mask_image, to_original_orientation
 
 
 def _oblique_affine() -> np.ndarray:

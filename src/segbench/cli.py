@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from segbench.errors import SegbenchError
-from segbench.markdown import render_comparison, render_report
-from segbench.report import TableRow, summary_table, timing_line
-from segbench.runs import ROLES, Run, compare_runs, load_run
-from segbench.shards import gate_decision, merge_shards
+from segbench.results.compare import compare_runs
+from segbench.results.decision import gate_decision
+from segbench.results.markdown import render_comparison, render_report
+from segbench.results.merge import merge_shards
+from segbench.results.runs import ROLES, Run, load_run
+from segbench.results.table import missing, summary_table, timing_line
 
 PLOTS = {
     "latency": "latency.png",
@@ -169,7 +171,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     names = class_names_of(models.pop()) if len(models) == 1 else None
     images: list[tuple[str, str]] = []
     if not args.no_plots:
-        from segbench import plots
+        from segbench.results import plots
 
         plots.require_matplotlib()  # fail before writing anything
         folder.mkdir(parents=True, exist_ok=True)
@@ -305,18 +307,17 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
     run = load_run(args.run)
     models = {r.model for r in run.rows}
     names = class_names_of(next(iter(models))) if len(models) == 1 else None
-    rows = [TableRow.from_case_row(r, names) for r in run.rows]
-    rows += [TableRow.missing(c) for c in run.expected_cases if c not in run.by_case()]
+    rows = list(run.rows)
+    rows += [missing(c) for c in run.expected_cases if c not in run.by_case()]
     backends = [
-        next((res.backend for r in run.rows if (res := r.roles.get(role))), role)
-        for role in ROLES
+        next((res.backend for r in run.rows if (res := r.roles.get(role))), role) for role in ROLES
     ]
     title = (
         f" segbench: {', '.join(sorted(models))} model, {backends[0]} (reference) vs "
         f"{backends[1]} (candidate) "
     )
     out.write(title.center(max(len(title) + 20, 80), "=") + "\n")
-    out.write(summary_table(rows, *backends) + "\n")
+    out.write(summary_table(rows, backends[0], backends[1], class_names=names) + "\n")
     settings = run.segbench.get("settings") if run.segbench else None
     config = settings.get("config") if isinstance(settings, Mapping) else None
     timing = config.get("timing") if isinstance(config, Mapping) else None

@@ -19,12 +19,15 @@ Accepted names (:data:`MODEL_FORMS`):
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segbench.errors import ModelError
-from segbench.models import demo, totalseg, tsfast
-from segbench.models.card import ModelCard, load_network, state_digest
+from segbench.models import totalseg
+
+if TYPE_CHECKING:
+    from segbench.models.card import ModelCard, load_network, state_digest
 
 BUILTIN = ("demo", "ts-fast")
 SCHEMES = ("nnunet", "torchscript", "entrypoint", "totalsegmentator")
@@ -129,8 +132,12 @@ def get_card(name: str) -> ModelCard:
     """The card of a model name (see the module docstring for the accepted forms)."""
     source, args = parse_model_name(name)
     if source == "demo":
+        from segbench.models import demo
+
         return demo.card()
     if source == "ts-fast":
+        from segbench.models import tsfast
+
         return tsfast.card()
     if source == "nnunet":
         from segbench.models.nnunet import card_from_nnunet_folder
@@ -159,3 +166,16 @@ __all__ = [
     "parse_model_name",
     "state_digest",
 ]
+
+
+_CARD_NAMES = ("ModelCard", "load_network", "state_digest")
+
+
+def __getattr__(name: str) -> Any:
+    """The card's names (:mod:`segbench.models.card`, which needs torch), imported on first use:
+    model names are parsed without torch."""
+    if name in _CARD_NAMES:
+        value = getattr(importlib.import_module("segbench.models.card"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'segbench.models' has no attribute {name!r}")

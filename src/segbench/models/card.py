@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from segbench.errors import ModelError
-from segbench.preprocess import CTNormalization
+from segbench.pipeline.preprocess import CTNormalization
 
 Shape3 = tuple[int, int, int]
 

@@ -42,7 +42,7 @@ import torch
 from segbench.errors import ModelError
 from segbench.models.card import ModelCard
 from segbench.models.unet import PlainConvUNet
-from segbench.preprocess import CTNormalization
+from segbench.pipeline.preprocess import CTNormalization
 
 Shape3 = tuple[int, int, int]
 

@@ -26,10 +26,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segbench.errors import ModelError
-from segbench.models.card import ModelCard
+
+if TYPE_CHECKING:
+    from segbench.models.card import ModelCard
 
 PLANS = "nnUNetPlans"
 CONFIGURATION = "3d_fullres"
@@ -56,31 +58,59 @@ class TotalSegModel:
 
 MODELS: dict[str, TotalSegModel] = {
     "fast": TotalSegModel(
-        297, "Dataset297_TotalSegmentator_total_3mm_1559subj", _FAST_TRAINER, 3.0, 0.5,
+        297,
+        "Dataset297_TotalSegmentator_total_3mm_1559subj",
+        _FAST_TRAINER,
+        3.0,
+        0.5,
         "total_fast",
     ),
     "fastest": TotalSegModel(
-        298, "Dataset298_TotalSegmentator_total_6mm_1559subj", _FAST_TRAINER, 6.0, 0.5,
+        298,
+        "Dataset298_TotalSegmentator_total_6mm_1559subj",
+        _FAST_TRAINER,
+        6.0,
+        0.5,
         "total_fast",
     ),
     "total_organs": TotalSegModel(
-        291, "Dataset291_TotalSegmentator_part1_organs_1559subj", _PARTS_TRAINER, 1.5, 0.8,
+        291,
+        "Dataset291_TotalSegmentator_part1_organs_1559subj",
+        _PARTS_TRAINER,
+        1.5,
+        0.8,
         "total",
     ),
     "total_vertebrae": TotalSegModel(
-        292, "Dataset292_TotalSegmentator_part2_vertebrae_1532subj", _PARTS_TRAINER, 1.5, 0.8,
+        292,
+        "Dataset292_TotalSegmentator_part2_vertebrae_1532subj",
+        _PARTS_TRAINER,
+        1.5,
+        0.8,
         "total",
     ),
     "total_cardiac": TotalSegModel(
-        293, "Dataset293_TotalSegmentator_part3_cardiac_1559subj", _PARTS_TRAINER, 1.5, 0.8,
+        293,
+        "Dataset293_TotalSegmentator_part3_cardiac_1559subj",
+        _PARTS_TRAINER,
+        1.5,
+        0.8,
         "total",
     ),
     "total_muscles": TotalSegModel(
-        294, "Dataset294_TotalSegmentator_part4_muscles_1559subj", _PARTS_TRAINER, 1.5, 0.8,
+        294,
+        "Dataset294_TotalSegmentator_part4_muscles_1559subj",
+        _PARTS_TRAINER,
+        1.5,
+        0.8,
         "total",
     ),
     "total_ribs": TotalSegModel(
-        295, "Dataset295_TotalSegmentator_part5_ribs_1559subj", _PARTS_TRAINER, 1.5, 0.8,
+        295,
+        "Dataset295_TotalSegmentator_part5_ribs_1559subj",
+        _PARTS_TRAINER,
+        1.5,
+        0.8,
         "total",
     ),
 }

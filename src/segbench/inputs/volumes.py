@@ -1,14 +1,13 @@
 """Loading volumes and moving them to and from the closest canonical (RAS+) orientation.
 
 A volume is a NIfTI file, an in-memory NIfTI image, or a folder holding one DICOM series
-(read by :mod:`segbench.dicom` into an in-memory NIfTI image, extra ``segbench[dicom]``).
+(read by :mod:`segbench.inputs.dicom` into an in-memory NIfTI image, extra ``segbench[dicom]``).
 Arrays are indexed ``[x, y, z]`` as nibabel stores them (no transpose to z-first): after
 :func:`load_volume` axis 0 runs towards R, axis 1 towards A and axis 2 towards S.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 import xml.etree.ElementTree as ET
 import zlib
@@ -21,11 +20,11 @@ from nibabel import orientations as ornts
 from nibabel.filebasedimages import ImageFileError
 
 from segbench.errors import InputError, SegbenchWarning
+from segbench.inputs.limits import DEFAULT_MAX_VOXELS, check_voxel_count
 
 ImageLike = str | Path | nib.Nifti1Image
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 SPACING_RANGE_MM = (0.1, 20.0)
-DEFAULT_MAX_VOXELS = 512 * 512 * 1200  # ~1.3 GB as float32
 GRID_TOL_MM = 1e-3  # two grids are the same when their RAS affines agree to this
 
 
@@ -50,23 +49,7 @@ class Volume:
         return (int(self.array.shape[0]), int(self.array.shape[1]), int(self.array.shape[2]))
 
 
-def check_voxel_count(
-    shape: tuple[int, ...], source: str | Path, max_voxels: int | None
-) -> None:
-    """Refuse more than ``max_voxels`` voxels, before any voxel is read."""
-    voxels = math.prod(shape)
-    if max_voxels is not None and voxels > max_voxels:
-        raise InputError(
-            source,
-            f"has {voxels:,} voxels {shape}, over the limit of {max_voxels:,}; the pipeline "
-            f"would need at least {voxels * 4 * 3 / 1e9:.1f} GB for its float32 copies",
-            "crop or downsample the volume, or raise the limit (--segbench-max-voxels)",
-        )
-
-
-def read_image(
-    image: ImageLike, max_voxels: int | None = None
-) -> tuple[nib.Nifti1Image, str]:
+def read_image(image: ImageLike, max_voxels: int | None = None) -> tuple[nib.Nifti1Image, str]:
     """Open a NIfTI file (header only, data stays lazy), read a DICOM series folder into memory
     (``max_voxels`` checked before decoding), or pass an in-memory image through."""
     if isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
@@ -74,7 +57,7 @@ def read_image(
         return image, name
     path = Path(image)
     if path.is_dir():
-        from segbench.dicom import read_dicom_series
+        from segbench.inputs.dicom import read_dicom_series
 
         return read_dicom_series(path, max_voxels), str(path)
     if not path.is_file():

@@ -23,7 +23,13 @@ from nibabel import orientations as ornts
 from scipy import ndimage
 
 LABELS: dict[int, str] = {
-    0: "background", 1: "spleen", 2: "kidney", 3: "liver", 4: "lung", 5: "aorta", 6: "spine",
+    0: "background",
+    1: "spleen",
+    2: "kidney",
+    3: "liver",
+    4: "lung",
+    5: "aorta",
+    6: "spine",
 }
 STORAGES = ("int16_scaled", "int16", "float32")
 HU_MIN, HU_MAX = -1024.0, 3071.0
@@ -31,9 +37,18 @@ _SCALED_INTER = -1024.0
 
 # Tissue codes of the rendering: (name, HU, label).  Painting order decides overlaps.
 _TISSUES: tuple[tuple[str, float, int], ...] = (
-    ("air", -1000.0, 0), ("fat", -100.0, 0), ("muscle", 40.0, 0), ("bowel", 25.0, 0),
-    ("gas", -700.0, 0), ("lung", -850.0, 4), ("liver", 60.0, 3), ("spleen", 100.0, 1),
-    ("kidney", 150.0, 2), ("aorta", 200.0, 5), ("cortex", 800.0, 6), ("marrow", 400.0, 6),
+    ("air", -1000.0, 0),
+    ("fat", -100.0, 0),
+    ("muscle", 40.0, 0),
+    ("bowel", 25.0, 0),
+    ("gas", -700.0, 0),
+    ("lung", -850.0, 4),
+    ("liver", 60.0, 3),
+    ("spleen", 100.0, 1),
+    ("kidney", 150.0, 2),
+    ("aorta", 200.0, 5),
+    ("cortex", 800.0, 6),
+    ("marrow", 400.0, 6),
 )
 _CODE = {name: i for i, (name, _, _) in enumerate(_TISSUES)}
 _LABEL_LUT = np.array([lab for _, _, lab in _TISSUES], dtype=np.uint8)
@@ -57,8 +72,11 @@ class GridSpec:
         if self.storage not in STORAGES:
             raise ValueError(f"grid {self.name!r}: storage must be one of {', '.join(STORAGES)}")
         codes = self.orientation
-        if (len(codes) != 3 or not set(codes) <= set("RLAPSI")
-                or sorted(ornts.axcodes2ornt(tuple(codes))[:, 0]) != [0, 1, 2]):
+        if (
+            len(codes) != 3
+            or not set(codes) <= set("RLAPSI")
+            or sorted(ornts.axcodes2ornt(tuple(codes))[:, 0]) != [0, 1, 2]
+        ):
             raise ValueError(f"grid {self.name!r}: bad orientation {self.orientation!r}")
 
 
@@ -113,7 +131,8 @@ def phantom_set(name: str) -> list[PhantomSpec]:
     train_cycle = ["train3mm", "train2p5mm", "trainthin", "trainthorax", "train3x4mm", "trainabd"]
     sets = {
         "quick": lambda: _specs(
-            ["spleen512x40", "lung192x208", "abd185x232", "spleen512x56"], range(101, 105)),
+            ["spleen512x40", "lung192x208", "abd185x232", "spleen512x56"], range(101, 105)
+        ),
         "seed20": lambda: _specs(list(STUDY_GRID_NAMES), range(201, 221)),
         "train": lambda: _specs(train_cycle, range(1000, 1048)),
         "val": lambda: _specs(train_cycle, range(2000, 2006)),
@@ -145,8 +164,13 @@ def _draw_anatomy(rng: np.random.Generator, z_shift: float) -> _Anatomy:
     def d(mm: float = 12.0) -> float:  # centre offset
         return float(rng.uniform(-mm, mm))
 
-    def ellipsoid(t: str, c: tuple[float, float, float], s: tuple[float, float, float],
-                  ang: float = 0.0, spread: float = 10.0) -> _Organ:
+    def ellipsoid(
+        t: str,
+        c: tuple[float, float, float],
+        s: tuple[float, float, float],
+        ang: float = 0.0,
+        spread: float = 10.0,
+    ) -> _Organ:
         semi = (s[0] * f(), s[1] * f(), s[2] * f())
         angle = float(np.deg2rad(ang + rng.uniform(-spread, spread)))
         return (t, (c[0] + d(), c[1] + d(), c[2] + d()), semi, angle, False)
@@ -161,8 +185,11 @@ def _draw_anatomy(rng: np.random.Generator, z_shift: float) -> _Anatomy:
     ]
     for _ in range(int(rng.integers(4, 9))):  # bowel loops, some with gas
         tissue = "gas" if rng.random() < 0.3 else "bowel"
-        centre = (float(rng.uniform(-90, 90)), cy + float(rng.uniform(-0.1, 0.6)) * b,
-                  dome - float(rng.uniform(80, 220)))
+        centre = (
+            float(rng.uniform(-90, 90)),
+            cy + float(rng.uniform(-0.1, 0.6)) * b,
+            dome - float(rng.uniform(80, 220)),
+        )
         semi = (float(rng.uniform(15, 30)), float(rng.uniform(15, 30)), float(rng.uniform(15, 30)))
         organs.append((tissue, centre, semi, 0.0, False))
     organs += [
@@ -175,8 +202,9 @@ def _draw_anatomy(rng: np.random.Generator, z_shift: float) -> _Anatomy:
         ellipsoid("kidney", (-60.0, spine_y + 5.0, dome - 115.0), (22.0, 28.0, 50.0), -25.0),
     ]
     r_aorta = float(rng.uniform(10, 12))
-    organs.append(("aorta", (-18.0 + d(4), spine_y + 30.0, 0.0), (r_aorta, r_aorta, 0.0), 0.0,
-                   True))
+    organs.append(
+        ("aorta", (-18.0 + d(4), spine_y + 30.0, 0.0), (r_aorta, r_aorta, 0.0), 0.0, True)
+    )
     sx, sy = 20.0 * f(), 16.0 * f()
     organs.append(("cortex", (0.0, spine_y, 0.0), (sx, sy, 0.0), 0.0, True))
     organs.append(("marrow", (0.0, spine_y, 0.0), (sx - 3.0, sy - 3.0, 0.0), 0.0, True))
@@ -189,8 +217,9 @@ def _span(coord: np.ndarray, lo: float, hi: float) -> slice:
     return slice(int(np.searchsorted(coord, lo, "left")), int(np.searchsorted(coord, hi, "right")))
 
 
-def _paint(tissue: np.ndarray, inner: np.ndarray, xyz: tuple[np.ndarray, ...],
-           organ: _Organ) -> None:
+def _paint(
+    tissue: np.ndarray, inner: np.ndarray, xyz: tuple[np.ndarray, ...], organ: _Organ
+) -> None:
     """Overwrite the voxels of ``organ`` inside the body's muscle wall ``inner`` (2D x-y)."""
     name, (cx, cy, cz), (a, b, c), angle, cylinder = organ
     x, y, z = xyz
@@ -211,11 +240,14 @@ def _paint(tissue: np.ndarray, inner: np.ndarray, xyz: tuple[np.ndarray, ...],
     view[np.broadcast_to(mask, view.shape)] = _CODE[name]
 
 
-def _render_ras(anat: _Anatomy, shape: tuple[int, int, int],
-                spacing: tuple[float, float, float]) -> np.ndarray:
+def _render_ras(
+    anat: _Anatomy, shape: tuple[int, int, int], spacing: tuple[float, float, float]
+) -> np.ndarray:
     """uint8 tissue codes on the RAS grid (world origin at the volume centre)."""
-    xyz = tuple(((np.arange(n, dtype=np.float32) - (n - 1) / 2) * np.float32(s))
-                for n, s in zip(shape, spacing, strict=True))
+    xyz = tuple(
+        ((np.arange(n, dtype=np.float32) - (n - 1) / 2) * np.float32(s))
+        for n, s in zip(shape, spacing, strict=True)
+    )
     a, b, cy, fat = anat.body
     x2, y2 = xyz[0][:, None], xyz[1][None, :] - cy
     outer = (x2 / a) ** 2 + (y2 / b) ** 2 <= 1.0
@@ -229,8 +261,9 @@ def _render_ras(anat: _Anatomy, shape: tuple[int, int, int],
 
 
 # ----------------------------------------------------------------------------- images
-def _ras_geometry(grid: GridSpec) -> tuple[tuple[int, int, int], tuple[float, float, float],
-                                           np.ndarray]:
+def _ras_geometry(
+    grid: GridSpec,
+) -> tuple[tuple[int, int, int], tuple[float, float, float], np.ndarray]:
     """RAS shape and spacing of ``grid`` and the RAS -> storage orientation transform."""
     storage = ornts.axcodes2ornt(tuple(grid.orientation))
     shape, spacing = [0, 0, 0], [0.0, 0.0, 0.0]
@@ -277,10 +310,15 @@ def _phantom_bytes(spec: PhantomSpec) -> tuple[bytes, bytes]:
             hu -= np.float32(_SCALED_INTER)
         stored = hu.astype(np.int16)
     del hu
-    ct = _nifti_bytes(ornts.apply_orientation(stored, transform), affine,
-                      grid.storage == "int16_scaled", f"segbench phantom {spec.case_id}")
-    seg = _nifti_bytes(ornts.apply_orientation(labels, transform), affine, False,
-                       f"segbench labels {spec.case_id}")
+    ct = _nifti_bytes(
+        ornts.apply_orientation(stored, transform),
+        affine,
+        grid.storage == "int16_scaled",
+        f"segbench phantom {spec.case_id}",
+    )
+    seg = _nifti_bytes(
+        ornts.apply_orientation(labels, transform), affine, False, f"segbench labels {spec.case_id}"
+    )
     return ct, seg
 
 
@@ -299,9 +337,10 @@ def default_cache_dir() -> Path:
 def _write_gz_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0
-        ) as gz:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz,
+        ):
             gz.write(data)
         os.replace(tmp, path)
     except BaseException:

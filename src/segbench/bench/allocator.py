@@ -3,11 +3,9 @@
 glibc serves large requests with ``mmap`` and returns freed heap to the system above a trim
 threshold, and it moves both thresholds as the process runs. A PyTorch eager forward pass frees
 and re-allocates its activations every window, so whether those come back as fresh pages
-(page faults, zeroing) or from the heap depends on what ran before in the process. Measured on
-2 cores with the demo model on ``example_ct_sm``: PyTorch took 0.62-0.66 s with the heap kept,
-0.79-0.85 s with glibc's defaults in a fresh process, 1.28-1.33 s with every large block
-mmapped; ONNX Runtime (its own arena) 0.54-0.59 s in all three. The speed-up of one case moved
-from 1.12x to 1.46x with nothing but what ran before it. ``steady`` pins both thresholds,
+(page faults, zeroing) or from the heap depends on what ran before in the process: PyTorch's
+latency, and with it a case's speed-up, moves with nothing but what ran before it (ONNX Runtime
+keeps its own arena). ``steady`` pins both thresholds,
 so every round of every case sees the same allocator, whatever ran before in the process;
 ``system`` leaves glibc's defaults (what a plain ``python`` process gets).
 """
@@ -17,13 +15,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-MALLOC_MODES = ("steady", "system")
+from segbench.settings.kinds import MALLOC_MODES
+
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 # Requests below the mmap threshold come from the heap; freed heap is kept up to the trim
 # threshold. 128 MiB each: PyTorch's demo-model windows (64^3) stay on the heap; ts-fast's
 # largest activations stay mmapped, as with glibc's defaults, and peak memory with them (256 /
-# 512 MiB took ts-fast's largest seed grid from 3.6 to 4.9 GiB).
+# 512 MiB raised ts-fast's peak memory on its largest seed grid by about a third).
 STEADY_MMAP_THRESHOLD = 128 * 2**20
 STEADY_TRIM_THRESHOLD = 128 * 2**20
 

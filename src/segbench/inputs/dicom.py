@@ -33,6 +33,7 @@ import numpy as np
 from nibabel import orientations as ornts
 
 from segbench.errors import InputError
+from segbench.inputs.limits import check_voxel_count
 
 EXTRA = "segbench[dicom]"
 PREAMBLE = 128  # a DICOM Part 10 file: 128-byte preamble, then b"DICM"
@@ -165,13 +166,15 @@ def _sorted_slices(folder: Path, images: Sequence[tuple[Path, Any]]) -> list[Pat
     size = (int(first.Rows), int(first.Columns))
     for path, header in images[1:]:
         differs = []
-        if not np.allclose(_vector(header, "ImageOrientationPatient", path, folder, 6), iop,
-                           atol=GEOMETRY_TOL_MM):
+        if not np.allclose(
+            _vector(header, "ImageOrientationPatient", path, folder, 6), iop, atol=GEOMETRY_TOL_MM
+        ):
             differs.append("orientation")
         if (int(header.Rows), int(header.Columns)) != size:
             differs.append("size")
-        if not np.allclose(_vector(header, "PixelSpacing", path, folder, 2), pixel,
-                           atol=GEOMETRY_TOL_MM):
+        if not np.allclose(
+            _vector(header, "PixelSpacing", path, folder, 2), pixel, atol=GEOMETRY_TOL_MM
+        ):
             differs.append("pixel spacing")
         if differs:
             raise InputError(
@@ -181,9 +184,7 @@ def _sorted_slices(folder: Path, images: Sequence[tuple[Path, Any]]) -> list[Pat
                 "keep only the slices of one reconstruction in the folder",
             )
     normal = np.cross(iop[:3], iop[3:])
-    positions = np.array(
-        [_vector(h, "ImagePositionPatient", p, folder, 3) for p, h in images]
-    )
+    positions = np.array([_vector(h, "ImagePositionPatient", p, folder, 3) for p, h in images])
     along = positions @ normal
     order = np.argsort(along, kind="stable")
     paths = [images[i][0] for i in order]
@@ -236,8 +237,6 @@ def read_dicom_series(folder: str | Path, max_voxels: int | None = None) -> nib.
     The headers are checked first (see the module docstring), then ``max_voxels`` (rows x
     columns x slices, before decoding), then SimpleITK decodes the slices in order.
     """
-    from segbench.volumes import check_voxel_count
-
     folder = Path(folder)
     pydicom, sitk = _readers(folder)
     images = _image_headers(folder, pydicom)

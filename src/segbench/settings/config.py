@@ -15,9 +15,9 @@ key and the file)::
                "mem_arena": true | false, "precision": "fp32" | "fp16"}
 
     ``fit_patch`` shrinks the window to a volume smaller than the patch (see
-    :func:`segbench.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena;
+    :func:`segbench.pipeline.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena;
     ``precision`` ``fp16`` (onnx profiles only) runs a float16 copy of the ONNX file (see
-    :func:`segbench.export.to_float16`).
+    :func:`segbench.pipeline.export.to_float16`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from segbench.backends import GRAPH_LEVELS, PRECISIONS, BackendKind
 from segbench.errors import ConfigError
-from segbench.pipeline import PipelineSettings
-
-ESTIMATORS = ("min", "median")
+from segbench.settings.kinds import ESTIMATORS, GRAPH_LEVELS, PRECISIONS, BackendKind
+from segbench.settings.pipeline import PipelineSettings
 
 
 @dataclass(frozen=True)

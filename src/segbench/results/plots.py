@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from segbench.errors import SegbenchError
-from segbench.runs import CaseRow
+from segbench.results.runs import CaseRecord
 
 REFERENCE_COLOR = "#4C72B0"
 CANDIDATE_COLOR = "#DD8452"
@@ -65,12 +65,12 @@ def short_name(case: str) -> str:
     return case
 
 
-def _require_rows(rows: Sequence[CaseRow], what: str) -> None:
+def _require_rows(rows: Sequence[CaseRecord], what: str) -> None:
     if not rows:
         raise PlotError(f"{what}: the run has no cases. Fix: pass a run with segbench cases")
 
 
-def plot_latency(rows: Sequence[CaseRow], path: str | Path) -> Path:
+def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
     """Grouped horizontal bars: reference and candidate latency per case, speed-up annotated."""
     _require_rows(rows, "plot_latency")
     rows = list(rows)
@@ -108,7 +108,7 @@ def plot_latency(rows: Sequence[CaseRow], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def _role_label(rows: Sequence[CaseRow], role: str) -> str:
+def _role_label(rows: Sequence[CaseRecord], role: str) -> str:
     for r in rows:
         res = r.roles.get(role)
         if res is not None:
@@ -116,7 +116,7 @@ def _role_label(rows: Sequence[CaseRow], role: str) -> str:
     return role
 
 
-def plot_speedup_vs_voxels(rows: Sequence[CaseRow], path: str | Path) -> Path:
+def plot_speedup_vs_voxels(rows: Sequence[CaseRecord], path: str | Path) -> Path:
     """Speed-up against the number of voxels (log x), one labelled point per case; the
     no-gain line at 1.0; cases with a failed gate in red."""
     _require_rows(rows, "plot_speedup_vs_voxels")
@@ -167,7 +167,7 @@ def plot_speedup_vs_voxels(rows: Sequence[CaseRow], path: str | Path) -> Path:
 
 
 def plot_class_dice(
-    rows: Sequence[CaseRow],
+    rows: Sequence[CaseRecord],
     path: str | Path,
     class_names: Mapping[str, str] | None = None,
 ) -> Path:

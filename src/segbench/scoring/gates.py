@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from segbench.config import Gates
-from segbench.metrics import DiceResult, LogitDiff
+from segbench.scoring.metrics import DiceResult, LogitDiff
+from segbench.settings.config import Gates
 
 
 @dataclass(frozen=True)

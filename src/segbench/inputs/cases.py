@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from segbench.dicom import is_dicom_folder
 from segbench.errors import ConfigError
-from segbench.phantoms import LABELS, PhantomSpec, ensure_phantom, phantom_set
-from segbench.volumes import NIFTI_SUFFIXES
+from segbench.inputs.dicom import is_dicom_folder
+from segbench.inputs.phantoms import LABELS, PhantomSpec, ensure_phantom, phantom_set
+from segbench.inputs.volumes import NIFTI_SUFFIXES
 
 SUITES = ("quick", "seed20", "none")
 TRUTH_SUFFIX = "_seg"

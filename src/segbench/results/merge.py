@@ -1,5 +1,5 @@
-"""Sharded runs: merge the saved runs of several CI machines into one run, and the gate
-decision of a (merged) run.
+"""Sharded runs: merge the saved runs of several CI machines into one run (the gate decision
+over the merged run is :mod:`segbench.results.decision`).
 
 Each session's pytest-benchmark JSON carries a top-level ``"segbench"`` block (written by the
 plugin through ``pytest_benchmark_update_json``)::
@@ -25,11 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import SegbenchError
-from segbench.runs import ROLES, Run, RunFileError, machine_label, parse_run, read_run_json
+from segbench.results.runs import (
+    FORMAT,
+    ROLES,
+    RunFileError,
+    machine_label,
+    parse_run,
+    read_run_json,
+)
 
-SUITE_SPEEDUP_DROP_MAX = 0.15  # segbench.config.Gates' default, without importing torch
-
-FORMAT = 1
 MAX_LISTED = 6
 
 
@@ -133,8 +137,7 @@ def _check_settings(shards: Sequence[Shard]) -> None:
     for other in shards[1:]:
         diffs = differences(first.block["settings"], other.block["settings"])
         problems += [
-            f"settings.{key}: {first.path.name} has {_short(a)}, {other.path.name} has "
-            f"{_short(b)}"
+            f"settings.{key}: {first.path.name} has {_short(a)}, {other.path.name} has {_short(b)}"
             for key, a, b in diffs
         ]
     if problems:
@@ -276,72 +279,3 @@ def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
         "benchmarks": [bench for _, bench in sorted(benchmarks, key=lambda kb: kb[0])],
         "segbench": block,
     }
-
-
-# the gate decision -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """The verdict on a whole (merged) run: ``problems`` fail it, ``notes`` do not."""
-
-    problems: tuple[str, ...]
-    notes: tuple[str, ...]
-
-    @property
-    def passed(self) -> bool:
-        return not self.problems
-
-
-def gate_decision(run: Run) -> GateDecision:
-    """Fail when a case of the suite has no benchmark, a case lacks its reference or its
-    candidate, a candidate recorded no gate result, or a gate failed. A pytest-split group that
-    was not merged fails through its missing cases; when every case ran elsewhere (more shards
-    than cases) it is a note."""
-    problems: list[str] = []
-    notes: list[str] = []
-    rows = run.by_case()
-    missing = [c for c in run.expected_cases if c not in rows]
-    if missing:
-        problems.append(
-            f"{len(missing)} case(s) of the suite have no benchmark in {run.path.name}: "
-            + ", ".join(missing[:MAX_LISTED])
-            + (" ..." if len(missing) > MAX_LISTED else "")
-            + " (the test errored before timing, or its shard was not merged)"
-        )
-    groups = run.segbench.get("missing_groups") if run.segbench else None
-    if groups:
-        text = f"pytest-split group(s) {', '.join(map(str, groups))} were not merged"
-        (problems if missing else notes).append(
-            text + ("" if missing else " (every case of the suite ran in another group)")
-        )
-    for row in run.rows:
-        if row.missing_roles:
-            problems.append(f"{row.case}: no {' and no '.join(row.missing_roles)} benchmark")
-        elif not row.gates:
-            problems.append(f"{row.case}: the candidate recorded no gate result")
-        elif row.failed_gates:
-            problems.append(f"{row.case}: failed the {', '.join(row.failed_gates)} gate")
-    from segbench.gates import check_suite_speedup  # imports config, hence torch: only here
-
-    suite = check_suite_speedup(
-        {
-            r.case: (r.speedup, r.baseline_speedup)
-            for r in run.rows
-            if r.speedup is not None and r.baseline_speedup is not None
-        },
-        _suite_drop_max(run),
-    )
-    if suite is not None:
-        (notes if suite.passed else problems).append(suite.message)
-    return GateDecision(tuple(problems), tuple(notes))
-
-
-def _suite_drop_max(run: Run) -> float:
-    """``suite_speedup_drop_max`` of the gates the run was measured with (its ``segbench``
-    block), else the default."""
-    settings = run.segbench.get("settings") if run.segbench else None
-    config = settings.get("config") if isinstance(settings, Mapping) else None
-    saved = config.get("gates") if isinstance(config, Mapping) else None
-    value = saved.get("suite_speedup_drop_max") if isinstance(saved, Mapping) else None
-    return float(value) if isinstance(value, int | float) else SUITE_SPEEDUP_DROP_MAX

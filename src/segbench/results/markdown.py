@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from segbench.runs import STAGES, CaseRow, Comparison, Run, summary_numbers
+from segbench.results.compare import Comparison, summary_numbers
+from segbench.results.record import STAGES, CaseRecord
+from segbench.results.runs import Run
 
 
 def _fmt(value: float | int | None, spec: str, suffix: str = "") -> str:
@@ -24,11 +26,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str) 
     return ["| " + " | ".join(_cell(c) for c in line) + " |" for line in lines]
 
 
-def _shape(row: CaseRow) -> str:
+def _shape(row: CaseRecord) -> str:
     return "x".join(str(s) for s in row.shape) or "-"
 
 
-def _worst(row: CaseRow, class_names: Mapping[str, str] | None) -> str:
+def _worst(row: CaseRecord, class_names: Mapping[str, str] | None) -> str:
     worst = row.worst_class
     if worst is None:
         return "-"
@@ -37,7 +39,7 @@ def _worst(row: CaseRow, class_names: Mapping[str, str] | None) -> str:
     return f"{name} {dice:.5f}"
 
 
-def _result(row: CaseRow) -> str:
+def _result(row: CaseRecord) -> str:
     if row.missing_roles:
         return "MISSING " + ", ".join(row.missing_roles)
     if not row.gates:
@@ -46,7 +48,7 @@ def _result(row: CaseRow) -> str:
     return "FAIL " + ", ".join(failed) if failed else "ok"
 
 
-def _profile(rows: Sequence[CaseRow], role: str) -> str:
+def _profile(rows: Sequence[CaseRecord], role: str) -> str:
     seen: list[str] = []
     for r in rows:
         res = r.roles.get(role)
@@ -58,7 +60,7 @@ def _profile(rows: Sequence[CaseRow], role: str) -> str:
 
 
 def render_report(
-    rows: Sequence[CaseRow],
+    rows: Sequence[CaseRecord],
     title: str,
     *,
     run: Run | None = None,

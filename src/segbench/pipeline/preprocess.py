@@ -1,6 +1,6 @@
 """Resampling to the model's spacing and nnU-Net's CT normalisation, all in float32.
 
-Arrays are ``(X, Y, Z)`` float32 in RAS order (see :mod:`segbench.volumes`).
+Arrays are ``(X, Y, Z)`` float32 in RAS order (see :mod:`segbench.inputs.volumes`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """The two runners: PyTorch (reference) and ONNX Runtime (candidate), behind one interface.
 
-A backend is a predictor for :func:`segbench.inference.sliding_window`: it maps a float32 batch
-``(B, C, X, Y, Z)`` to float32 logits ``(B, K, X, Y, Z)``.
+A backend is a predictor for :func:`segbench.pipeline.inference.sliding_window`: it maps a
+float32 batch ``(B, C, X, Y, Z)`` to float32 logits ``(B, K, X, Y, Z)``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +16,9 @@ import torch
 from torch import nn
 
 from segbench.errors import ModelError
+from segbench.settings.kinds import GRAPH_LEVELS, BackendKind
 
 log = logging.getLogger("segbench")
-
-
-class BackendKind(str, enum.Enum):
-    TORCH = "torch"
-    ONNX = "onnx"
 
 
 class Backend(Protocol):
@@ -59,10 +54,6 @@ class TorchBackend:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             return out.float().cpu().numpy()
-
-
-GRAPH_LEVELS = ("disable", "basic", "extended", "all")
-PRECISIONS = ("fp32", "fp16")  # of an onnx profile's network; see segbench.export.to_float16
 
 
 def default_providers() -> list[str]:

@@ -13,34 +13,19 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.errors import InputError
-from segbench.export import export_onnx
-from segbench.inference import count_windows, fit_patch, sliding_window
-from segbench.metrics import slabs
+from segbench.inputs.phantoms import default_cache_dir
+from segbench.inputs.volumes import NIFTI_SUFFIXES, ImageLike, Volume, load_volume, mask_image
 from segbench.models import ModelCard, get_card, load_network
-from segbench.phantoms import default_cache_dir
-from segbench.preprocess import resample, resampled_shape
-from segbench.volumes import NIFTI_SUFFIXES, ImageLike, Volume, load_volume, mask_image
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """Settings a profile may change. ``tile_step=None`` takes the model card's value."""
-
-    resample_order: int = 1
-    tile_step: float | None = None
-    use_gaussian: bool = True
-    batch_size: int = 1
-    fit_patch: bool = False  # shrink the window to a volume smaller than the patch
-
-    def __post_init__(self) -> None:
-        if self.resample_order not in (0, 1, 2, 3):
-            raise ValueError(f"resample_order must be 0-3, got {self.resample_order!r}")
-        if self.tile_step is not None and not 0 < self.tile_step <= 1:
-            raise ValueError(f"tile_step must be in (0, 1], got {self.tile_step!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+from segbench.pipeline.backends import Backend
+from segbench.pipeline.export import export_onnx
+from segbench.pipeline.factory import build_backend
+from segbench.pipeline.inference import count_windows, fit_patch, sliding_window
+from segbench.pipeline.preprocess import resample, resampled_shape
+from segbench.scoring.metrics import slabs
+from segbench.settings.config import Profile
+from segbench.settings.kinds import BackendKind
+from segbench.settings.pipeline import PipelineSettings
 
 
 @dataclass(frozen=True)
@@ -153,10 +138,10 @@ def predict_volume(
 def make_backend(card: ModelCard, kind: BackendKind | str, cache_dir: str | None = None) -> Backend:
     """A default backend of ``kind`` for ``card`` (ONNX exported once into ``cache_dir``)."""
     net = load_network(card)
-    if BackendKind(kind) is BackendKind.TORCH:
-        return TorchBackend(net)
+    profile = Profile(BackendKind(kind))
     folder = Path(cache_dir) if cache_dir else default_cache_dir() / "onnx"
-    return OrtBackend(export_onnx(net, card, folder).path)
+    onnx = export_onnx(net, card, folder).path if profile.backend is BackendKind.ONNX else None
+    return build_backend(profile, net, onnx, folder, torch_device="cpu")
 
 
 def predict(
@@ -167,8 +152,8 @@ def predict(
     output: str | Path | None = None,
 ) -> nib.Nifti1Image:
     """Segment ``image`` (a NIfTI path or image, or a folder of DICOM slices): a mask with the
-    input's exact shape and affine (for a DICOM series, the grid :mod:`segbench.dicom` reads),
-    also saved to ``output`` (.nii or .nii.gz) when given."""
+    input's exact shape and affine (for a DICOM series, the grid :mod:`segbench.inputs.dicom`
+    reads), also saved to ``output`` (.nii or .nii.gz) when given."""
     if output is not None and not str(output).endswith(NIFTI_SUFFIXES):
         raise InputError(output, "is not a .nii or .nii.gz name", "name the mask file .nii.gz")
     card = get_card(model) if isinstance(model, str) else model

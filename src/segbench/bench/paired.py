@@ -1,0 +1,401 @@
+"""The paired run of one case: the reference and the candidate pipeline on the same volume.
+
+:class:`PairedRun` holds one case's loaded volume (and ground truth) and, per role, every run's
+stage times and the last prediction, so the gates compare masks and latencies of one session;
+the runtime it runs with (:mod:`segbench.bench.runtime`) is built once per session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segbench.bench.inject import InjectedBackend
+from segbench.bench.memory import park, peak_rss_mb, reset_peak_rss
+from segbench.bench.runtime import Runtime
+from segbench.inputs.limits import DEFAULT_MAX_VOXELS
+from segbench.inputs.volumes import Volume, check_same_grid, label_names, load_volume
+from segbench.pipeline.backends import Backend
+from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
+from segbench.results.record import gate_info, measurement_info
+from segbench.scoring.gates import BaselineSpeedup, GateResult, check_dice, check_speedup, speedup
+from segbench.scoring.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
+from segbench.settings.config import BenchConfig, Gates
+from segbench.settings.kinds import ROLES
+
+LABELS_DIFFER = "differ"
+
+
+def truth_label_check(
+    truth: np.ndarray, names: Mapping[int, str] | None, class_names: Sequence[str]
+) -> str:
+    """Whether a ground truth's labels mean the model's classes: ``"match"`` (every label
+    present has the model's class name), ``"unnamed"`` (no label table: taken as the model's
+    numbering) or ``"differ: ..."`` (then Dice against it would be meaningless)."""
+    if names is None:
+        return "unnamed"
+    present = [int(v) for v in np.unique(truth) if v != 0]
+    wrong = [
+        f"{v} is {names.get(v, '?')!r} in the truth, "
+        + (f"{class_names[v]!r} for the model" if v < len(class_names) else "not a model class")
+        for v in present
+        if v >= len(class_names) or names.get(v) != class_names[v]
+    ]
+    if wrong:
+        more = f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""
+        return f"{LABELS_DIFFER}: label " + "; ".join(wrong[:3]) + more
+    return "match"
+
+
+PARK_BYTES = 256 * 2**20  # logits at least this big wait on disk while the other role runs
+
+
+def estimate(values: list[float], estimator: str) -> float:
+    """``min`` or ``median`` of timed rounds."""
+    return float(np.min(values) if estimator == "min" else np.median(values))
+
+
+@dataclass
+class RoleRuns:
+    times: list[StageTimes] = field(default_factory=list)
+    last: Prediction | None = None
+    warmup: int = 0  # leading runs that are warm-ups
+
+    @property
+    def timed(self) -> list[StageTimes]:
+        return self.times[self.warmup :]
+
+    def latency(self, estimator: str) -> float | None:
+        totals = [t.total for t in self.timed]
+        return estimate(totals, estimator) if totals else None
+
+    def stage_medians(self) -> dict[str, float]:
+        runs = self.timed or self.times
+        return {
+            k: float(np.median([t.as_dict()[k] for t in runs]))
+            for k in ("preprocess", "inference", "postprocess", "total")
+        }
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A case's ground truth on the volume's grid, and whether its labels mean the model's."""
+
+    labels: np.ndarray
+    source: str
+    label_check: str  # see truth_label_check
+
+
+def load_truth(
+    path: Path,
+    volume: Volume,
+    class_names: Sequence[str],
+    max_voxels: int | None = DEFAULT_MAX_VOXELS,
+    names: Mapping[int, str] | None = None,
+) -> Truth:
+    """Read a label map, refuse it off ``volume``'s grid, and check its label names (``names``,
+    else the file's own label table) against the model's classes."""
+    labels = load_volume(path, max_voxels, expect_ct=False)
+    check_same_grid(labels, volume)
+    array = labels.array.astype(np.uint8)
+    names = names if names is not None else label_names(labels.original)
+    return Truth(array, labels.source, truth_label_check(array, names, class_names))
+
+
+@dataclass
+class Evaluation:
+    """The gates of one case as evaluated in memory (mask agreement, latencies, verdicts)."""
+
+    dice: DiceResult
+    logits: LogitDiff | None
+    gates: list[GateResult]
+    reference_s: float | None
+    candidate_s: float | None
+    candidate_gflops: float | None
+    baseline_speedup: float | None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.reference_s is None or self.candidate_s is None:
+            return None
+        return speedup(self.reference_s, self.candidate_s)
+
+
+class PairedRun:
+    """Reference and candidate runs of one case, on one loaded volume (and its ground truth)."""
+
+    def __init__(
+        self,
+        case_id: str,
+        volume: Volume,
+        truth: Truth | None,
+        runtime: Runtime,
+        config: BenchConfig,
+        gates: Gates,
+        baseline: BaselineSpeedup | None = None,
+    ) -> None:
+        self.case_id = case_id
+        self.volume = volume
+        self.truth = truth
+        self.runtime = runtime
+        self.config = config
+        self.gates = gates
+        self.runs = {role: RoleRuns() for role in ROLES}
+        self.paired_reference: list[StageTimes] = []
+        self.logit_diff: LogitDiff | None = None
+        self.baseline = baseline
+        self.rss_window = False  # peak_rss_mb covers the last measure(), not the whole process
+        self._truth_dice: dict[str, tuple[Prediction, float]] = {}  # role -> (prediction, Dice)
+
+    @classmethod
+    def load(
+        cls,
+        case_id: str,
+        image: Path,
+        truth: Path | None,
+        runtime: Runtime,
+        config: BenchConfig,
+        gates: Gates,
+        max_voxels: int | None = DEFAULT_MAX_VOXELS,
+        baseline: BaselineSpeedup | None = None,
+        truth_names: Mapping[int, str] | None = None,
+    ) -> PairedRun:
+        """Read the case's volume (and ground truth) and pair them with ``runtime``."""
+        volume = load_volume(image, max_voxels)
+        loaded = (
+            None
+            if truth is None
+            else load_truth(truth, volume, runtime.card.class_names, max_voxels, truth_names)
+        )
+        return cls(case_id, volume, loaded, runtime, config, gates, baseline)
+
+    def run(self, role: str, record: bool = True) -> Prediction:
+        """One end-to-end run (in-memory volume -> mask) of ``role``. It becomes the role's last
+        prediction, logits kept for the logit difference; ``record`` (not for paired reference
+        runs) also adds its stage times to the role's rounds."""
+        profile = self.runtime.profiles[role]
+        self._drop_logits(role)  # this run replaces them: never two rounds' logits at once
+        pred = predict_volume(
+            self.volume,
+            self.runtime.card,
+            self.runtime.backends[role],
+            profile.pipeline,
+            keep_logits=True,
+        )
+        if record:
+            self.runs[role].times.append(pred.times)
+        self.runs[role].last = pred
+        return pred
+
+    def _drop_logits(self, role: str) -> None:
+        last = self.runs[role].last
+        if last is not None:
+            last.logits = None
+
+    def _park_logits(self, role: str) -> None:
+        """Move ``role``'s kept logits to disk (see :func:`park`) when they are big, before the
+        other role runs; untimed (pedantic's setup, or before the timed loop)."""
+        last = self.runs[role].last
+        if (
+            last is not None
+            and isinstance(last.logits, np.ndarray)
+            and not isinstance(last.logits, np.memmap)
+            and last.logits.nbytes >= PARK_BYTES
+        ):
+            last.logits = park(last.logits)
+
+    def _paired_reference(self) -> None:
+        """One reference run right before a timed candidate round (not part of either
+        benchmark's statistics): the speed-up compares runs made side by side. The candidate
+        round that follows replaces the candidate's logits, so they are dropped first; the
+        paired run's prediction replaces the reference's last one (the same model on the same
+        volume), so no earlier reference logits are held while it runs; big logits are parked
+        on disk before the candidate round."""
+        self._drop_logits("candidate")
+        self.paired_reference.append(self.run("reference", record=False).times)
+        self._park_logits("reference")
+
+    def measure(self, role: str, benchmark: Any | None) -> None:
+        """Time ``role`` with pytest-benchmark's ``pedantic`` (warm-ups, then rounds), or with a
+        plain loop of the same shape when no benchmark fixture is given.
+
+        The candidate's timed rounds are interleaved with reference runs (reference, candidate,
+        reference, candidate, ...) so that drift of the machine's speed during the session
+        (a neighbour's load, clock changes) hits both sides of the speed-up alike.
+        """
+        timing = self.config.timing
+        runs = self.runs[role]
+        interleave = role == "candidate"
+        for other in ROLES:
+            if other != role:
+                self._park_logits(other)
+        self.rss_window = reset_peak_rss()
+        start = len(runs.times)
+        if benchmark is None:
+            for i in range(timing.warmup_rounds + timing.rounds):
+                if interleave and i >= timing.warmup_rounds:
+                    self._paired_reference()
+                self.run(role)
+            runs.warmup = start + timing.warmup_rounds
+            return
+        benchmark.group = self.case_id
+        benchmark.name = f"{role}[{self.case_id}]"
+        disabled = bool(getattr(benchmark, "disabled", False))
+        calls = [0]
+
+        def setup() -> None:  # pedantic calls it before every warm-up and timed round
+            calls[0] += 1
+            if interleave and not disabled and calls[0] > timing.warmup_rounds:
+                self._paired_reference()
+
+        benchmark.pedantic(
+            self.run,
+            args=(role,),
+            setup=setup,
+            rounds=timing.rounds,
+            warmup_rounds=timing.warmup_rounds,
+            iterations=1,
+        )
+        runs.warmup = len(runs.times) if disabled else start + timing.warmup_rounds
+
+    def _unwrapped(self, role: str) -> Backend:
+        backend = self.runtime.backends[role]
+        return backend.inner if isinstance(backend, InjectedBackend) else backend
+
+    def truth_dice(self, role: str) -> float | None:
+        """Mean Dice of ``role``'s last mask against the ground truth (computed once per mask),
+        or ``None`` without a usable truth."""
+        pred = self.runs[role].last
+        truth = self.truth
+        if (
+            pred is None
+            or truth is None
+            or self.runtime.card.num_classes <= 1
+            or truth.label_check.startswith(LABELS_DIFFER)
+        ):
+            return None
+        cached = self._truth_dice.get(role)
+        if cached is None or cached[0] is not pred:
+            cached = (pred, compute_dice(truth.labels, pred.labels).mean)
+            self._truth_dice[role] = cached
+        return cached[1]
+
+    def gflops(self, role: str) -> float | None:
+        """Achieved GFLOP/s of ``role``'s sliding window (median inference time)."""
+        runs = self.runs[role]
+        pred = runs.last
+        gflop = self.runtime.gflop_per_window(pred.window if pred else None)
+        if pred is None or gflop is None or not runs.times:
+            return None
+        inference = runs.stage_medians()["inference"]
+        return round(pred.windows * gflop / inference, 1) if inference > 0 else None
+
+    def extra_info(self, role: str) -> dict[str, Any]:
+        """``role``'s measurement keys of the benchmark's extra_info (see
+        :func:`segbench.results.record.measurement_info`)."""
+        runs = self.runs[role]
+        pred = runs.last
+        vol = self.volume
+        profile = self.runtime.profiles[role]
+        gflop = self.runtime.gflop_per_window(pred.window if pred else None)
+        truth = self.truth
+        return measurement_info(
+            case=self.case_id,
+            role=role,
+            model=self.runtime.card.name,
+            backend=profile.backend.value,
+            precision=profile.precision,
+            provider=pred.provider if pred else None,
+            io_binding=bool(getattr(self._unwrapped(role), "io_binding", False)),
+            shape=tuple(vol.original.shape),
+            spacing=tuple(vol.spacing),
+            voxels=int(np.prod(vol.shape)),
+            network_shape=tuple(pred.network_shape) if pred else None,
+            stages_s=runs.stage_medians() if runs.times else {},
+            estimator=self.config.timing.estimator,
+            latency_s=runs.latency(self.config.timing.estimator),
+            peak_rss_mb=peak_rss_mb(),
+            peak_rss_scope="test" if self.rss_window else "process",
+            window=tuple(pred.window or ()) if pred else None,
+            windows=pred.windows if pred is not None and gflop is not None else None,
+            gflop_per_window=gflop if pred is not None else None,
+            ground_truth={"file": truth.source, "grid": "matches", "labels": truth.label_check}
+            if truth is not None
+            else None,
+            dice_vs_ground_truth=self.truth_dice(role),
+        )
+
+    def ensure(self, role: str, timed: bool) -> None:
+        """Make sure ``role`` has a prediction (and timed rounds when ``timed``)."""
+        runs = self.runs[role]
+        if runs.last is None or (timed and not runs.timed):
+            if timed:
+                self.measure(role, None)
+            else:  # an untimed run (benchmarks disabled): no latency
+                self.rss_window = reset_peak_rss()
+                self.run(role)
+                runs.warmup = len(runs.times)
+
+    def reference_latency(self, estimator: str) -> float | None:
+        """The reference latency the speed-up uses: the runs interleaved with the candidate's
+        timed rounds when there are any, else the reference test's own rounds."""
+        if self.paired_reference:
+            return estimate([t.total for t in self.paired_reference], estimator)
+        return self.runs["reference"].latency(estimator)
+
+    def evaluate(self, timed: bool) -> Evaluation:
+        """Both gates for this case. ``timed=False`` (benchmarks disabled) skips the speed-up."""
+        for role in ROLES:
+            self.ensure(role, timed)
+        ref, cand = self.runs["reference"].last, self.runs["candidate"].last
+        assert ref is not None and cand is not None
+        dice = compute_dice(ref.labels, cand.labels)
+        diff = None
+        if (
+            ref.logits is not None
+            and cand.logits is not None
+            and ref.logits.shape == cand.logits.shape
+        ):
+            diff = logit_diff(ref.logits, cand.logits)
+        names = self.runtime.card.class_names
+        gates = [check_dice(self.case_id, dice, self.gates, names, diff)]
+        est = self.config.timing.estimator
+        reference_s = self.reference_latency(est)
+        candidate_s = self.runs["candidate"].latency(est)
+        if timed and reference_s is not None and candidate_s is not None:
+            gates.append(
+                check_speedup(
+                    self.case_id, reference_s, candidate_s, self.gates, est, self.baseline
+                )
+            )
+        self.logit_diff = diff
+        for role in ROLES:  # the logits are big; the gates are done with them
+            self._drop_logits(role)
+        return Evaluation(
+            dice=dice,
+            logits=diff,
+            gates=gates,
+            reference_s=reference_s,
+            candidate_s=candidate_s,
+            candidate_gflops=self.gflops("candidate"),
+            baseline_speedup=self.baseline.speedup if self.baseline else None,
+        )
+
+    def gate_info(self, evaluation: Evaluation, injected: str) -> dict[str, Any]:
+        """The candidate's gate keys of the extra_info (see
+        :func:`segbench.results.record.gate_info`)."""
+        return gate_info(
+            dice=evaluation.dice,
+            min_class_voxels=self.gates.min_class_voxels,
+            logits=evaluation.logits,
+            reference_s=evaluation.reference_s,
+            candidate_s=evaluation.candidate_s,
+            speedup=evaluation.speedup,
+            baseline_speedup=evaluation.baseline_speedup,
+            injected=injected,
+            gates={g.name: g.passed for g in evaluation.gates},
+        )

@@ -1,0 +1,95 @@
+"""What a session builds once: the model card, the network, the ONNX file (exported once per
+weights, or the user's, checked) and both backends, each from its profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from segbench.bench.inject import InjectedBackend, candidate_profile, perturb_onnx
+from segbench.errors import SegbenchError
+from segbench.models import ModelCard, load_network, state_digest
+from segbench.models.unet import PlainConvUNet, count_flops
+from segbench.pipeline.backends import Backend
+from segbench.pipeline.export import check_onnx_matches, export_onnx
+from segbench.pipeline.factory import build_backend
+from segbench.settings.config import BenchConfig, Profile
+from segbench.settings.injection import Injection
+from segbench.settings.kinds import BackendKind
+
+
+@dataclass
+class Runtime:
+    """Built once per session: the card, both backends, and where the ONNX file came from."""
+
+    card: ModelCard
+    backends: dict[str, Backend]
+    profiles: dict[str, Profile]
+    onnx_path: Path | None
+    onnx_source: str  # "export" or "user"
+    export_max_abs_diff: float | None
+    network: nn.Module | None = None
+    weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
+    _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
+
+    def gflop_per_window(self, window: tuple[int, int, int] | None) -> float | None:
+        """Convolution GFLOP of one window (2 per multiply-add), for PlainConvUNet networks."""
+        if window is None or not isinstance(self.network, PlainConvUNet):
+            return None
+        if window not in self._flops:
+            self._flops[window] = count_flops(self.network, window) / 1e9
+        return self._flops[window]
+
+
+def build_runtime(
+    card: ModelCard,
+    config: BenchConfig,
+    cache_dir: Path,
+    onnx: Path | None = None,
+    injection: Injection | None = None,
+) -> Runtime:
+    """Load the network, export (or check the user's) ONNX file once, build both backends; an
+    ``injection`` makes the candidate deliberately worse (see :mod:`segbench.bench.inject`)."""
+    injection = injection or Injection()
+    net = load_network(card)
+    profiles = {
+        "reference": config.reference,
+        "candidate": candidate_profile(config.candidate, injection),
+    }
+    onnx_path: Path | None = None
+    diff: float | None = None
+    needs_onnx = any(p.backend is BackendKind.ONNX for p in profiles.values())
+    if onnx is not None:
+        check_onnx_matches(onnx, card)
+        onnx_path = onnx
+    elif needs_onnx:
+        exported = export_onnx(net, card, cache_dir / "onnx")
+        onnx_path, diff = exported.path, exported.max_abs_diff
+    candidate_onnx = onnx_path
+    if injection.perturb:
+        if profiles["candidate"].backend is not BackendKind.ONNX or onnx_path is None:
+            raise SegbenchError(
+                "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but the "
+                "candidate profile is not onnx. Fix: use an onnx candidate in benchmarks.json"
+            )
+        candidate_onnx = perturb_onnx(onnx_path, injection.perturb, cache_dir / "onnx")
+    backends: dict[str, Backend] = {
+        role: build_backend(
+            profile, net, candidate_onnx if role == "candidate" else onnx_path, cache_dir / "onnx"
+        )
+        for role, profile in profiles.items()
+    }
+    if injection.delay or injection.slowdown or injection.shift:
+        backends["candidate"] = InjectedBackend(backends["candidate"], injection)
+    return Runtime(
+        card,
+        backends,
+        profiles,
+        onnx_path,
+        "user" if onnx else "export",
+        diff,
+        net,
+        weights_sha256=state_digest(net),
+    )

@@ -1,0 +1,92 @@
+"""The ``"segbench"`` block of a saved run: everything that must be equal for shards to make one
+gate decision (``settings``), and which cases the session ran (see
+:mod:`segbench.results.merge`)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from segbench import __version__ as SEGBENCH_VERSION
+from segbench.results.runs import FORMAT
+from segbench.settings.config import BenchConfig
+
+if TYPE_CHECKING:
+    from segbench.bench.runtime import Runtime
+    from segbench.plugin.options import Options
+
+VERSIONED = ("torch", "onnxruntime", "numpy", "scipy")
+
+
+def version(module: str) -> str | None:
+    """The installed version of ``module``'s distribution (onnxruntime-gpu for onnxruntime)."""
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        if module == "onnxruntime":  # onnxruntime-gpu installs the same module
+            try:
+                return importlib.metadata.version("onnxruntime-gpu")
+            except importlib.metadata.PackageNotFoundError:
+                return None
+        return None
+
+
+def fingerprint(
+    config: pytest.Config,
+    options: Options,
+    bench: BenchConfig,
+    malloc: str,
+    runtime: Runtime | None,
+    suite: Sequence[str],
+    selected: Sequence[str],
+) -> dict[str, Any]:
+    """The block for a session; values that need the runtime are ``None`` when no case built
+    it."""
+    card = runtime.card if runtime is not None else None
+    versions: dict[str, str | None] = {"segbench": SEGBENCH_VERSION}
+    for module in VERSIONED:
+        versions[module] = version(module)
+    onnx: dict[str, Any] | None = None
+    if runtime is not None:
+        from segbench.models.card import sha256_file  # the runtime has imported torch already
+
+        onnx = {
+            "source": runtime.onnx_source,
+            "sha256": sha256_file(runtime.onnx_path) if runtime.onnx_path else None,
+        }
+    splits, group = config.getoption("splits", None), config.getoption("group", None)
+    return {
+        "format": FORMAT,
+        "settings": {
+            "model": card.name if card is not None else None,
+            "weights_sha256": runtime.weights_sha256 if runtime is not None else None,
+            "card": {
+                "spacing": list(card.spacing),
+                "patch_size": list(card.patch_size),
+                "tile_step": card.tile_step,
+                "classes": card.num_classes,
+            }
+            if card is not None
+            else None,
+            "onnx": onnx,
+            "config_sha256": bench.digest(),
+            "config": bench.settings(),
+            "versions": versions,
+            "options": {
+                "injection": options.injection.describe(),
+                "baseline": options.baseline.name if options.baseline else None,
+                "max_voxels": options.max_voxels,
+                "require_gpu": options.require_gpu,
+                "malloc": malloc,
+            },
+        },
+        "suite": list(suite),
+        "cases": list(selected),
+        "shard": {"splits": splits, "group": group} if splits and group else None,
+        "model_option": options.model,
+        "config_source": Path(bench.source).name,
+    }

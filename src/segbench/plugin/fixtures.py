@@ -1,0 +1,34 @@
+"""The fixtures a regression test asks for: the session, the case of its parameter (a case id
+string), and the paired runs of that case."""
+
+from __future__ import annotations
+
+import pytest
+
+from segbench.inputs.cases import Case
+from segbench.plugin.check import CaseCheck
+from segbench.plugin.session import SegbenchSession, session_of
+
+
+@pytest.fixture(scope="session")
+def segbench(request: pytest.FixtureRequest) -> SegbenchSession:
+    """The segbench session state (options, gate settings, cases, runtime)."""
+    return session_of(request.config)
+
+
+@pytest.fixture
+def segbench_case(segbench: SegbenchSession, segbench_case_id: str) -> Case:
+    """The case of the test's ``segbench_case_id`` parameter (a case id string: what a saved
+    run records as the test's parameter)."""
+    return segbench.case(segbench_case_id)
+
+
+@pytest.fixture
+def segbench_check(segbench: SegbenchSession, segbench_case: Case) -> CaseCheck:
+    """The paired reference/candidate runs of the current case (created once per case)."""
+    try:
+        segbench.pair(segbench_case)
+    except Exception as exc:
+        segbench.errors[segbench_case.id] = str(exc)
+        raise
+    return CaseCheck(segbench, segbench_case)

@@ -1,0 +1,223 @@
+"""The session state, a plugin object registered as ``segbench-session``: options, gate settings,
+cases, the runtime (built lazily, once: the first case imports torch), the paired runs and the
+case records of the table."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from segbench.bench.allocator import configure_malloc
+from segbench.errors import SegbenchError
+from segbench.inputs.cases import Case, builtin_cases, folder_cases
+from segbench.plugin.collection import CASE_ARG, Collection, parametrize
+from segbench.plugin.fingerprint import fingerprint
+from segbench.plugin.options import Options
+from segbench.plugin.terminal import ordered, write_summary
+from segbench.results.baseline import load_baselines
+from segbench.results.record import CaseRecord
+from segbench.results.runs import machine_label
+from segbench.scoring.gates import GateResult, check_suite_speedup
+from segbench.settings.config import load_config
+from segbench.settings.kinds import ROLES
+
+if TYPE_CHECKING:
+    from segbench.bench.paired import PairedRun
+    from segbench.bench.runtime import Runtime
+
+SESSION_NAME = "segbench-session"
+
+
+class SegbenchSession:
+    """Session state: options, gate settings, cases, the runtime (built lazily, once), the
+    paired runs and the case records."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.options = Options.from_config(config)
+        self.malloc = configure_malloc(self.options.malloc)  # before any volume or window
+        try:
+            self.bench = self.options.apply(load_config(self.options.config_path))
+            if self.options.data is not None:
+                self.cases: list[Case] = folder_cases(self.options.data)
+            else:
+                self.cases = builtin_cases(self.options.suite, self.options.shared_data)
+            self.baselines = (
+                {}
+                if self.options.baseline is None
+                else load_baselines(self.options.baseline, self.malloc)
+            )
+        except SegbenchError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        self.by_id = {c.id: c for c in self.cases}
+        self.collection = Collection([c.id for c in self.cases])
+        self._runtime: Runtime | None = None
+        self._runtime_error: Exception | None = None
+        self._pairs: dict[str, PairedRun] = {}
+        self.suite_gate: GateResult | None = None
+        self.infos: dict[str, dict[str, Mapping[str, Any]]] = {}  # case -> role -> extra_info
+        self.errors: dict[str, str] = {}  # cases whose paired run could not be built
+        self.worker_records: dict[str, CaseRecord] = {}  # of pytest-xdist workers
+        self.worker_class_names: dict[str, str] | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime_error is not None:
+            raise self._runtime_error
+        if self._runtime is None:
+            try:
+                from segbench.bench.gpu import check_providers
+                from segbench.bench.runtime import build_runtime
+                from segbench.models import get_card
+
+                self._runtime = build_runtime(
+                    get_card(self.options.model),
+                    self.bench,
+                    self.options.cache_dir,
+                    onnx=self.options.onnx,
+                    injection=self.options.injection,
+                )
+                check_providers(self._runtime, self.options.require_gpu)
+            except Exception as exc:  # every case fails with the same message, once built
+                self._runtime_error = exc
+                raise
+        return self._runtime
+
+    def case(self, case_id: str) -> Case:
+        return self.by_id[case_id]
+
+    def pair(self, case: Case) -> PairedRun:
+        if case.id not in self._pairs:
+            from segbench.bench.paired import PairedRun
+
+            runtime = self.runtime
+            image, truth = case.files(self.options.cache_dir)
+            self._pairs[case.id] = PairedRun.load(
+                case.id,
+                image,
+                truth,
+                runtime,
+                self.bench,
+                self.bench.gates_for(case.id),
+                max_voxels=self.options.max_voxels,
+                baseline=self.baselines.get(case.id),
+                truth_names=case.truth_names,
+            )
+        return self._pairs[case.id]
+
+    def release(self, case: Case) -> None:
+        self._pairs.pop(case.id, None)
+
+    # the case records ------------------------------------------------------------------------
+    def record(self, case_id: str, infos: Mapping[str, Mapping[str, Any]]) -> None:
+        """Keep a scored case's extra_info, by role, for the table."""
+        self.infos[case_id] = {role: dict(info) for role, info in infos.items()}
+
+    def records(self) -> list[CaseRecord]:
+        """The table's rows: this process's cases and those reported by xdist workers."""
+        records = {case: CaseRecord.from_extra_info(case, i) for case, i in self.infos.items()}
+        records.update(
+            {case: CaseRecord.failed_to_run(case, err) for case, err in self.errors.items()}
+        )
+        records.update(self.worker_records)
+        return ordered(records, [c.id for c in self.cases])
+
+    def class_names(self) -> dict[str, str] | None:
+        if self._runtime is not None:
+            return {str(i): n for i, n in enumerate(self._runtime.card.class_names)}
+        return self.worker_class_names
+
+    # hooks of the session object ------------------------------------------------------------
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if CASE_ARG in metafunc.fixturenames:
+            parametrize(metafunc, [c.id for c in self.cases])
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        """Mark and order the per-volume tests before every other plugin selects (-k, -m,
+        pytest-split); afterwards bring back the candidates set aside before the split (see
+        :mod:`segbench.plugin.collection`)."""
+        self.collection.before_select(items)
+        result = yield
+        self.collection.after_split(config, items)
+        return result
+
+    def before_split(self, items: list[pytest.Item]) -> None:
+        self.collection.before_split(items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_benchmark_update_json(
+        self, config: pytest.Config, output_json: dict[str, Any]
+    ) -> None:
+        """Add the ``"segbench"`` block, and the machine to each case's extra_info (a merged
+        run keeps, per case, the machine that measured it)."""
+        coll = self.collection
+        output_json["segbench"] = fingerprint(
+            config,
+            self.options,
+            self.bench,
+            self.malloc,
+            self._runtime,
+            coll.suite if coll.suite is not None else [c.id for c in self.cases],
+            coll.selected,
+        )
+        machine = machine_label(output_json.get("machine_info"))
+        for bench in output_json.get("benchmarks") or []:
+            info = bench.get("extra_info") if isinstance(bench, dict) else None
+            if isinstance(info, dict) and info.get("role") in ROLES:
+                info.setdefault("machine", machine)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: send the records to the controller
+            workeroutput["segbench_infos"] = self.infos
+            workeroutput["segbench_errors"] = self.errors
+            workeroutput["segbench_class_names"] = self.class_names()
+            return
+        self.suite_gate = check_suite_speedup(
+            {
+                r.case: (r.speedup, r.baseline_speedup)
+                for r in self.records()
+                if r.case in self.infos and r.speedup is not None
+                if r.baseline_speedup is not None
+            },
+            self.bench.gates.suite_speedup_drop_max,
+        )
+        if self.suite_gate is not None and not self.suite_gate.passed and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """pytest-xdist's controller: collect a finished worker's records."""
+        output = getattr(node, "workeroutput", {})
+        for case, infos in output.get("segbench_infos", {}).items():
+            self.worker_records[case] = CaseRecord.from_extra_info(case, infos)
+        for case, err in output.get("segbench_errors", {}).items():
+            self.worker_records[case] = CaseRecord.failed_to_run(case, err)
+        if output.get("segbench_class_names"):
+            self.worker_class_names = output["segbench_class_names"]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        rows = self.records()
+        if not rows:
+            return
+        write_summary(
+            terminalreporter,
+            rows,
+            model=self.options.model,
+            bench=self.bench,
+            class_names=self.class_names(),
+            baseline=self.options.baseline,
+            malloc=self.malloc,
+            suite_gate=self.suite_gate,
+            injection=self.options.injection,
+        )
+
+
+def session_of(config: pytest.Config) -> SegbenchSession:
+    plugin = config.pluginmanager.get_plugin(SESSION_NAME)
+    assert isinstance(plugin, SegbenchSession)
+    return plugin

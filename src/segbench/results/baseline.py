@@ -1,0 +1,49 @@
+"""The baseline a session's speed-ups are held against: a saved run of the same CPU type and
+allocator mode, read into per-case :class:`~segbench.scoring.gates.BaselineSpeedup` values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segbench.errors import ConfigError
+from segbench.results.runs import load_run
+from segbench.scoring.gates import BaselineSpeedup
+
+
+def load_baselines(path: Path, malloc: str | None = None) -> dict[str, BaselineSpeedup]:
+    """Per-case speed-ups of a saved run, refused when it was measured on another CPU type:
+    the ratio of two backends depends on the CPU (vector units, caches), not only on the code;
+    likewise refused when ``malloc`` (this session's, see :mod:`segbench.bench.allocator`) differs
+    from the run's (runs saved before the option ran with glibc's defaults: ``system``)."""
+    run = load_run(path)
+    options = run.segbench.get("settings", {}).get("options", {}) if run.segbench else {}
+    saved = options.get("malloc", "system") if isinstance(options, dict) else "system"
+    if malloc is not None and saved != malloc:
+        raise ConfigError(
+            f"--segbench-baseline {path}: saved with --segbench-malloc {saved!r}, but this "
+            f"session runs {malloc!r}; the allocator moves PyTorch's latency. Fix: save a "
+            f"baseline with this session's --segbench-malloc, or pass --segbench-malloc={saved}"
+        )
+    here = current_cpu()
+    if run.cpu and here and run.cpu != here:
+        raise ConfigError(
+            f"--segbench-baseline {path}: saved on {run.cpu!r}, but this machine is {here!r}; "
+            "speed-ups of different CPU types do not compare. Fix: save a baseline on this "
+            "runner type (pytest --benchmark-only --benchmark-json=baseline.json)"
+        )
+    source = f"{path.name}" + (f", {run.datetime[:19]}" if run.datetime else "")
+    return {
+        row.case: BaselineSpeedup(speed, source)
+        for row in run.rows
+        if (speed := row.speedup) is not None and row.passed
+    }
+
+
+def current_cpu() -> str | None:
+    """This machine's CPU brand as pytest-benchmark records it (py-cpuinfo)."""
+    try:
+        import cpuinfo
+    except ImportError:
+        return None
+    brand = cpuinfo.get_cpu_info().get("brand_raw")
+    return str(brand) if brand else None

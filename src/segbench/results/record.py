@@ -1,0 +1,332 @@
+"""One case's result: :class:`CaseRecord`, written into pytest-benchmark's ``extra_info`` by the
+session and read back from it by every reader of saved runs (and by the session's own table).
+
+Each case has two benchmarks: the reference's and the candidate's, each with ``extra_info``.
+Both carry the measurement keys (:func:`measurement_info`'s: case, role, model, backend,
+shape, latency_s, stages_s, ...); the candidate's also carries the gate keys
+(:func:`gate_info`'s: mean_dice, class_dice, reference_s, candidate_s, speedup, gates, ...).
+The keys are those of every saved run so far: old runs load unchanged. Nothing here imports
+torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from segbench.scoring.metrics import DiceResult, LogitDiff
+from segbench.settings.kinds import ROLES
+
+STAGES = ("preprocess", "inference", "postprocess", "total")
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class RoleResult:
+    """What one role (reference or candidate) recorded for one case."""
+
+    backend: str
+    provider: str
+    latency_s: float | None
+    latency_source: str  # "extra_info", "stats.min" or "none"
+    stages_s: Mapping[str, float] = field(default_factory=dict)
+    dice_vs_ground_truth: float | None = None
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One case's result, as the session measured it and as a saved run holds it: both roles'
+    latencies, the mask agreement and the gate results. Written into the benchmarks'
+    ``extra_info`` (:func:`measurement_info`, :func:`gate_info`) and read back from it
+    (:meth:`from_extra_info`): the terminal table, ``segbench gate``/``report``/``compare`` and
+    the merge all see this one type."""
+
+    case: str
+    model: str
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    voxels: int | None
+    estimator: str
+    roles: Mapping[str, RoleResult]
+    mean_dice: float | None = None
+    class_dice: Mapping[str, float] = field(default_factory=dict)
+    flipped_fraction: float | None = None
+    max_abs_logit_diff: float | None = None
+    candidate_gflops: float | None = None  # achieved in the candidate's sliding window
+    baseline_speedup: float | None = None  # the case's speed-up in the baseline run, if any
+    gates: Mapping[str, bool] = field(default_factory=dict)
+    machine: str | None = None  # the machine that ran the case (a merged run has several)
+    error: str | None = None  # the case could not run (the session's table: ERROR)
+
+    @property
+    def provider(self) -> str:
+        """The candidate's execution provider (e.g. ``CPUExecutionProvider``)."""
+        cand = self.roles.get("candidate")
+        return cand.provider if cand else "-"
+
+    @property
+    def reference_s(self) -> float | None:
+        ref = self.roles.get("reference")
+        return ref.latency_s if ref else None
+
+    @property
+    def candidate_s(self) -> float | None:
+        cand = self.roles.get("candidate")
+        return cand.latency_s if cand else None
+
+    @property
+    def speedup(self) -> float | None:
+        """Reference latency / candidate latency (``None`` when either is missing)."""
+        ref, cand = self.reference_s, self.candidate_s
+        if ref is None or cand is None:
+            return None
+        return ref / cand if cand > 0 else math.inf
+
+    @property
+    def worst_class(self) -> tuple[str, float] | None:
+        """The label with the lowest Dice (ties: the lower label), or ``None`` without Dice."""
+        if not self.class_dice:
+            return None
+        label = min(self.class_dice, key=lambda k: (self.class_dice[k], _label_key(k)))
+        return label, self.class_dice[label]
+
+    @property
+    def stages(self) -> dict[str, Mapping[str, float]]:
+        """Median stage times per role: ``{"reference": {"inference": ...}, ...}``."""
+        return {role: r.stages_s for role, r in self.roles.items()}
+
+    @property
+    def dice_vs_ground_truth(self) -> dict[str, float]:
+        """Each role's Dice against the phantom's ground truth (empty for real scans)."""
+        return {
+            role: r.dice_vs_ground_truth
+            for role, r in self.roles.items()
+            if r.dice_vs_ground_truth is not None
+        }
+
+    @property
+    def failed_gates(self) -> list[str]:
+        return [name for name, ok in self.gates.items() if not ok]
+
+    @property
+    def missing_roles(self) -> list[str]:
+        """The roles without a benchmark in the run (a test that errored before timing)."""
+        return [role for role in ROLES if role not in self.roles]
+
+    @property
+    def passed(self) -> bool:
+        """Both roles ran, every recorded gate passed and the candidate was scored at all."""
+        return bool(self.gates) and not self.failed_gates and not self.missing_roles
+
+    @property
+    def status(self) -> str:
+        """The table's verdict: ``ok``, ``FAIL <gates>``, ``ERROR``, ``MISSING <roles>`` or
+        ``not scored`` (the candidate recorded no gate result); only ``ok`` passes."""
+        if self.error is not None:
+            return "ERROR"
+        if not self.roles:
+            return "MISSING"
+        if self.missing_roles:
+            return "MISSING " + ",".join(self.missing_roles)
+        if not self.gates:
+            return "not scored"
+        return "FAIL " + ",".join(self.failed_gates) if self.failed_gates else OK
+
+    def worst_class_text(
+        self, class_names: Mapping[str, str] | None = None, digits: int = 4
+    ) -> str:
+        """``"<name> <Dice>"`` of :attr:`worst_class` (``label N`` without a name), or ``-``."""
+        worst = self.worst_class
+        if worst is None:
+            return "-"
+        name = (class_names or {}).get(worst[0], f"label {worst[0]}")
+        return f"{name} {worst[1]:.{digits}f}"
+
+    @classmethod
+    def failed_to_run(cls, case: str, error: str) -> CaseRecord:
+        """A case of the session whose paired run could not be built (no benchmark)."""
+        return cls(case, "-", (), (), None, "min", {}, error=error)
+
+    @classmethod
+    def from_extra_info(
+        cls,
+        case: str,
+        infos: Mapping[str, Mapping[str, Any]],
+        stats: Mapping[str, Any] | None = None,
+    ) -> CaseRecord:
+        """The record of ``case`` from each role's ``extra_info`` (and pytest-benchmark's
+        ``stats`` per role, the latency of last resort)."""
+        return cls.from_benchmarks(
+            case,
+            {
+                role: {"extra_info": info, "stats": (stats or {}).get(role)}
+                for role, info in infos.items()
+            },
+        )
+
+    @classmethod
+    def from_benchmarks(cls, case: str, benches: Mapping[str, Mapping[str, Any]]) -> CaseRecord:
+        """The record of ``case`` from its benchmarks of a saved run (by role)."""
+        infos = {role: b.get("extra_info") or {} for role, b in benches.items()}
+        cand = infos.get("candidate", {})
+        first = cand or next(iter(infos.values()))
+        roles = {
+            role: _role_result(infos[role], benches[role].get("stats"), role, cand)
+            for role in ROLES
+            if role in benches
+        }
+        class_dice = cand.get("class_dice")
+        gates = cand.get("gates")
+        voxels = first.get("voxels")
+        return cls(
+            case=case,
+            model=str(first.get("model") or "-"),
+            shape=tuple(int(s) for s in first.get("shape") or ()),
+            spacing=tuple(float(s) for s in first.get("spacing") or ()),
+            voxels=int(voxels) if isinstance(voxels, int) else None,
+            estimator=str(first.get("estimator") or "min"),
+            roles=roles,
+            mean_dice=number(cand.get("mean_dice")),
+            class_dice={str(k): d for k, v in class_dice.items() if (d := number(v)) is not None}
+            if isinstance(class_dice, Mapping)
+            else {},
+            flipped_fraction=number(cand.get("flipped_fraction")),
+            max_abs_logit_diff=number(cand.get("max_abs_logit_diff")),
+            candidate_gflops=number(cand.get("inference_gflops")),
+            baseline_speedup=number(cand.get("baseline_speedup")),
+            gates={str(k): bool(v) for k, v in gates.items()} if isinstance(gates, Mapping) else {},
+            machine=str(first["machine"]) if first.get("machine") else None,
+        )
+
+
+def _label_key(label: str) -> tuple[int, str]:
+    return (int(label), "") if label.isdigit() else (1 << 30, label)
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _role_result(
+    info: Mapping[str, Any], stats: Any, role: str, cand: Mapping[str, Any]
+) -> RoleResult:
+    # the candidate's extra_info holds the latencies its speed-up gate used (the reference runs
+    # interleaved with its timed rounds); the reference's own rounds are the fallback
+    latency = number(cand.get(f"{role}_s"))
+    source = "extra_info"
+    if latency is None:
+        latency = number(info.get("latency_s"))
+    if latency is None and isinstance(stats, Mapping):
+        latency = number(stats.get("min"))
+        source = "stats.min"
+    if latency is None:
+        source = "none"
+    raw_stages = info.get("stages_s")
+    stages = (
+        {k: v for k in STAGES if (v := number(raw_stages.get(k))) is not None}
+        if isinstance(raw_stages, Mapping)
+        else {}
+    )
+    return RoleResult(
+        backend=str(info.get("backend") or "-"),
+        provider=str(info.get("provider") or "-"),
+        latency_s=latency,
+        latency_source=source,
+        stages_s=stages,
+        dice_vs_ground_truth=number(info.get("dice_vs_ground_truth")),
+    )
+
+
+def measurement_info(
+    *,
+    case: str,
+    role: str,
+    model: str,
+    backend: str,
+    precision: str,
+    provider: str | None,
+    io_binding: bool,
+    shape: tuple[int, ...],
+    spacing: tuple[float, ...],
+    voxels: int,
+    network_shape: tuple[int, ...] | None,
+    stages_s: Mapping[str, float],
+    estimator: str,
+    latency_s: float | None,
+    peak_rss_mb: float,
+    peak_rss_scope: str,
+    window: tuple[int, ...] | None = None,
+    windows: int | None = None,
+    gflop_per_window: float | None = None,
+    ground_truth: Mapping[str, Any] | None = None,
+    dice_vs_ground_truth: float | None = None,
+) -> dict[str, Any]:
+    """The ``extra_info`` keys of one role's measurement (both benchmarks of a case)."""
+    info: dict[str, Any] = {
+        "case": case,
+        "role": role,
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "provider": provider,
+        "io_binding": io_binding,
+        "shape": list(shape),
+        "spacing": [round(s, 4) for s in spacing],
+        "voxels": voxels,
+        "network_shape": list(network_shape) if network_shape is not None else None,
+        "stages_s": dict(stages_s),
+        "estimator": estimator,
+        "latency_s": latency_s,
+        "peak_rss_mb": peak_rss_mb,
+        "peak_rss_scope": peak_rss_scope,
+    }
+    if gflop_per_window is not None and windows is not None and stages_s:
+        inference = stages_s["inference"]
+        info["window"] = list(window or ())
+        info["windows"] = windows
+        info["gflop_per_window"] = round(gflop_per_window, 2)
+        info["inference_gflops"] = (
+            round(windows * gflop_per_window / inference, 1) if inference > 0 else None
+        )
+    if ground_truth is not None:
+        info["ground_truth"] = dict(ground_truth)
+        if dice_vs_ground_truth is not None:
+            info["dice_vs_ground_truth"] = round(dice_vs_ground_truth, 5)
+    return info
+
+
+def gate_info(
+    *,
+    dice: DiceResult | None,
+    min_class_voxels: int,
+    logits: LogitDiff | None,
+    reference_s: float | None,
+    candidate_s: float | None,
+    speedup: float | None,
+    baseline_speedup: float | None,
+    injected: str,
+    gates: Mapping[str, bool],
+) -> dict[str, Any]:
+    """The ``extra_info`` keys the candidate's benchmark adds once the gates ran."""
+    return {
+        "mean_dice": round(dice.mean, 6) if dice else None,
+        "class_dice": {str(c.label): round(c.dice, 6) for c in dice.per_class} if dice else {},
+        "gated_class_dice_min": min(
+            (round(c.dice, 6) for c in dice.per_class if c.voxels >= min_class_voxels),
+            default=None,
+        )
+        if dice
+        else None,
+        "flipped_fraction": dice.flipped_fraction if dice else None,
+        "max_abs_logit_diff": logits.max_abs if logits else None,
+        "reference_s": reference_s,
+        "candidate_s": candidate_s,
+        "speedup": speedup,
+        "baseline_speedup": baseline_speedup,
+        "injected": injected,
+        "gates": dict(gates),
+    }

@@ -1,0 +1,171 @@
+"""Saved runs: a pytest-benchmark JSON file read back into one typed :class:`CaseRecord` per case,
+and the comparison of two runs (:func:`compare_runs`).
+
+A saved run holds two benchmarks per case, grouped by case id: the reference (PyTorch) and the
+candidate (ONNX Runtime), each with segbench's ``extra_info``. Latencies come from that
+extra_info (segbench's own estimator, ``min`` or ``median`` of the timed rounds) and, where it is
+missing, from pytest-benchmark's ``stats.min``. Nothing here imports torch or matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segbench.errors import SegbenchError
+from segbench.results.record import CaseRecord
+from segbench.settings.kinds import ROLES
+
+FORMAT = 1  # of the "segbench" block a session adds to its saved run
+
+
+class RunFileError(SegbenchError, ValueError):
+    """A file that is not a saved segbench run (missing, not JSON, not pytest-benchmark's)."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{self.path}: {problem}. Fix: {fix}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A saved run: where it came from and its cases in the order they ran."""
+
+    path: Path
+    rows: tuple[CaseRecord, ...]
+    datetime: str | None = None
+    commit: str | None = None
+    machine: str | None = None
+    cpu: str | None = None  # machine_info.cpu.brand_raw: speed-ups compare on one CPU type
+    segbench: Mapping[str, Any] = field(default_factory=dict)  # the run's "segbench" block
+
+    def by_case(self) -> dict[str, CaseRecord]:
+        return {r.case: r for r in self.rows}
+
+    @property
+    def machines(self) -> list[str]:
+        """The distinct machines that ran the cases, in case order."""
+        return list(dict.fromkeys(r.machine for r in self.rows if r.machine))
+
+    @property
+    def expected_cases(self) -> list[str]:
+        """The cases the run should hold: the suite each session saw before sharding, else the
+        cases it selected (from the ``segbench`` block; empty for runs saved without one)."""
+        block = self.segbench
+        cases: list[str] = []
+        for key in ("suite", "cases"):
+            for value in (block.get(key) or []) if isinstance(block, Mapping) else []:
+                if str(value) not in cases:
+                    cases.append(str(value))
+            if cases:
+                break
+        return cases
+
+
+def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
+    """Typed rows from an already decoded pytest-benchmark JSON document."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("benchmarks"), list):
+        raise RunFileError(
+            path,
+            'is not a pytest-benchmark run (no top-level "benchmarks" list)',
+            "pass the file written by `pytest --benchmark-only --benchmark-json=run.json` or one "
+            "saved under .benchmarks/ by --benchmark-autosave",
+        )
+    cases: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info") if isinstance(bench, Mapping) else None
+        if not isinstance(info, Mapping) or info.get("role") not in ROLES:
+            continue
+        case = str(info.get("case") or bench.get("group") or bench.get("name"))
+        cases.setdefault(case, {})[str(info["role"])] = bench
+    if not cases:
+        raise RunFileError(
+            path,
+            f"holds {len(data['benchmarks'])} benchmarks but none with segbench's extra_info "
+            '("role": reference/candidate)',
+            "save the run of segbench's own suite (tests/test_regression.py, "
+            "`pytest --benchmark-only --benchmark-json=run.json`), not another benchmark suite",
+        )
+    machine = data.get("machine_info")
+    commit = data.get("commit_info")
+    block = data.get("segbench")
+    rows = tuple(CaseRecord.from_benchmarks(case, benches) for case, benches in cases.items())
+    machines = list(dict.fromkeys(r.machine for r in rows if r.machine))
+    return Run(
+        path=Path(path),
+        rows=rows,
+        datetime=str(data["datetime"]) if data.get("datetime") else None,
+        commit=str(commit.get("id"))[:12]
+        if isinstance(commit, Mapping) and commit.get("id")
+        else None,
+        machine=f"{len(machines)} machines (per case below)"
+        if len(machines) > 1
+        else (_machine_text(machine) if isinstance(machine, Mapping) else None),
+        cpu=_cpu_brand(machine),
+        segbench=block if isinstance(block, Mapping) else {},
+    )
+
+
+def _cpu_brand(machine: Any) -> str | None:
+    cpu = machine.get("cpu") if isinstance(machine, Mapping) else None
+    brand = cpu.get("brand_raw") if isinstance(cpu, Mapping) else None
+    return str(brand) if brand else None
+
+
+def machine_label(machine: Any) -> str:
+    """A short name of pytest-benchmark's ``machine_info``: host name, CPU, CPU count and
+    Python version (``"runner-7 (AMD EPYC 7763, 4 CPUs, Python 3.11.9)"``)."""
+    if not isinstance(machine, Mapping):
+        return "-"
+    text = _machine_text(machine)
+    node = machine.get("node")
+    return f"{node} ({text})" if node else text
+
+
+def _machine_text(machine: Mapping[str, Any]) -> str:
+    cpu = machine.get("cpu")
+    brand = cpu.get("brand_raw") if isinstance(cpu, Mapping) else None
+    count = cpu.get("count") if isinstance(cpu, Mapping) else None
+    parts = [
+        str(brand) if brand else str(machine.get("machine") or ""),
+        f"{count} CPUs" if count else "",
+        f"Python {machine['python_version']}" if machine.get("python_version") else "",
+    ]
+    return ", ".join(p for p in parts if p) or "-"
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a saved run. Raises :class:`RunFileError` naming the file and the fix."""
+    return parse_run(read_run_json(path), path)
+
+
+def read_run_json(path: str | Path) -> Any:
+    """The decoded JSON of a saved run (not yet checked for segbench's content)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFileError(
+            path,
+            "does not exist",
+            "give the path of a saved run (--benchmark-json=FILE, or .benchmarks/*/NNNN_*.json)",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFileError(
+            path, f"cannot be read ({type(exc).__name__}: {exc})", "check the path and permissions"
+        ) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunFileError(
+            path,
+            f"is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
+            "pass the JSON file that pytest-benchmark wrote; a run cut short by a killed job "
+            "is truncated: rerun the benchmark",
+        ) from exc
+    return data

@@ -1,0 +1,95 @@
+"""The per-case table printed at the end of a session and by ``segbench gate``: one line per
+:class:`~segbench.results.record.CaseRecord`, then totals. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from segbench.results.record import OK, CaseRecord
+
+
+def missing(case: str) -> CaseRecord:
+    """A case of the suite with no benchmark at all (shown ``MISSING``)."""
+    return CaseRecord(case, "-", (), (), None, "min", {})
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summary_table(
+    rows: Sequence[CaseRecord],
+    reference: str,
+    candidate: str,
+    class_names: Mapping[str, str] | None = None,
+) -> str:
+    """A fixed-width table: subject, shape, reference s, candidate s, speed-up, the candidate's
+    achieved GFLOP/s in the sliding window (PlainConvUNet models), mean Dice, worst class,
+    result; then totals (sum of latencies, their ratio, mean and min Dice)."""
+    header = (
+        "subject",
+        "shape",
+        f"{reference} s",
+        f"{candidate} s",
+        "speed-up",
+        f"{candidate} GFLOP/s",
+        "mean Dice",
+        "worst class",
+        "result",
+    )
+    body = [
+        (
+            r.case,
+            "x".join(str(s) for s in r.shape),
+            _fmt(r.reference_s, ".3f"),
+            _fmt(r.candidate_s, ".3f"),
+            _fmt(r.speedup, ".2f") + ("x" if r.speedup else ""),
+            _fmt(r.candidate_gflops, ".0f"),
+            _fmt(r.mean_dice, ".5f"),
+            r.worst_class_text(class_names),
+            r.status,
+        )
+        for r in rows
+    ]
+    timed = [r for r in rows if r.reference_s is not None and r.candidate_s is not None]
+    ref_total = sum(r.reference_s or 0.0 for r in timed)
+    cand_total = sum(r.candidate_s or 0.0 for r in timed)
+    dices = [r.mean_dice for r in rows if r.mean_dice is not None]
+    n_failed = sum(r.status != OK for r in rows)
+    totals = (
+        f"total ({len(rows)} cases)",
+        "",
+        _fmt(ref_total if timed else None, ".3f"),
+        _fmt(cand_total if timed else None, ".3f"),
+        (f"{ref_total / cand_total:.2f}x" if timed and cand_total > 0 else "-"),
+        "",
+        _fmt(sum(dices) / len(dices) if dices else None, ".5f"),
+        f"min Dice {min(dices):.5f}" if dices else "-",
+        f"{n_failed} failed" if n_failed else "all ok",
+    )
+    table = [header, *body, totals]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
+    rule = "-" * len(lines[0])
+    return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def timing_line(timing: Mapping[str, Any], source: str, timed: bool = True) -> str:
+    """The line under the table: how latencies were measured and where the gates came from."""
+    if not timed:
+        return (
+            "Dice only: benchmarks disabled (--benchmark-disable, or pytest-xdist), so no "
+            f"latency and no speed-up gate; gates from {source}"
+        )
+    estimator = timing.get("estimator", "min")
+    rounds = (
+        f"{timing['rounds']} rounds after {timing.get('warmup_rounds', 0)} warm-ups"
+        if "rounds" in timing
+        else "the timed rounds"
+    )
+    return (
+        f"speed-up = reference / candidate latency, {estimator} of {rounds} (the candidate's "
+        f"interleaved with reference runs); gates from {source}"
+    )

@@ -1,0 +1,2 @@
+"""Torch-free scoring: Dice and logit differences (numpy), and the gates that turn them and the
+latencies into verdicts."""
