@@ -50,9 +50,7 @@ class Volume:
         return (int(self.array.shape[0]), int(self.array.shape[1]), int(self.array.shape[2]))
 
 
-def check_voxel_count(
-    shape: tuple[int, ...], source: str | Path, max_voxels: int | None
-) -> None:
+def check_voxel_count(shape: tuple[int, ...], source: str | Path, max_voxels: int | None) -> None:
     """Refuse more than ``max_voxels`` voxels, before any voxel is read."""
     voxels = math.prod(shape)
     if max_voxels is not None and voxels > max_voxels:
@@ -64,9 +62,7 @@ def check_voxel_count(
         )
 
 
-def read_image(
-    image: ImageLike, max_voxels: int | None = None
-) -> tuple[nib.Nifti1Image, str]:
+def read_image(image: ImageLike, max_voxels: int | None = None) -> tuple[nib.Nifti1Image, str]:
     """Open a NIfTI file (header only, data stays lazy), read a DICOM series folder into memory
     (``max_voxels`` checked before decoding), or pass an in-memory image through."""
     if isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
