@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from segbench.backends import Backend
+from segbench.cachefiles import clean_stale_temps, write_atomic
 from segbench.config import Profile
 
 KINDS = ("delay", "slowdown", "perturb", "shift", "no-gaussian")
@@ -146,6 +147,5 @@ def perturb_onnx(path: Path, scale: float, out_dir: Path, seed: int = 0) -> Path
     inits[weight_name].CopyFrom(numpy_helper.from_array(noisy.astype(weights.dtype), weight_name))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     out = out_dir / f"{path.stem}-perturb{scale:g}-s{seed}-{digest}.onnx"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    return out
+    clean_stale_temps(out_dir)
+    return write_atomic(out, lambda tmp: onnx.save(model, str(tmp)))
