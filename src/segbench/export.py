@@ -68,7 +68,12 @@ def check_onnx_matches(path: Path, card: ModelCard) -> None:
         dims = values[0].type.tensor_type.shape.dim
         if len(dims) != 5:
             problems.append(f"its {kind} has rank {len(dims)}, expected 5 (B, C, X, Y, Z)")
-        elif dims[1].HasField("dim_value") and dims[1].dim_value != channels:
+        elif not dims[1].HasField("dim_value") or dims[1].dim_value <= 0:
+            name = dims[1].dim_param if dims[1].HasField("dim_param") else "unknown"
+            problems.append(
+                f"its {kind} channel count is symbolic ({name!r}), expected the fixed {channels}"
+            )
+        elif dims[1].dim_value != channels:
             problems.append(f"its {kind} has {dims[1].dim_value} channels, expected {channels}")
     if problems:
         raise ModelError(
