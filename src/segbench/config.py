@@ -306,8 +306,8 @@ def check_case_keys(config: BenchConfig, case_ids: Iterable[str]) -> None:
     if not unknown:
         return
     key = unknown[0]
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "no case is close"
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
+    hint = f"closest case ids: {', '.join(map(repr, close))}" if close else "no case id is close"
     more = (
         f" (and {len(unknown) - 1} more unknown: {', '.join(unknown[1:4])})"
         if len(unknown) > 1
