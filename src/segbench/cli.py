@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from segbench.errors import SegbenchError
+from segbench.errors import InputError, SegbenchError
 from segbench.results.compare import compare_runs
 from segbench.results.decision import gate_decision
 from segbench.results.markdown import render_comparison, render_report
@@ -256,6 +257,8 @@ def _gate(gates: Mapping[str, bool], name: str) -> str:
 
 
 def cmd_export_gab(args: argparse.Namespace, out: TextIO) -> int:
+    if args.output is not None:
+        refuse_overwrite(args.output, [args.run])
     entries = gab_entries(load_run(args.run))
     if args.kind is not None:
         text = json.dumps(entries[args.kind], indent=2) + "\n"
@@ -275,14 +278,40 @@ def cmd_export_gab(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _write(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder: an interrupted write never leaves a
+    truncated file under ``path``'s name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def refuse_overwrite(output: Path, inputs: Sequence[Path]) -> None:
+    """Raise :class:`InputError` when ``output`` is one of ``inputs`` (also through another
+    spelling, a symlink or a hard link): writing it would destroy an input before it is read."""
+    for src in inputs:
+        same = output.resolve() == src.resolve()
+        if not same and output.exists() and src.exists():
+            try:
+                same = os.path.samefile(output, src)
+            except OSError:
+                same = False
+        if same:
+            raise InputError(
+                output,
+                f"is also an input ({src}); writing it would replace that file",
+                "write the output to another file name",
+            )
 
 
 # merge and gate ---------------------------------------------------------------------------------
 
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    refuse_overwrite(args.output, args.shards)
     merged = merge_shards(args.shards)
     _write(args.output, json.dumps(merged, indent=4) + "\n")
     block = merged["segbench"]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segbench.cachefiles import clean_stale_temps, write_atomic
 from segbench.pipeline.backends import Backend
 from segbench.settings.config import Profile
 from segbench.settings.injection import Injection
@@ -83,6 +84,5 @@ def perturb_onnx(path: Path, scale: float, out_dir: Path, seed: int = 0) -> Path
     inits[weight_name].CopyFrom(numpy_helper.from_array(noisy.astype(weights.dtype), weight_name))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     out = out_dir / f"{path.stem}-perturb{scale:g}-s{seed}-{digest}.onnx"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    return out
+    clean_stale_temps(out_dir)
+    return write_atomic(out, lambda tmp: onnx.save(model, str(tmp)))

@@ -22,6 +22,8 @@ import numpy as np
 from nibabel import orientations as ornts
 from scipy import ndimage
 
+from segbench.cachefiles import clean_stale_temps
+
 LABELS: dict[int, str] = {
     0: "background",
     1: "spleen",
@@ -354,6 +356,7 @@ def ensure_phantom(spec: PhantomSpec, cache_dir: Path | None = None) -> tuple[Pa
     image, labels = folder / f"{spec.case_id}.nii.gz", folder / f"{spec.case_id}_seg.nii.gz"
     if not (image.is_file() and labels.is_file()):
         folder.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(folder)
         ct, seg = _phantom_bytes(spec)
         for path, data in ((labels, seg), (image, ct)):
             if not path.is_file():

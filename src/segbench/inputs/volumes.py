@@ -93,8 +93,23 @@ def _checked_shape(img: nib.Nifti1Image, source: str) -> tuple[int, int, int]:
             "pass a single 3D volume (split 4D series into 3D files)",
         )
     if min(shape) < 1:
-        raise InputError(source, f"has a zero-length axis, shape {shape}", "re-export the volume")
+        what = "a zero-length" if min(shape) == 0 else "a negative-length"
+        raise InputError(source, f"has {what} axis, shape {shape}", "re-export the volume")
     return shape
+
+
+def check_voxel_dtype(img: nib.Nifti1Image, source: str) -> None:
+    """Refuse voxel types that are not one real number per voxel (RGB, complex, structured):
+    numpy cannot cast RGB to float, and a complex cast silently drops the imaginary part."""
+    dtype = np.dtype(img.get_data_dtype())
+    if dtype.kind in "biuf":
+        return
+    kind = {"c": "complex", "V": "RGB/structured"}.get(dtype.kind, "non-numeric")
+    raise InputError(
+        source,
+        f"stores {kind} voxels ({dtype}), not one intensity per voxel",
+        "convert it to a grey-level CT (int16 or float32 HU) before benchmarking",
+    )
 
 
 def load_volume(
@@ -112,6 +127,7 @@ def load_volume(
     img, source = read_image(image, max_voxels)
     shape = _checked_shape(img, source)
     check_voxel_count(shape, source, max_voxels)
+    check_voxel_dtype(img, source)
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(
@@ -227,3 +243,46 @@ def label_names(img: nib.Nifti1Image) -> dict[int, str] | None:
                 names[int(key)] = label.text.strip()
         return names or None
     return None
+
+
+def check_truth_labels(
+    array: np.ndarray, source: str | Path | None, num_classes: int | None
+) -> None:
+    """Refuse a ground-truth label map that cannot be scored: non-finite, non-integral (an
+    intensity image or an interpolated mask), negative, or a label >= ``num_classes`` (``None``,
+    for a truth with its own label table: a label over 255, which a uint8 map cannot hold).
+    Integral floats (1.0, 2.0) are accepted."""
+    data = np.asarray(array)
+    limit = num_classes if num_classes is not None else 256
+    fix = (
+        f"pass a label map with integer labels 0..{limit - 1} on the case's grid (resample "
+        "masks with nearest neighbour), or choose the model it was made for"
+    )
+    if data.dtype.kind not in "biuf":
+        raise InputError(source, f"has {data.dtype} labels, not integers", fix)
+    if data.size == 0:
+        return
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            bad = int(data.size - np.count_nonzero(finite))
+            raise InputError(source, f"has {bad} NaN/inf labels", fix)
+        frac = data != np.round(data)
+        if frac.any():
+            example = float(data[frac].flat[0])
+            raise InputError(
+                source,
+                f"has {int(np.count_nonzero(frac))} non-integral labels (e.g. {example:g}); it "
+                "looks like an intensity image or a mask resampled with interpolation",
+                fix,
+            )
+    lo, hi = float(data.min()), float(data.max())
+    if lo < 0:
+        raise InputError(source, f"has negative labels (min {lo:g})", fix)
+    if hi >= limit:
+        what = (
+            f"out of range for a model of {num_classes} classes (0..{num_classes - 1})"
+            if num_classes is not None
+            else "over 255, more than a uint8 label map holds"
+        )
+        raise InputError(source, f"has label {hi:g}, {what}", fix)

@@ -443,10 +443,17 @@ def numpy_safe_globals() -> list[Any]:
 def _refused_global(exc: Exception) -> str | None:
     """The global that ``weights_only`` loading refused, if that is why it failed."""
     text = str(exc)
-    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(
-        r"but got <class '([\w.]+)'>", text
+    match = (
+        re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        # torch >= 2.6 for a module it never allows (os, subprocess, builtins.eval...)
+        or re.search(r"unsupported GLOBAL ([\w.]+) whose module [\w.]+ is blocked", text, re.I)
+        or re.search(r"but got <class '([\w.]+)'>", text)
     )
-    return match.group(1) if match else None
+    if not match:
+        return None
+    name = match.group(1)
+    module, _, attr = name.rpartition(".")
+    return f"os.{attr}" if module in ("posix", "nt") else name  # os.system pickles as posix.system
 
 
 def _unpickler_reason(exc: Exception) -> str:
@@ -472,27 +479,28 @@ def load_nnunet_checkpoint(path: Path, trust_checkpoint: bool = False) -> dict[s
         if refused is None:
             raise ModelError(
                 f"checkpoint {path} cannot be read ({_unpickler_reason(exc)}); the file is corrupt "
-                "or not a torch.save file: copy it again from the trained model"
+                "or not a torch.save file. Fix: copy it again from the trained model"
             ) from exc
         if not trust_checkpoint:
             raise ModelError(
-                f"checkpoint {path}: torch.load(weights_only=True) refuses the pickled global "
-                f"{refused}; the file holds objects other than tensors, numpy scalars and plain "
-                "containers. Only if you trust its source, pass trust_checkpoint=True "
-                "('nnunet:PATH#trust'), which unpickles it with weights_only=False and can run "
-                "arbitrary code"
+                f"checkpoint {path}: unsafe pickle: it would import/call {refused} (refused by "
+                "torch.load(weights_only=True)); the file holds objects other than tensors, "
+                "numpy scalars and plain containers, and nothing of it was run. Fix: only if "
+                "you trust the file's source, load it with #trust ('nnunet:PATH#trust', "
+                "trust_checkpoint=True), which unpickles it with weights_only=False and runs "
+                "that code"
             ) from exc
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc2:
             raise ModelError(
                 f"checkpoint {path} cannot be read even with weights_only=False "
-                f"({type(exc2).__name__}: {exc2}); the file is corrupt: copy it again"
+                f"({type(exc2).__name__}: {exc2}); the file is corrupt. Fix: copy it again"
             ) from exc2
     except Exception as exc:
         raise ModelError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); the file is corrupt "
-            "or not a torch.save file: copy it again from the trained model"
+            "or not a torch.save file. Fix: copy it again from the trained model"
         ) from exc
     if isinstance(ckpt, dict) and isinstance(ckpt.get("network_weights"), Mapping):
         state = ckpt["network_weights"]

@@ -7,9 +7,6 @@ exports at most once and a retrained model never reuses a stale file.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +16,14 @@ import onnx
 import torch
 from torch import nn
 
+from segbench.cachefiles import (
+    clean_stale_temps,
+    read_entry,
+    sha256_file,
+    write_atomic,
+    write_entry,
+    write_meta,
+)
 from segbench.errors import ModelError
 from segbench.models.card import ModelCard, state_digest
 
@@ -63,7 +68,12 @@ def check_onnx_matches(path: Path, card: ModelCard) -> None:
         dims = values[0].type.tensor_type.shape.dim
         if len(dims) != 5:
             problems.append(f"its {kind} has rank {len(dims)}, expected 5 (B, C, X, Y, Z)")
-        elif dims[1].HasField("dim_value") and dims[1].dim_value != channels:
+        elif not dims[1].HasField("dim_value") or dims[1].dim_value <= 0:
+            name = dims[1].dim_param if dims[1].HasField("dim_param") else "unknown"
+            problems.append(
+                f"its {kind} channel count is symbolic ({name!r}), expected the fixed {channels}"
+            )
+        elif dims[1].dim_value != channels:
             problems.append(f"its {kind} has {dims[1].dim_value} channels, expected {channels}")
     if problems:
         raise ModelError(
@@ -103,15 +113,15 @@ def export_onnx(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{card.name}-{cache_key(net, opset)}.onnx"
-    meta_path = path.with_suffix(".json")
-    if path.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
+    clean_stale_temps(cache_dir)
+    meta = read_entry(path)
+    if meta is not None:
         return ExportResult(path, float(meta["max_abs_diff"]), cached=True)
     x = torch.from_numpy(verification_input(card))
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=cache_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    diff = 0.0
+
+    def write(tmp: Path) -> None:
+        nonlocal diff
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -134,12 +144,9 @@ def export_onnx(
                 f"ONNX export of {card.name!r} disagrees with PyTorch: max |logit diff| {diff:.3g} "
                 f"> {tolerance}; try another opset (now {opset})"
             )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    meta_path.write_text(
-        json.dumps({"max_abs_diff": diff, "opset": opset, "torch": torch.__version__}, indent=1)
-    )
+
+    write_atomic(path, write)
+    write_meta(path, {"max_abs_diff": diff, "opset": opset, "torch": torch.__version__})
     return ExportResult(path, diff, cached=False)
 
 
@@ -155,9 +162,10 @@ def to_float16(path: Path, out_dir: Path) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    digest = sha256_file(Path(path))[:12]
     out = Path(out_dir) / f"{Path(path).stem}-fp16-{digest}.onnx"
-    if out.is_file():
+    clean_stale_temps(out.parent)
+    if read_entry(out) is not None:
         return out
     try:
         model = onnx.load(str(path))
@@ -171,9 +179,4 @@ def to_float16(path: Path, out_dir: Path) -> Path:
             f"{path}: cannot convert it to float16 ({type(exc).__name__}: {exc}); "
             "use precision fp32 for this model"
         ) from exc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    onnx.save(half, tmp)
-    os.replace(tmp, out)
-    return out
+    return write_entry(out, lambda tmp: onnx.save(half, str(tmp)), {"source": str(path)})

@@ -6,14 +6,16 @@ between them measures the backends (and any setting deliberately changed in a pr
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from segbench.errors import InputError
+from segbench.errors import ConfigError, InputError
 from segbench.inputs.phantoms import default_cache_dir
 from segbench.inputs.volumes import NIFTI_SUFFIXES, ImageLike, Volume, load_volume, mask_image
 from segbench.models import ModelCard, get_card, load_network
@@ -135,10 +137,63 @@ def predict_volume(
     )
 
 
+def backend_kind(kind: BackendKind | str) -> BackendKind:
+    """``kind`` as a :class:`BackendKind`, or a :class:`ConfigError` listing the choices."""
+    try:
+        return BackendKind(kind)
+    except ValueError:
+        choices = ", ".join(b.value for b in BackendKind)
+        raise ConfigError(
+            f"backend {kind!r} is not supported. Fix: choose one of {choices}"
+        ) from None
+
+
+def check_output_path(output: str | Path, inputs: Sequence[str | Path | None] = ()) -> Path:
+    """Refuse, before any work, a mask path that cannot be written or would replace an input.
+
+    The name must end in .nii or .nii.gz, must not be a folder, must not be any of ``inputs``
+    (compared by the file itself: another spelling, a symlink or a hard link of an input is
+    refused too), and its folder must exist and be writable."""
+    out = Path(output)
+    if not str(out).endswith(NIFTI_SUFFIXES):
+        raise InputError(out, "is not a .nii or .nii.gz name", "name the mask file .nii.gz")
+    if out.is_dir():
+        raise InputError(out, "is a folder, not a file name", "name the mask file .nii.gz")
+    for item in inputs:
+        if item is None:
+            continue
+        src = Path(item)
+        same = out.resolve() == src.resolve()
+        if not same and out.exists() and src.exists():
+            try:
+                same = os.path.samefile(out, src)
+            except OSError:
+                same = False
+        if same:
+            raise InputError(
+                out,
+                f"is the input {src} itself; writing the mask there would destroy the image",
+                "write the mask to another file (e.g. add _seg to the name)",
+            )
+    parent = out.parent
+    if not parent.is_dir():
+        raise InputError(
+            out,
+            f"its folder {parent} does not exist" + (" (it is a file)" if parent.exists() else ""),
+            f"create {parent} first, or choose another output path",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(out, f"its folder {parent} is not writable", "choose a writable folder")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise InputError(out, "exists and is read-only", "remove it or choose another name")
+    return out
+
+
 def make_backend(card: ModelCard, kind: BackendKind | str, cache_dir: str | None = None) -> Backend:
     """A default backend of ``kind`` for ``card`` (ONNX exported once into ``cache_dir``)."""
+    kind = backend_kind(kind)
     net = load_network(card)
-    profile = Profile(BackendKind(kind))
+    profile = Profile(kind)
     folder = Path(cache_dir) if cache_dir else default_cache_dir() / "onnx"
     onnx = export_onnx(net, card, folder).path if profile.backend is BackendKind.ONNX else None
     return build_backend(profile, net, onnx, folder, torch_device="cpu")
@@ -152,13 +207,27 @@ def predict(
     output: str | Path | None = None,
 ) -> nib.Nifti1Image:
     """Segment ``image`` (a NIfTI path or image, or a folder of DICOM slices): a mask with the
-    input's exact shape and affine (for a DICOM series, the grid :mod:`segbench.inputs.dicom`
-    reads), also saved to ``output`` (.nii or .nii.gz) when given."""
-    if output is not None and not str(output).endswith(NIFTI_SUFFIXES):
-        raise InputError(output, "is not a .nii or .nii.gz name", "name the mask file .nii.gz")
+    input's exact shape and affine (for a DICOM series, the grid :mod:`segbench.inputs.dicom` reads),
+    also saved to ``output`` (.nii or .nii.gz) when given."""
+    if output is not None:
+        source = image.get_filename() if isinstance(image, nib.Nifti1Image) else image
+        check_output_path(output, [source])
     card = get_card(model) if isinstance(model, str) else model
     runner = make_backend(card, backend) if isinstance(backend, str | BackendKind) else backend
     mask = predict_volume(load_volume(image), card, runner, settings).mask
     if output is not None:
-        nib.save(mask, output)
+        save_mask(mask, Path(output))
     return mask
+
+
+def save_mask(mask: nib.Nifti1Image, output: Path) -> None:
+    """Write ``mask`` to a temporary file beside ``output``, then move it into place: a failed
+    write never leaves a truncated file under ``output``'s name."""
+    suffix = ".nii.gz" if str(output).endswith(".nii.gz") else ".nii"
+    # a name of this process (not mkstemp's 0600 file): the mask gets the usual permissions
+    tmp = output.parent / f".{output.name}.{os.getpid()}.tmp{suffix}"
+    try:
+        nib.save(mask, tmp)
+        os.replace(tmp, output)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ pyplot's global backend and figure registry are left alone.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,35 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def _unwritable(path: Path, exc: OSError) -> PlotError:
+    return PlotError(
+        f"{path}: cannot write the plot ({type(exc).__name__}: {exc}). Fix: choose a writable "
+        "report folder (--segbench-report-dir, or --out of `segbench report`)"
+    )
+
+
+def prepare_target(path: str | Path) -> Path:
+    """Check that matplotlib is there and that ``path``'s folder exists (created if needed) and
+    is writable, before anything is drawn: both problems become a :class:`PlotError`."""
+    require_matplotlib()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", facecolor="white")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # read-only file system, a file where a folder should be
+        raise _unwritable(path, exc) from exc
+    if path.is_dir():
+        raise PlotError(f"{path}: is a folder. Fix: pass a .png file name")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise _unwritable(path, PermissionError(f"{path.parent} is not writable"))
+    return path
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = prepare_target(path)
+    try:
+        fig.savefig(path, format="png", facecolor="white")
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
     return path
 
 
@@ -73,6 +99,7 @@ def _require_rows(rows: Sequence[CaseRecord], what: str) -> None:
 def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
     """Grouped horizontal bars: reference and candidate latency per case, speed-up annotated."""
     _require_rows(rows, "plot_latency")
+    path = prepare_target(path)
     rows = list(rows)
     n = len(rows)
     fig = _figure(8.0, 1.2 + 0.55 * n)
@@ -120,6 +147,7 @@ def plot_speedup_vs_voxels(rows: Sequence[CaseRecord], path: str | Path) -> Path
     """Speed-up against the number of voxels (log x), one labelled point per case; the
     no-gain line at 1.0; cases with a failed gate in red."""
     _require_rows(rows, "plot_speedup_vs_voxels")
+    path = prepare_target(path)
     points = [
         (r, float(r.voxels), r.speedup)
         for r in rows
@@ -175,6 +203,7 @@ def plot_class_dice(
     cell annotated with the Dice and coloured by 1 - Dice on a log scale (floor 1e-5); a class
     absent from both masks of a case is left grey."""
     _require_rows(rows, "plot_class_dice")
+    path = prepare_target(path)
     labels = sorted(
         {label for r in rows for label in r.class_dice},
         key=lambda k: (int(k), "") if k.isdigit() else (1 << 30, k),
@@ -261,6 +290,7 @@ def plot_disagreement(
             f"plot_disagreement: shapes differ (ct {ct.shape}, reference {reference.shape}, "
             f"candidate {candidate.shape}). Fix: resample the masks to the CT grid first"
         )
+    path = prepare_target(path)
     z = disagreement_slice(reference, candidate)
     ct_img = _axial(np.asarray(ct, dtype=np.float32), z)
     ref_img = _axial(reference, z)

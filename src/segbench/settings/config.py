@@ -22,9 +22,11 @@ key and the file)::
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -232,15 +234,84 @@ def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:
     return BenchConfig(gates, timing, reference, candidate, case_gates, source)
 
 
+def _no_duplicates(source: str) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ConfigError(
+                    f"{source}: key {key!r} appears twice in one object (JSON keeps only the "
+                    f"last, {value!r}). Fix: keep one {key!r} in {source}"
+                )
+            seen[key] = value
+        return seen
+
+    return hook
+
+
+def _reject_constant(source: str) -> Any:
+    def hook(name: str) -> Any:
+        raise ConfigError(
+            f"{source}: {name} is not a JSON number. Fix: write a finite number in {source}"
+        )
+
+    return hook
+
+
 def load_config(path: Path | None) -> BenchConfig:
-    """Read and validate ``path``; ``None`` gives the built-in defaults."""
+    """Read and validate ``path``; ``None`` gives the built-in defaults.
+
+    The file must be UTF-8 JSON (a byte-order mark is accepted) without repeated keys or
+    NaN/Infinity; every problem is a :class:`ConfigError` naming the file."""
     if path is None:
         return BenchConfig()
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file. Fix: create it or drop the option") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path}: is a folder, not a file. Fix: pass the benchmarks.json file itself"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot be read ({type(exc).__name__}: {exc}). Fix: check its permissions"
+        ) from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}). "
+            "Fix: save the file as UTF-8 JSON"
+        ) from None
+    try:
+        data = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates(str(path)),
+            parse_constant=_reject_constant(str(path)),
+        )
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc}). Fix the syntax at that line") from exc
     return parse_config(data, str(path))
+
+
+def check_case_keys(config: BenchConfig, case_ids: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` when a key of ``"cases"`` in the config names no case of the
+    session (a typo would otherwise silently leave the case on the default gates)."""
+    known = list(case_ids)
+    unknown = sorted(set(config.case_gates) - set(known))
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.75)
+    hint = f"closest case ids: {', '.join(map(repr, close))}" if close else "no case id is close"
+    more = (
+        f" (and {len(unknown) - 1} more unknown: {', '.join(unknown[1:4])})"
+        if len(unknown) > 1
+        else ""
+    )
+    raise ConfigError(
+        f"{config.source}: key 'cases.{key}' is not a case of this session{more}; {hint}. "
+        f"Fix: name one of the {len(known)} case ids in {config.source} (see pytest --collect-only)"
+    )
