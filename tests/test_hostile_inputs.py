@@ -14,10 +14,16 @@ import pytest
 from helpers import tiny_card, write_nifti
 
 from segbench.cli import main
-from segbench.settings.config import BenchConfig, Gates, check_case_keys, load_config, parse_config
 from segbench.errors import ConfigError, InputError
-from segbench.pipeline.predict import backend_kind, check_output_path, make_backend, predict, save_mask
 from segbench.inputs.volumes import check_truth_labels, load_volume
+from segbench.pipeline.predict import (
+    backend_kind,
+    check_output_path,
+    make_backend,
+    predict,
+    save_mask,
+)
+from segbench.settings.config import BenchConfig, Gates, check_case_keys, load_config, parse_config
 
 # ---- voxel types and headers ------------------------------------------------------------------
 

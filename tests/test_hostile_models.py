@@ -14,8 +14,8 @@ from helpers import tiny_card
 from onnx import TensorProto, helper
 
 from segbench.errors import ModelError
-from segbench.pipeline.export import check_onnx_matches
 from segbench.models.nnunet import load_nnunet_checkpoint
+from segbench.pipeline.export import check_onnx_matches
 
 
 class CallsSystem:

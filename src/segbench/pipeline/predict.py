@@ -207,8 +207,8 @@ def predict(
     output: str | Path | None = None,
 ) -> nib.Nifti1Image:
     """Segment ``image`` (a NIfTI path or image, or a folder of DICOM slices): a mask with the
-    input's exact shape and affine (for a DICOM series, the grid :mod:`segbench.inputs.dicom` reads),
-    also saved to ``output`` (.nii or .nii.gz) when given."""
+    input's exact shape and affine (for a DICOM series, the grid
+    :mod:`segbench.inputs.dicom` reads), also saved to ``output`` (.nii or .nii.gz) when given."""
     if output is not None:
         source = image.get_filename() if isinstance(image, nib.Nifti1Image) else image
         check_output_path(output, [source])
