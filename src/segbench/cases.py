@@ -25,6 +25,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -56,11 +57,14 @@ class Case:
     truth: Path | None = None
     masks: Path | None = None
 
-    def files(self, cache_dir: Path) -> tuple[Path, Path | None]:
-        """(image path, ground-truth label path or None), generating a phantom if needed.
-        A masks folder is not a label file: see :meth:`ground_truth`."""
+    def files(
+        self, cache_dir: Path, announce: Callable[[str], None] | None = None
+    ) -> tuple[Path, Path | None]:
+        """(image path, ground-truth label path or None), generating a phantom if needed (then
+        announced to ``announce``). A masks folder is not a label file: see
+        :meth:`ground_truth`."""
         if self.phantom is not None:
-            image, labels = ensure_phantom(self.phantom, cache_dir)
+            image, labels = ensure_phantom(self.phantom, cache_dir, announce)
             return image, labels
         assert self.path is not None
         return self.path, self.truth

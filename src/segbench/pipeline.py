@@ -16,7 +16,7 @@ import numpy as np
 from segbench.backends import Backend, BackendKind, OrtBackend, TorchBackend
 from segbench.errors import InputError
 from segbench.export import export_onnx
-from segbench.inference import count_windows, fit_patch, sliding_window
+from segbench.inference import Progress, count_windows, fit_patch, sliding_window
 from segbench.metrics import slabs
 from segbench.models import ModelCard, get_card, load_network
 from segbench.phantoms import default_cache_dir
@@ -112,8 +112,10 @@ def predict_volume(
     backend: Backend,
     settings: PipelineSettings | None = None,
     keep_logits: bool = False,
+    progress: Progress | None = None,
 ) -> Prediction:
-    """Run the whole pipeline on a loaded volume with ``backend`` as the predictor."""
+    """Run the whole pipeline on a loaded volume with ``backend`` as the predictor;
+    ``progress(done, total)`` is called per sliding window (see :func:`sliding_window`)."""
     settings = settings or PipelineSettings()
     t0 = time.perf_counter()
     net_input = preprocess(volume, card, settings)
@@ -132,6 +134,7 @@ def predict_volume(
         step_size=step,
         use_gaussian=settings.use_gaussian,
         batch_size=settings.batch_size,
+        progress=progress,
     )
     t2 = time.perf_counter()
     labels = argmax_labels(logits)
@@ -165,6 +168,7 @@ def predict(
     backend: Backend | BackendKind | str = BackendKind.TORCH,
     settings: PipelineSettings | None = None,
     output: str | Path | None = None,
+    progress: Progress | None = None,
 ) -> nib.Nifti1Image:
     """Segment ``image`` (a NIfTI path or image, or a folder of DICOM slices): a mask with the
     input's exact shape and affine (for a DICOM series, the grid :mod:`segbench.dicom` reads),
@@ -173,7 +177,7 @@ def predict(
         raise InputError(output, "is not a .nii or .nii.gz name", "name the mask file .nii.gz")
     card = get_card(model) if isinstance(model, str) else model
     runner = make_backend(card, backend) if isinstance(backend, str | BackendKind) else backend
-    mask = predict_volume(load_volume(image), card, runner, settings).mask
+    mask = predict_volume(load_volume(image), card, runner, settings, progress=progress).mask
     if output is not None:
         nib.save(mask, output)
     return mask
