@@ -85,6 +85,19 @@ def test_totalsegmentator_layout_builds_the_truth_by_class_name(tmp_path: Path) 
     assert case.ground_truth(tmp_path / "cache", ("background", "lung")) == (None, None)
 
 
+def test_totalsegmentator_case_with_a_broken_ct_is_left_out(tmp_path: Path) -> None:
+    (tmp_path / "s1" / "segmentations").mkdir(parents=True)
+    (tmp_path / "s1" / "ct.nii.gz").write_bytes(b"html error page")
+    _mask(tmp_path / "s1" / "segmentations" / "liver.nii.gz", np.ones(SHAPE))
+    found = discover(tmp_path)
+    assert found.cases == []
+    skipped = {s.path: s.reason for s in found.skipped}
+    assert skipped == {
+        "s1/ct.nii.gz": "is named .nii.gz but is not gzip data",
+        "s1/segmentations": "masks of ct.nii.gz, which is left out",
+    }
+
+
 def test_totalsegmentator_masks_on_another_grid_are_refused(tmp_path: Path) -> None:
     write_nifti(tmp_path / "s1" / "ct.nii.gz", shape=SHAPE)
     _mask(tmp_path / "s1" / "segmentations" / "liver.nii.gz", np.ones(SHAPE))

@@ -233,7 +233,7 @@ class _Walk:
                 mode = os.stat(entry.path).st_mode  # follows links
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    self.skip(here, "symlink loop: the link resolves to itself")
+                    self.skip(here, "symlink loop: the link never resolves to a file")
                 else:
                     target = os.readlink(entry.path) if entry.is_symlink() else "?"
                     self.skip(here, f"dangling symlink to {target}: its target does not exist")
@@ -244,10 +244,12 @@ class _Walk:
                     self.skip(here, "symlink loop: the link leads back to a folder above it")
                 elif real in self._seen:
                     self.skip(here, f"the same folder as {self._seen[real]}: searched once")
-                elif ts_masks is not None and entry.name == TS_MASKS:
+                elif ts_masks is not None and ts_image is not None and entry.name == TS_MASKS:
                     self._seen[real] = str(here)
-                    assert ts_image is not None
-                    self.ts_cases.append((rel, Path(ts_image.path), Path(entry.path)))
+                    if nifti_problem(Path(ts_image.path)) is None:
+                        self.ts_cases.append((rel, Path(ts_image.path), Path(entry.path)))
+                    else:
+                        self.skip(here, f"masks of {ts_image.name}, which is left out")
                 else:
                     self._seen[real] = str(here)
                     self.folder(Path(entry.path), here, (*chain, real))
