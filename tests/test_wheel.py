@@ -178,7 +178,7 @@ def test_data_option_forms_apply_the_same_gate_file(
     image, _ = ensure_phantom(PhantomSpec(TINY, 5), default_cache_dir())
     (data / "tiny.nii.gz").write_bytes(image.read_bytes())
     cmd = [str(user_env["python"]), "-m", "pytest", "--benchmark-only", *FAST]
-    gate_file = str(project / "benchmarks.json")
+    gate_file = str((project / "benchmarks.json").resolve())
     for form in (["--segbench-data", str(data)], [f"--segbench-data={data}"]):
         out = _run([*cmd, *form], project, user_env["env"])
         text = out.stdout + out.stderr
