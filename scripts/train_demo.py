@@ -1,4 +1,4 @@
-"""Train the embedded demo model on segbench's phantoms and write fixtures/demo/.
+"""Train the embedded demo model on segbench's phantoms; write src/segbench/models/weights/.
 
     python scripts/train_demo.py            # ~10 min on 2 CPU cores, deterministic
 
@@ -32,6 +32,8 @@ SPACING = (3.0, 3.0, 3.0)
 PATCH = (64, 64, 64)
 TILE_STEP = 0.8
 CLASS_NAMES = tuple(LABELS[k] for k in sorted(LABELS))
+# the package data of the checkout this script lies in (shipped in the wheel)
+OUT = Path(__file__).resolve().parents[1] / "src" / "segbench" / "models" / "weights"
 
 
 def training_volumes() -> list[tuple[np.ndarray, np.ndarray]]:
@@ -95,7 +97,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=demo.default_dir())
+    parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--crop", type=int, default=48)
     parser.add_argument("--batch", type=int, default=2)

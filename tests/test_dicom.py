@@ -275,15 +275,14 @@ def test_folder_cases_take_series_and_pair_ground_truths(tmp_path: Path) -> None
     write_nifti(tmp_path / "series_a_seg.nii.gz", shape=(6, 5, 4))
     write_nifti(tmp_path / "scan.nii.gz", shape=(6, 5, 4))
     write_nifti(tmp_path / "scan_seg.nii", shape=(6, 5, 4))
-    write_nifti(tmp_path / "lonely_seg.nii.gz", shape=(6, 5, 4))  # no case 'lonely': a case
+    write_nifti(tmp_path / "lonely_seg.nii.gz", shape=(6, 5, 4))  # no case 'lonely': left out
     (tmp_path / "reports").mkdir()  # no DICOM in it: not a case
     (tmp_path / "reports" / "r.txt").write_text("x")
     cases = {c.id: c for c in folder_cases(tmp_path)}
-    assert list(cases) == ["lonely_seg.nii.gz", "scan.nii.gz", "series_a"]
+    assert list(cases) == ["scan.nii.gz", "series_a"]
     assert cases["series_a"].path == tmp_path / "series_a"
     assert cases["series_a"].truth == tmp_path / "series_a_seg.nii.gz"
     assert cases["scan.nii.gz"].truth == tmp_path / "scan_seg.nii"
-    assert cases["lonely_seg.nii.gz"].truth is None
     assert cases["series_a"].files(tmp_path) == (tmp_path / "series_a", cases["series_a"].truth)
 
 

@@ -1,17 +1,9 @@
 """The regression suite: one reference and one candidate test per CT volume.
 
-``pytest --benchmark-only`` runs exactly these. The reference test records the PyTorch
-latency history; the candidate test records the ONNX Runtime latency history and applies the
-Dice and speed-up gates of benchmarks.json to the pair.
+``pytest --benchmark-only`` runs exactly these; they are the package's own
+(:mod:`segbench.suite`), so a user's suite file is this same import line.
 """
 
-from segbench.plugin import CaseCheck
+from segbench.suite import test_candidate, test_reference
 
-
-def test_reference(segbench_check: CaseCheck, benchmark) -> None:
-    segbench_check.measure("reference", benchmark)
-
-
-def test_candidate(segbench_check: CaseCheck, benchmark) -> None:
-    segbench_check.measure("candidate", benchmark)
-    segbench_check.check_gates(benchmark)
+__all__ = ["test_candidate", "test_reference"]

@@ -12,8 +12,10 @@ sits at x > 0 and the spleen at x < 0.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ LABELS: dict[int, str] = {
     6: "spine",
 }
 STORAGES = ("int16_scaled", "int16", "float32")
+log = logging.getLogger(__name__)
 HU_MIN, HU_MAX = -1024.0, 3071.0
 _SCALED_INTER = -1024.0
 
@@ -350,11 +353,21 @@ def _write_gz_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def ensure_phantom(spec: PhantomSpec, cache_dir: Path | None = None) -> tuple[Path, Path]:
-    """Paths of ``<cache>/phantoms/<case_id>.nii.gz`` and ``..._seg.nii.gz``, written once."""
+def ensure_phantom(
+    spec: PhantomSpec,
+    cache_dir: Path | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> tuple[Path, Path]:
+    """Paths of ``<cache>/phantoms/<case_id>.nii.gz`` and ``..._seg.nii.gz``, written once.
+    A generation (not a cache hit) is announced first: logged on ``segbench.phantoms`` (INFO)
+    and passed to ``announce`` when given."""
     folder = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "phantoms"
     image, labels = folder / f"{spec.case_id}.nii.gz", folder / f"{spec.case_id}_seg.nii.gz"
     if not (image.is_file() and labels.is_file()):
+        message = f"generating phantom {spec.case_id} into {folder}..."
+        log.info(message)
+        if announce is not None:
+            announce(message)
         folder.mkdir(parents=True, exist_ok=True)
         clean_stale_temps(folder)
         ct, seg = _phantom_bytes(spec)

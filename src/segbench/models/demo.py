@@ -1,13 +1,15 @@
 """The embedded demo model: a small nnU-Net-style 3D U-Net trained on segbench's phantoms.
 
-Weights and their card live in the repository's ``fixtures/demo/`` (made by
-``python scripts/train_demo.py``); ``$SEGBENCH_DEMO_DIR`` points elsewhere.
+Weights and their card are package data, ``segbench/models/weights/`` (made by
+``python scripts/train_demo.py`` in the repository), so an installed segbench carries them;
+``$SEGBENCH_DEMO_DIR`` points elsewhere.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from importlib.resources import files
 from pathlib import Path
 
 from segbench.errors import ModelError
@@ -21,11 +23,23 @@ WEIGHTS_NAME = "demo_unet.pt"
 CARD_NAME = "demo_unet.json"
 
 
+def package_dir() -> Path:
+    """The folder of the demo weights inside the installed package (``models/weights``)."""
+    folder = files("segbench.models").joinpath("weights")
+    if not isinstance(folder, Path):
+        raise ModelError(
+            f"the demo weights {folder} are inside an archive, not a folder. Fix: install "
+            "segbench as files (pip install segbench, not a zipped import)"
+        )
+    return folder
+
+
 def default_dir() -> Path:
+    """``$SEGBENCH_DEMO_DIR`` when set, else the package's own demo weights."""
     env = os.environ.get("SEGBENCH_DEMO_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "fixtures" / "demo"
+    return package_dir()
 
 
 def build(num_classes: int) -> PlainConvUNet:
@@ -37,8 +51,9 @@ def card(directory: Path | None = None) -> ModelCard:
     meta_path = folder / CARD_NAME
     if not meta_path.is_file():
         raise ModelError(
-            f"demo model card {meta_path} is missing; run `python scripts/train_demo.py` in the "
-            "segbench repository (or set SEGBENCH_DEMO_DIR to the folder holding it)"
+            f"demo model card {meta_path} is missing. Fix: reinstall segbench (its wheel carries "
+            "segbench/models/weights/), run `python scripts/train_demo.py` in the segbench "
+            "repository, or set SEGBENCH_DEMO_DIR to the folder holding it"
         )
     try:
         meta = json.loads(meta_path.read_text())

@@ -7,7 +7,12 @@ exports at most once and a retrained model never reuses a stale file.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import os
+import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,8 @@ from segbench.errors import ModelError
 from segbench.models.card import ModelCard, state_digest
 
 DEFAULT_OPSET = 17
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,8 +114,11 @@ def export_onnx(
     cache_dir: Path,
     opset: int = DEFAULT_OPSET,
     tolerance: float = 1e-3,
+    announce: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Return a verified ONNX export of ``net`` from ``cache_dir``, exporting it if needed."""
+    """Return a verified ONNX export of ``net`` from ``cache_dir``, exporting it if needed.
+    An export (not a cache hit) is announced first: logged on ``segbench.export`` (INFO) and
+    passed to ``announce`` when given."""
     net = net.eval()
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +127,10 @@ def export_onnx(
     meta = read_entry(path)
     if meta is not None:
         return ExportResult(path, float(meta["max_abs_diff"]), cached=True)
+    message = f"exporting {card.name} to ONNX (opset {opset}) into {cache_dir}..."
+    log.info(message)
+    if announce is not None:
+        announce(message)
     x = torch.from_numpy(verification_input(card))
     diff = 0.0
 

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 Shape3 = tuple[int, int, int]
+Progress = Callable[[int, int], None]  # progress(done, total): sliding-window windows done
 
 
 @lru_cache(maxsize=8)
@@ -122,11 +123,14 @@ def sliding_window(
     step_size: float = 0.5,
     use_gaussian: bool = True,
     batch_size: int = 1,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Predict logits ``(K, X, Y, Z)`` float32 for a ``(C, X, Y, Z)`` float32 image.
 
     Every window has exactly ``patch_size`` (so it is divisible by the network's total stride
-    when the patch is); each predictor call gets up to ``batch_size`` windows.
+    when the patch is); each predictor call gets up to ``batch_size`` windows. ``progress``,
+    when given, is called as ``progress(done, total)`` windows before the first and after each
+    predictor call (inside the timed inference: keep it cheap).
     """
     if image.ndim != 4:
         raise ValueError(f"image must be (C, X, Y, Z), got shape {image.shape}")
@@ -137,6 +141,8 @@ def sliding_window(
     logits = np.zeros((num_classes, *spatial), dtype=np.float32)
     weights = np.zeros(spatial, dtype=np.float32)
     windows = list(_windows(compute_steps(spatial, patch, step_size), patch))
+    if progress is not None:
+        progress(0, len(windows))
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
         batch = np.stack([padded[(slice(None), *w)] for w in chunk])
@@ -153,5 +159,7 @@ def sliding_window(
             logits[(slice(None), *w)] += pred
             weights[w] += weight
         del batch, out, pred  # free this output before the next window's is made, not after
+        if progress is not None:
+            progress(start + len(chunk), len(windows))
     logits /= weights
     return logits[crop]

@@ -22,7 +22,7 @@ from segbench.models import ModelCard, get_card, load_network
 from segbench.pipeline.backends import Backend
 from segbench.pipeline.export import export_onnx
 from segbench.pipeline.factory import build_backend
-from segbench.pipeline.inference import count_windows, fit_patch, sliding_window
+from segbench.pipeline.inference import Progress, count_windows, fit_patch, sliding_window
 from segbench.pipeline.preprocess import resample, resampled_shape
 from segbench.scoring.metrics import slabs
 from segbench.settings.config import Profile
@@ -99,8 +99,10 @@ def predict_volume(
     backend: Backend,
     settings: PipelineSettings | None = None,
     keep_logits: bool = False,
+    progress: Progress | None = None,
 ) -> Prediction:
-    """Run the whole pipeline on a loaded volume with ``backend`` as the predictor."""
+    """Run the whole pipeline on a loaded volume with ``backend`` as the predictor;
+    ``progress(done, total)`` is called per sliding window (see :func:`sliding_window`)."""
     settings = settings or PipelineSettings()
     t0 = time.perf_counter()
     net_input = preprocess(volume, card, settings)
@@ -119,6 +121,7 @@ def predict_volume(
         step_size=step,
         use_gaussian=settings.use_gaussian,
         batch_size=settings.batch_size,
+        progress=progress,
     )
     t2 = time.perf_counter()
     labels = argmax_labels(logits)
@@ -205,6 +208,7 @@ def predict(
     backend: Backend | BackendKind | str = BackendKind.TORCH,
     settings: PipelineSettings | None = None,
     output: str | Path | None = None,
+    progress: Progress | None = None,
 ) -> nib.Nifti1Image:
     """Segment ``image`` (a NIfTI path or image, or a folder of DICOM slices): a mask with the
     input's exact shape and affine (for a DICOM series, the grid
@@ -214,7 +218,7 @@ def predict(
         check_output_path(output, [source])
     card = get_card(model) if isinstance(model, str) else model
     runner = make_backend(card, backend) if isinstance(backend, str | BackendKind) else backend
-    mask = predict_volume(load_volume(image), card, runner, settings).mask
+    mask = predict_volume(load_volume(image), card, runner, settings, progress=progress).mask
     if output is not None:
         save_mask(mask, Path(output))
     return mask
