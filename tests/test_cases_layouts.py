@@ -13,8 +13,8 @@ import pytest
 from helpers import write_dicom_series
 from helpers import write_nifti as _write_nifti
 
-from segbench.inputs.cases import discover, folder_cases, glob_regex
 from segbench.errors import ConfigError, InputError
+from segbench.inputs.cases import discover, folder_cases, glob_regex
 
 SHAPE = (6, 5, 4)
 

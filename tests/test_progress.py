@@ -11,12 +11,12 @@ import pytest
 from helpers import build_tiny_net, tiny_card, write_nifti
 
 from segbench.inputs.cases import Case
+from segbench.inputs.phantoms import GridSpec, PhantomSpec, ensure_phantom
+from segbench.inputs.volumes import load_volume
 from segbench.pipeline.export import export_onnx
 from segbench.pipeline.inference import count_windows, sliding_window
-from segbench.inputs.phantoms import GridSpec, PhantomSpec, ensure_phantom
 from segbench.pipeline.predict import predict_volume
 from segbench.settings.pipeline import PipelineSettings
-from segbench.inputs.volumes import load_volume
 
 TINY = GridSpec("progress3mm", (20, 18, 16), (3.0, 3.0, 3.0), "RAS")
 

@@ -7,10 +7,7 @@ exports at most once and a retrained model never reuses a stale file.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
