@@ -134,6 +134,8 @@ def build_runtime(
                 threads=profile.threads,
                 graph_level=profile.graph_level,
                 mem_arena=profile.mem_arena,
+                provider=profile.provider,
+                provider_options=profile.provider_options,
             )
     if injection.delay or injection.slowdown or injection.shift:
         backends["candidate"] = InjectedBackend(backends["candidate"], injection)
