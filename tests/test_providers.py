@@ -340,3 +340,18 @@ def test_gpu_providers_run_and_match_the_cpu_provider(
     assert backend.device == "cuda" and backend.io_binding is True
     # TensorRT may run float32 convolutions in TF32: a looser bound
     assert float(np.abs(backend(batch) - cpu).max()) < tolerance
+
+
+def test_the_runner_passes_the_profile_provider_to_the_backend(tmp_path: Path) -> None:
+    from segbench.backends import BackendKind
+    from segbench.config import BenchConfig
+    from segbench.runner import build_runtime
+
+    profile = Profile(BackendKind.ONNX, threads=1, provider="openvino")
+    config = BenchConfig(candidate=profile)
+    if OPENVINO_EP not in available_providers():
+        with pytest.raises(ConfigError, match=r"segbench\[openvino\]"):
+            build_runtime(tiny_card(), config, tmp_path)
+        return
+    runtime = build_runtime(tiny_card(), config, tmp_path)
+    assert runtime.backends["candidate"].provider == OPENVINO_EP
