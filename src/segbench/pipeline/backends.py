@@ -7,9 +7,9 @@ float32 batch ``(B, C, X, Y, Z)`` to float32 logits ``(B, K, X, Y, Z)``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from torch import nn
 
 from segbench.errors import ModelError
 from segbench.settings.kinds import GRAPH_LEVELS, BackendKind
+from segbench.settings.providers import check_ran_on, device_of, plan_providers
 
 log = logging.getLogger("segbench")
 
@@ -56,23 +57,13 @@ class TorchBackend:
             return out.float().cpu().numpy()
 
 
-def default_providers() -> list[str]:
-    """TensorRT / CUDA when onnxruntime-gpu sees a GPU, then CPU as the fallback."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    gpu = torch.cuda.is_available()
-    chosen = [
-        p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available and gpu
-    ]
-    return [*chosen, "CPUExecutionProvider"]
-
-
 class OrtBackend:
     """An onnxruntime ``InferenceSession`` over an ONNX file.
 
-    ``providers`` default to :func:`default_providers`; ``threads`` sets intra-op threads
-    (None: onnxruntime's default, all physical cores); ``graph_level`` one of GRAPH_LEVELS.
+    ``provider`` (see :mod:`segbench.settings.providers`; ``auto``: TensorRT / CUDA when
+    onnxruntime-gpu sees a GPU, else the CPU) and its ``provider_options`` choose the providers unless a raw
+    ``providers`` list is given; ``threads`` sets intra-op threads (and OpenVINO's; None:
+    onnxruntime's default, all physical cores); ``graph_level`` one of GRAPH_LEVELS.
     ``io_binding`` (default: on when the session runs on a GPU provider) binds the input as one
     ``OrtValue`` on the session's device and the output there too, so each window is copied
     to the device once and back once, and the timing holds those two copies and nothing more.
@@ -90,6 +81,8 @@ class OrtBackend:
         graph_level: str = "all",
         io_binding: bool | None = None,
         mem_arena: bool = True,
+        provider: str = "auto",
+        provider_options: Mapping[str, Any] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -105,7 +98,9 @@ class OrtBackend:
         if threads:
             opts.intra_op_num_threads = threads
         opts.enable_cpu_mem_arena = mem_arena
-        requested = list(providers) if providers else default_providers()
+        # a raw ``providers`` list wins; else ``provider`` picks the list
+        plan = None if providers else plan_providers(provider, provider_options, threads)
+        requested: list[Any] = plan.providers if plan else list(providers or ())
         try:
             self.session = ort.InferenceSession(str(model_path), opts, providers=requested)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -118,12 +113,14 @@ class OrtBackend:
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         actual = self.session.get_providers()[0]
-        if actual != requested[0]:
+        if plan is not None:
+            check_ran_on(plan, actual, model_path)
+        if actual != (requested[0] if isinstance(requested[0], str) else requested[0][0]):
             log.warning(
                 "onnxruntime fell back from %s to %s for %s", requested[0], actual, model_path
             )
         log.info("onnxruntime runs %s on %s", model_path, actual)
-        self.device = "cpu" if actual == "CPUExecutionProvider" else "cuda"
+        self.device = device_of(actual)
         self.io_binding = self.device != "cpu" if io_binding is None else io_binding
 
     @property

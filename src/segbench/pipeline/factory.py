@@ -37,4 +37,6 @@ def build_backend(
         threads=profile.threads,
         graph_level=profile.graph_level,
         mem_arena=profile.mem_arena,
+        provider=profile.provider,
+        provider_options=profile.provider_options,
     )

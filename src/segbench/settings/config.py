@@ -12,12 +12,15 @@ key and the file)::
     PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
                "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all",
                "use_gaussian": true | false, "fit_patch": true | false,
-               "mem_arena": true | false, "precision": "fp32" | "fp16"}
+               "mem_arena": true | false, "precision": "fp32" | "fp16",
+               "provider": "auto" | "cpu" | "openvino" | "cuda" | "tensorrt",
+               "provider_options": {<option of that provider>: value}}
 
     ``fit_patch`` shrinks the window to a volume smaller than the patch (see
     :func:`segbench.pipeline.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena;
     ``precision`` ``fp16`` (onnx profiles only) runs a float16 copy of the ONNX file (see
-    :func:`segbench.pipeline.export.to_float16`).
+    :func:`segbench.pipeline.export.to_float16`); ``provider`` and ``provider_options`` (onnx
+    profiles only) choose onnxruntime's execution provider (see :mod:`segbench.settings.providers`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 from segbench.errors import ConfigError
 from segbench.settings.kinds import ESTIMATORS, GRAPH_LEVELS, PRECISIONS, BackendKind
 from segbench.settings.pipeline import PipelineSettings
+from segbench.settings.providers import check_options, parse_provider
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class Profile:
     fit_patch: bool = False
     mem_arena: bool = True
     precision: str = "fp32"  # "fp16": the ONNX file converted to float16 (float32 in and out)
+    provider: str = "auto"  # onnx profiles: segbench.settings.providers.Provider's values
+    provider_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def pipeline(self) -> PipelineSettings:
@@ -194,7 +200,22 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
             if value not in PRECISIONS:
                 raise _fail(source, k, f"must be one of {list(PRECISIONS)}, got {value!r}")
             values[key] = value
+        elif key == "provider":
+            values[key] = parse_provider(value, k, source).value
+    if "provider_options" in data or "provider" in values:
+        provider = values.get("provider", base.provider)
+        opts = data.get("provider_options", base.provider_options)
+        check_options(provider, opts, f"{where}.provider_options", source)
+        values["provider_options"] = dict(opts)
     profile = replace(base, **values)
+    set_keys = [key for key in ("provider", "provider_options") if key in data]
+    if profile.backend is not BackendKind.ONNX and set_keys:
+        raise _fail(
+            source,
+            f"{where}.{set_keys[0]}",
+            f"is set, which only an onnx profile supports (backend {profile.backend.value!r}); "
+            "set backend to onnx or drop provider and provider_options",
+        )
     if profile.precision != "fp32" and profile.backend is not BackendKind.ONNX:
         raise _fail(
             source,
