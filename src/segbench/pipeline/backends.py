@@ -62,8 +62,9 @@ class OrtBackend:
 
     ``provider`` (see :mod:`segbench.settings.providers`; ``auto``: TensorRT / CUDA when
     onnxruntime-gpu sees a GPU, else the CPU) and its ``provider_options`` choose the providers
-    unless a raw ``providers`` list is given; ``threads`` sets intra-op threads (and OpenVINO's; None:
-    onnxruntime's default, all physical cores); ``graph_level`` one of GRAPH_LEVELS.
+    unless a raw ``providers`` list is given; ``threads`` sets intra-op threads (and
+    OpenVINO's; None: onnxruntime's default, all physical cores); ``graph_level`` one of
+    GRAPH_LEVELS.
     ``io_binding`` (default: on when the session runs on a GPU provider) binds the input as one
     ``OrtValue`` on the session's device and the output there too, so each window is copied
     to the device once and back once, and the timing holds those two copies and nothing more.
