@@ -168,7 +168,7 @@ def to_float16(path: Path, out_dir: Path) -> Path:
     (``keep_io_types``), so the backend interface and the sliding window are unchanged. Made
     by onnxruntime's own converter (``onnxruntime.transformers.float16``) and checked with
     ``onnx.checker``. Whether it is faster depends on the device: GPUs (tensor cores) gain,
-    a CPU without float16 kernels loses (see the README's performance section).
+    a CPU without float16 kernels loses (see the performance figures in docs/results/).
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
