@@ -16,8 +16,8 @@ import torch
 
 from segbench.inputs.phantoms import default_cache_dir
 from segbench.models.card import ModelCard
+from segbench.models.normalization import CTNormalization
 from segbench.models.unet import PlainConvUNet
-from segbench.pipeline.preprocess import CTNormalization
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "test_regression.py"

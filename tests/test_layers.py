@@ -198,3 +198,41 @@ def test_the_blocker_blocks() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode != 0 and "torch is blocked" in out.stderr
+
+
+# Each layer imports only layers of a lower rank (module-level imports): the arrows of
+# docs/architecture.md, plugin -> bench -> pipeline -> models / inputs -> settings.
+LAYER_RANK = {
+    "segbench": 0,  # the package's __init__: lazy, imports nothing at module level
+    "errors": 0,
+    "cachefiles": 1,
+    "settings": 1,
+    "scoring": 2,
+    "inputs": 2,
+    "models": 2,
+    "results": 3,
+    "pipeline": 3,
+    "bench": 4,
+    "plugin": 5,
+    "cli": 5,
+    "suite": 6,
+    "__main__": 6,
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_layers_import_downwards_only() -> None:
+    graph = _graph()
+    layers = {_layer(m) for m in graph}
+    assert layers <= set(LAYER_RANK), f"unranked layers: {sorted(layers - set(LAYER_RANK))}"
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if _layer(a) != _layer(b) and LAYER_RANK[_layer(b)] >= LAYER_RANK[_layer(a)]
+    )
+    assert not upward, "imports against the layering:\n" + "\n".join(upward)

@@ -159,7 +159,7 @@ def test_torchscript_missing_or_unreadable_files(scripted: Path, tmp_path: Path)
 
 FACTORIES = """
 from segbench.models.card import ModelCard
-from segbench.pipeline.preprocess import CTNormalization
+from segbench.models.normalization import CTNormalization
 from helpers import build_tiny_net
 
 FIELDS = {FIELDS}

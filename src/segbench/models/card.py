@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from segbench.errors import ModelError
-from segbench.pipeline.preprocess import CTNormalization
+from segbench.models.normalization import CTNormalization
 
 Shape3 = tuple[int, int, int]
 

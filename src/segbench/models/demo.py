@@ -14,8 +14,8 @@ from pathlib import Path
 
 from segbench.errors import ModelError
 from segbench.models.card import ModelCard
+from segbench.models.normalization import CTNormalization
 from segbench.models.unet import PlainConvUNet
-from segbench.pipeline.preprocess import CTNormalization
 
 FEATURES = (8, 16, 32, 64)
 STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2))

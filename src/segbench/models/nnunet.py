@@ -41,8 +41,8 @@ import torch
 
 from segbench.errors import ModelError
 from segbench.models.card import ModelCard
+from segbench.models.normalization import CTNormalization
 from segbench.models.unet import PlainConvUNet
-from segbench.pipeline.preprocess import CTNormalization
 
 Shape3 = tuple[int, int, int]
 

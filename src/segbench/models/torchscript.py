@@ -37,7 +37,7 @@ from torch import nn
 
 from segbench.errors import ModelError
 from segbench.models.card import ModelCard
-from segbench.pipeline.preprocess import CTNormalization
+from segbench.models.normalization import CTNormalization
 
 REQUIRED_KEYS = ("spacing", "patch_size", "total_stride", "normalization", "class_names")
 OPTIONAL_KEYS = ("tile_step", "in_channels", "name")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from segbench.models.card import ModelCard
+from segbench.models.normalization import CTNormalization
 from segbench.models.unet import PlainConvUNet
-from segbench.pipeline.preprocess import CTNormalization
 
 FEATURES = (32, 64, 128, 256, 320, 320)
 STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 1, 1))
