@@ -22,9 +22,10 @@ from segbench.inputs.phantoms import LABELS, generate_phantom, phantom_set
 from segbench.inputs.volumes import load_volume
 from segbench.models import demo
 from segbench.models.card import sha256_file
-from segbench.models.normalization import CTNormalization, resample, resampled_shape
+from segbench.models.normalization import CTNormalization
 from segbench.pipeline.backends import TorchBackend
 from segbench.pipeline.predict import predict_volume
+from segbench.pipeline.preprocess import resample, resampled_shape
 from segbench.scoring.metrics import compute_dice
 from segbench.settings.pipeline import PipelineSettings
 

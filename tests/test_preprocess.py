@@ -7,7 +7,8 @@ import pytest
 from helpers import synthetic_ct
 from scipy import ndimage
 
-from segbench.models.normalization import CTNormalization, resample, resampled_shape
+from segbench.models.normalization import CTNormalization
+from segbench.pipeline.preprocess import resample, resampled_shape
 
 
 def test_resampled_shape_rounds_to_nearest() -> None:
