@@ -229,6 +229,7 @@ def worst_classes(
     names = class_names or {}
     worst: dict[str, tuple[float, str]] = {}
     below: dict[str, int] = {}
+    small: dict[str, int] = {}  # below, and below the lowest Dice of the gated classes
     thresholds = {r.case: run_gates(run, r.case) if run else Gates() for r in rows}
     for r in rows:
         for label, dice in r.class_dice.items():
@@ -236,6 +237,8 @@ def worst_classes(
                 worst[label] = (dice, r.case)
             if dice < thresholds[r.case].class_dice_min:
                 below[label] = below.get(label, 0) + 1
+                if r.gated_class_dice_min is not None and dice < r.gated_class_dice_min:
+                    small[label] = small.get(label, 0) + 1
     if not worst:
         return []
     gates = run_gates(run) if run else Gates()
@@ -243,7 +246,7 @@ def worst_classes(
     n_below = sum(1 for k in worst if below.get(k))
     lines = [
         "",
-        f"## Worst classes ({len(ranked)} lowest Dice of {len(worst)} classes)",
+        f"## Worst classes ({len(ranked)} of {len(worst)}, lowest Dice first)",
         "",
         f"Per-class Dice gate: class_dice_min {gates.class_dice_min:g}, applied to classes "
         f"with at least {gates.min_class_voxels} voxels in the reference mask; mean Dice gate: "
@@ -257,7 +260,8 @@ def worst_classes(
             label,
             f"{worst[label][0]:.5f}",
             worst[label][1],
-            f"{below.get(label, 0)} of {sum(label in r.class_dice for r in rows)}",
+            f"{below.get(label, 0)} of {sum(label in r.class_dice for r in rows)}"
+            + (f" ({small[label]} too small to gate)" if small.get(label) else ""),
         ]
         for label in ranked
     ]

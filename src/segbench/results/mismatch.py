@@ -88,6 +88,8 @@ def _show(value: Any, plain: bool = False) -> str:
     if value is None:
         return "none"
     if isinstance(value, str):
+        if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+            value = value[:12] + "..."  # a SHA-256
         return value if plain else repr(value)
     if isinstance(value, tuple):
         return ", ".join(_show(v) for v in value)

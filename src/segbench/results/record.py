@@ -63,6 +63,7 @@ class CaseRecord:
     machine: str | None = None  # the machine that ran the case (a merged run has several)
     error: str | None = None  # the case could not run (the session's table: ERROR)
     injected: str | None = None  # --segbench-inject of the run ("none": nothing injected)
+    gated_class_dice_min: float | None = None  # lowest Dice of the classes big enough to gate
 
     @property
     def provider(self) -> str:
@@ -209,6 +210,7 @@ class CaseRecord:
             gates={str(k): bool(v) for k, v in gates.items()} if isinstance(gates, Mapping) else {},
             machine=str(first["machine"]) if first.get("machine") else None,
             injected=str(cand["injected"]) if cand.get("injected") else None,
+            gated_class_dice_min=number(cand.get("gated_class_dice_min")),
         )
 
 
