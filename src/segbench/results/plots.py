@@ -116,7 +116,7 @@ def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlim(0, top * 1.15 if top > 0 else 1.0)
     ax.set_xlabel(f"latency per volume (s, {rows[0].estimator} of the timed rounds)")
-    ax.set_title("End-to-end latency per case (speed-up = reference (paired, gate) / candidate)")
+    ax.set_title("Latency per case (speed-up = reference (paired, gate) / candidate)")
     ax.grid(axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     return save(fig, path)
@@ -291,8 +291,8 @@ def plot_class_dice(
     ax.set_xlabel("case" if by_rows else "class")
     ax.set_ylabel("class" if by_rows else "case")
     ax.set_title(
-        f"Dice per class, candidate vs reference mask ({len(labels)} classes, {len(rows)} "
-        f"cases)\ngates: class_dice_min {gates.class_dice_min:g} (classes of >= "
+        f"Dice per class, candidate vs reference mask ({len(labels)} classes present, "
+        f"{len(rows)} cases)\ngates: class_dice_min {gates.class_dice_min:g} (classes of >= "
         f"{gates.min_class_voxels} voxels), dice_min {gates.dice_min:g} (mean)",
         fontsize=9,
     )
@@ -312,7 +312,7 @@ def plot_class_dice(
         handles=[Patch(color=c, label=n) for c, n in zip(colors, band_names, strict=True)]
         + [Patch(color=ABSENT_COLOR, label="class absent from both masks")],
         loc="outside lower center",
-        ncols=4,
+        ncols=max(1, min(4, int(fig.get_figwidth() / 3.0))),  # columns of ~3 inches fit
         fontsize=7.5,
         frameon=False,
     )
