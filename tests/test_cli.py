@@ -197,18 +197,21 @@ def test_report_markdown(tmp_path: Path) -> None:
     code, text = run_cli("report", run_path, "--out", out, "--no-plots")
     assert code == 0
     assert (out / "report.md").read_text() == text
-    assert "| subject | shape | reference s | candidate s | speed-up | mean Dice |" in text
     assert (
-        "| phantom_a_s1.nii.gz | 64x64x40 | 2.500 | 1.250 | 2.00x | 0.99955 | label 2 0.99871"
-        in text
+        "| subject | shape | reference s (paired, gate) | candidate s | speed-up | "
+        "reference s (own rounds) | mean Dice |"
+    ) in text
+    assert (
+        "| phantom_a_s1.nii.gz | 64x64x40 | 2.500 | 1.250 | 2.00x | 2.500 | 0.99955 | "
+        "label 2 0.99871" in text
     )
     assert "0.9100 / 0.9110" in text  # Dice vs ground truth, both roles
     assert "FAIL dice" in text
     # summary rows: totals 4.3 s / 2.75 s, mean and median of the speed-ups 2.0, 1.2, 1.2
-    assert "| **total (3 cases)** |  | 4.300 | 2.750 | 1.56x |" in text
-    assert "| **mean** |  | 1.433 | 0.917 | 1.47x |" in text
-    assert "| **median** |  | 1.200 | 1.000 | 1.20x |" in text
-    assert "| **min** |  |  |  | 1.20x | 0.99825 |" in text
+    assert "| **total (3 cases)** |  | 4.300 | 2.750 | 1.56x | 4.300 |" in text
+    assert "| **mean** |  | 1.433 | 0.917 | 1.47x | 1.433 |" in text
+    assert "| **median** |  | 1.200 | 1.000 | 1.20x | 1.200 |" in text
+    assert "| **min** |  |  |  | 1.20x |  | 0.99825 |" in text
     assert "1 of 6 (1 cases not ok)" in text
     assert "## Stage times" in text
     assert not (out / "latency.png").exists()
@@ -321,7 +324,13 @@ def test_export_gab_two_files(tmp_path: Path) -> None:
     smaller = json.loads((tmp_path / "out" / "gab-smaller.json").read_text())
     bigger = json.loads((tmp_path / "out" / "gab-bigger.json").read_text())
     assert "customSmallerIsBetter" in text and "customBiggerIsBetter" in text
-    assert len(smaller) == 6 and len(bigger) == 6
+    assert len(smaller) == 9 and len(bigger) == 6
+    # the reference's two figures are two series, named by which one they are
+    assert [e["name"] for e in smaller[:3]] == [
+        "phantom_a_s1.nii.gz - reference latency (paired, gate)",
+        "phantom_a_s1.nii.gz - reference latency (own rounds)",
+        "phantom_a_s1.nii.gz - candidate latency",
+    ]
     for entry in smaller + bigger:
         assert set(entry) <= {"name", "unit", "value", "extra"}
         assert isinstance(entry["name"], str) and isinstance(entry["unit"], str)
@@ -330,7 +339,7 @@ def test_export_gab_two_files(tmp_path: Path) -> None:
         "name": "phantom_a_s1.nii.gz - candidate latency",
         "unit": "s",
         "value": 1.25,
-    }.items() <= smaller[1].items()
+    }.items() <= smaller[2].items()
     units = {e["name"].rsplit(" - ", 1)[1]: e["unit"] for e in bigger}
     assert units == {"mean Dice": "Dice", "speed-up": "x"}
 

@@ -2,8 +2,10 @@
 
 - ``segbench report RUN.json [--out DIR] [--no-plots]``: DIR/report.md and three PNGs
   (latency.png, speedup_vs_voxels.png, class_dice.png); prints the Markdown.
-- ``segbench compare OLD.json NEW.json [--max-slowdown 1.15] [--max-dice-drop 0.002]``:
-  prints what changed per case; exit 1 when a threshold is crossed.
+- ``segbench compare OLD.json NEW.json [--max-slowdown 1.15] [--max-dice-drop 0.002] [--force]``:
+  prints what changed per case; exit 1 when a threshold is crossed; refuses (exit 2) runs
+  measured differently (CPU type, injection, malloc mode, timing, model, weights) unless
+  ``--force``.
 - ``segbench export-gab RUN.json [-o OUT.json] [--kind smaller|bigger]``: github-action-benchmark
   ``custom`` JSON.
 - ``segbench merge SHARD.json... -o MERGED.json``: one run from the shards of a sharded suite;
@@ -11,7 +13,9 @@
 - ``segbench gate RUN.json``: the session's summary table from a saved or merged run; exit 1
   when a gate failed or a case is missing its reference, its candidate or both.
 
-Exit codes: 0 ok, 1 regression (``compare``) or failed gate (``gate``), 2 bad input or usage.
+Exit codes: 0 ok, 1 regression (``compare``) or failed gate (``gate``), 2 bad input or usage
+(``compare``: runs that do not compare). An injected run (``--segbench-inject``) says so in the
+first line of ``gate``, ``report`` and ``compare``.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from typing import Any, TextIO
 
 from segbench.errors import InputError, SegbenchError
 from segbench.results.compare import compare_runs
-from segbench.results.decision import gate_decision
+from segbench.results.decision import gate_decision, run_gates
 from segbench.results.markdown import render_comparison, render_report
 from segbench.results.merge import merge_shards
+from segbench.results.mismatch import injected_banner
 from segbench.results.runs import ROLES, Run, load_run
-from segbench.results.table import missing, summary_table, timing_line
+from segbench.results.table import REFERENCE_LINE, missing, summary_table, timing_line
 
 PLOTS = {
     "latency": "latency.png",
@@ -86,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Per case: latency ratio new/old of both roles, speed-up, mean Dice delta. "
         "Exit 1 when a role got slower than --max-slowdown, the mean Dice fell by more than "
         "--max-dice-drop, or a gate that passed now fails; cases in one run only are listed "
-        "but do not fail.",
+        "but do not fail. The reference latency is the paired figure of the speed-up gate. "
+        "Refused (exit 2) unless --force: runs of different CPU types, an injected run "
+        "against a normal one, another malloc mode, rounds, warm-up rounds, estimator, model "
+        "or weights. Other differences (versions, gates, profiles) are warnings.",
     )
     compare.add_argument("old", type=Path, metavar="OLD.json")
     compare.add_argument("new", type=Path, metavar="NEW.json")
@@ -102,12 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.002,
         help="largest allowed drop of the mean Dice (default: 0.002)",
     )
+    compare.add_argument(
+        "--force",
+        action="store_true",
+        help="compare runs measured differently anyway (the output says FORCED and lists "
+        "the differences)",
+    )
 
     gab = sub.add_parser(
         "export-gab",
         help="github-action-benchmark 'custom' JSON",
         description="Entries {name, unit, value, extra} for github-action-benchmark. Latency "
-        "per case and role (s) is 'customSmallerIsBetter'; mean Dice and speed-up per case are "
+        "per case (s) is 'customSmallerIsBetter': 'reference latency (paired, gate)' (the "
+        "reference runs interleaved with the candidate's, the speed-up gate's figure), "
+        "'reference latency (own rounds)' (the reference test's own rounds) and 'candidate "
+        "latency'; mean Dice and speed-up per case are "
         "'customBiggerIsBetter'. Without --kind, two files are written: OUT-smaller.json and "
         "OUT-bigger.json (OUT = -o without its .json; default gab). With --kind, one file "
         "(-o, default: standard output).",
@@ -178,7 +195,9 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         plots.plot_latency(rows, folder / PLOTS["latency"])
         plots.plot_speedup_vs_voxels(rows, folder / PLOTS["speedup_vs_voxels"])
-        plots.plot_class_dice(rows, folder / PLOTS["class_dice"], class_names=names)
+        plots.plot_class_dice(
+            rows, folder / PLOTS["class_dice"], class_names=names, gates=run_gates(run)
+        )
         images = [
             ("latency per case", PLOTS["latency"]),
             ("speed-up against voxels", PLOTS["speedup_vs_voxels"]),
@@ -198,7 +217,14 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     old, new = load_run(args.old), load_run(args.new)
-    comparison = compare_runs(old, new, args.max_slowdown, args.max_dice_drop)
+    comparison = compare_runs(old, new, args.max_slowdown, args.max_dice_drop, force=args.force)
+    for diff in comparison.warnings:
+        print(f"segbench compare: warning: {diff.text()} (old vs new)", file=sys.stderr)
+    if comparison.forced:
+        print(
+            "segbench compare: FORCED past: " + "; ".join(d.text() for d in comparison.refused),
+            file=sys.stderr,
+        )
     out.write(render_comparison(comparison))
     return 1 if comparison.regressed else 0
 
@@ -206,24 +232,40 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 # export-gab ------------------------------------------------------------------------------------
 
 
+GAB_SERIES = {
+    "reference": "reference latency (paired, gate)",
+    "reference-own": "reference latency (own rounds)",
+    "candidate": "candidate latency",
+}
+
+
 def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
-    """github-action-benchmark entries by kind: ``"smaller"`` (latency per case and role, s)
-    and ``"bigger"`` (mean Dice and speed-up per case)."""
+    """github-action-benchmark entries by kind: ``"smaller"`` (latency per case, s: the
+    reference's paired figure of the speed-up gate and its own test's rounds, the candidate's)
+    and ``"bigger"`` (mean Dice and speed-up per case). An injected run says so in ``extra``."""
     smaller: list[dict[str, Any]] = []
     bigger: list[dict[str, Any]] = []
+    injected = f"; INJECTED: {run.injection}" if run.injected else ""
     for r in run.rows:
         shape = "x".join(str(s) for s in r.shape)
-        for role in ROLES:
+        for series, role, value, how in (
+            ("reference", "reference", r.reference_s, "rounds interleaved with the candidate's"),
+            ("reference-own", "reference", r.reference_own_s, "the reference test's own rounds"),
+            ("candidate", "candidate", r.candidate_s, "the candidate test's rounds"),
+        ):
             res = r.roles.get(role)
-            if res is None or res.latency_s is None:
+            if res is None or value is None:
                 continue
+            if series == "reference-own" and res.latency_source != "gate":
+                continue  # no paired figure: the series above is already the own rounds'
+            source = res.latency_source if series != "reference-own" else "own rounds"
             smaller.append(
                 {
-                    "name": f"{r.case} - {role} latency",
+                    "name": f"{r.case} - {GAB_SERIES[series]}",
                     "unit": "s",
-                    "value": round(res.latency_s, 6),
-                    "extra": f"{res.backend} ({res.provider}); {r.estimator} of the timed "
-                    f"rounds; shape {shape}; source {res.latency_source}",
+                    "value": round(value, 6),
+                    "extra": f"{res.backend} ({res.provider}); {r.estimator} of {how}; "
+                    f"shape {shape}; source {source}{injected}",
                 }
             )
         if r.mean_dice is not None:
@@ -234,7 +276,8 @@ def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
                     "unit": "Dice",
                     "value": r.mean_dice,
                     "extra": f"candidate vs reference mask; gate {_gate(r.gates, 'dice')}"
-                    + (f"; worst label {worst[0]} {worst[1]:.4f}" if worst else ""),
+                    + (f"; worst label {worst[0]} {worst[1]:.4f}" if worst else "")
+                    + injected,
                 }
             )
         speedup = r.speedup
@@ -244,7 +287,8 @@ def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
                     "name": f"{r.case} - speed-up",
                     "unit": "x",
                     "value": round(speedup, 4),
-                    "extra": f"reference / candidate latency; gate {_gate(r.gates, 'speedup')}",
+                    "extra": "reference (paired, gate) / candidate latency; gate "
+                    f"{_gate(r.gates, 'speedup')}{injected}",
                 }
             )
     return {"smaller": smaller, "bigger": bigger}
@@ -345,6 +389,8 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
         f" segbench: {', '.join(sorted(models))} model, {backends[0]} (reference) vs "
         f"{backends[1]} (candidate) "
     )
+    if run.injected:
+        out.write(injected_banner(run.injection) + "\n")
     out.write(title.center(max(len(title) + 20, 80), "=") + "\n")
     out.write(summary_table(rows, backends[0], backends[1], class_names=names) + "\n")
     settings = run.segbench.get("settings") if run.segbench else None
@@ -360,6 +406,8 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
         )
         + "\n"
     )
+    if any(r.reference_s is not None for r in rows):
+        out.write(REFERENCE_LINE + "\n")
     shards = run.segbench.get("merged_from") if run.segbench else None
     if isinstance(shards, list) and shards:
         out.write(f"merged from {len(shards)} shards:\n")
@@ -376,7 +424,9 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"FAILED: {problem}\n")
     out.write(
         f"segbench gate: {'passed' if decision.passed else 'FAILED'} "
-        f"({len(rows)} cases, {sum(not r.passed for r in rows)} not ok)\n"
+        f"({len(rows)} cases, {sum(not r.passed for r in rows)} not ok)"
+        + (f" - {injected_banner(run.injection)}" if run.injected else "")
+        + "\n"
     )
     return 0 if decision.passed else 1
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from segbench.results.mismatch import INJECTED_NOTE
 from segbench.results.record import CaseRecord
-from segbench.results.table import summary_table, timing_line
+from segbench.results.table import REFERENCE_LINE, summary_table, timing_line
 from segbench.scoring.gates import GateResult
 from segbench.settings.config import BenchConfig
 from segbench.settings.injection import Injection
@@ -40,8 +41,11 @@ def write_summary(
     injection: Injection,
 ) -> None:
     profiles = bench.reference.backend.value, bench.candidate.backend.value
+    injected = f" - INJECTED: {injection.describe()}" if injection.active else ""
     terminalreporter.write_sep(
-        "=", f"segbench: {model} model, {profiles[0]} (reference) vs {profiles[1]} (candidate)"
+        "=",
+        f"segbench: {model} model, {profiles[0]} (reference) vs {profiles[1]} (candidate)"
+        + injected,
     )
     terminalreporter.write_line(summary_table(rows, *profiles, class_names=class_names))
     timing = bench.timing
@@ -58,8 +62,12 @@ def write_summary(
         + (f"; baseline {baseline}" if baseline else "")
         + f"; malloc {malloc}"
     )
+    if not benchmarks_disabled(terminalreporter.config):
+        terminalreporter.write_line(REFERENCE_LINE)
     if suite_gate is not None:
         verdict = "ok" if suite_gate.passed else "FAIL"
         terminalreporter.write_line(f"{verdict} suite_speedup: {suite_gate.message}")
     if injection.active:
-        terminalreporter.write_line(f"INJECTED into the candidate: {injection.describe()}")
+        terminalreporter.write_line(
+            f"INJECTED into the candidate: {injection.describe()} - {INJECTED_NOTE}"
+        )

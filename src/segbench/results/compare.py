@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from segbench.results.mismatch import Difference, check_comparable
 from segbench.results.record import CaseRecord
 from segbench.results.runs import Run
 from segbench.settings.kinds import ROLES
@@ -48,6 +49,18 @@ class Comparison:
     changes: tuple[CaseChange, ...]
     only_old: tuple[str, ...]
     only_new: tuple[str, ...]
+    differences: tuple[Difference, ...] = ()  # settings of the two runs that differ
+    forced: bool = False  # compared with --force despite a refusing difference
+
+    @property
+    def refused(self) -> list[Difference]:
+        """The differences that make the latency comparison meaningless (``forced`` past)."""
+        return [d for d in self.differences if d.refuses]
+
+    @property
+    def warnings(self) -> list[Difference]:
+        """The differences that leave the latencies comparable (versions, gates, ...)."""
+        return [d for d in self.differences if not d.refuses]
 
     @property
     def regressions(self) -> list[CaseChange]:
@@ -95,16 +108,25 @@ def compare_case(
 
 
 def compare_runs(
-    old: Run, new: Run, max_slowdown: float = 1.15, max_dice_drop: float = 0.002
+    old: Run,
+    new: Run,
+    max_slowdown: float = 1.15,
+    max_dice_drop: float = 0.002,
+    *,
+    force: bool = False,
 ) -> Comparison:
     """Case by case comparison of two runs (see :func:`compare_case` for the thresholds).
-    Cases present in one run only are listed, not counted as regressions."""
+    Cases present in one run only are listed, not counted as regressions. Runs measured
+    differently (another CPU type, an injection, other timing, model or weights: see
+    :mod:`segbench.results.mismatch`) raise
+    :class:`~segbench.results.mismatch.RunsNotComparable` unless ``force``."""
     if not max_slowdown > 0:
         raise ValueError(
             f"max_slowdown must be > 0 (a ratio, 1.15 = 15 % slower), got {max_slowdown}"
         )
     if not max_dice_drop >= 0:
         raise ValueError(f"max_dice_drop must be >= 0, got {max_dice_drop}")
+    found = check_comparable(old, new, force)
     old_cases, new_cases = old.by_case(), new.by_case()
     changes = tuple(
         compare_case(old_cases[c], new_cases[c], max_slowdown, max_dice_drop)
@@ -119,6 +141,8 @@ def compare_runs(
         changes=changes,
         only_old=tuple(c for c in old_cases if c not in new_cases),
         only_new=tuple(c for c in new_cases if c not in old_cases),
+        differences=tuple(found),
+        forced=force and any(d.refuses for d in found),
     )
 
 

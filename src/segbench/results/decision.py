@@ -4,7 +4,7 @@ both roles, every recorded gate passed, and the suite's speed-up against its bas
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from segbench.results.runs import Run
 from segbench.scoring.gates import check_suite_speedup
@@ -70,8 +70,28 @@ def gate_decision(run: Run) -> GateDecision:
 def _suite_drop_max(run: Run) -> float:
     """``suite_speedup_drop_max`` of the gates the run was measured with (its ``segbench``
     block), else the default."""
-    settings = run.segbench.get("settings") if run.segbench else None
-    config = settings.get("config") if isinstance(settings, Mapping) else None
-    saved = config.get("gates") if isinstance(config, Mapping) else None
-    value = saved.get("suite_speedup_drop_max") if isinstance(saved, Mapping) else None
-    return float(value) if isinstance(value, int | float) else Gates().suite_speedup_drop_max
+    return run_gates(run).suite_speedup_drop_max
+
+
+def run_gates(run: Run, case: str | None = None) -> Gates:
+    """The gates the run was measured with (its ``segbench`` block; ``case``'s own gates when
+    benchmarks.json set some for it), else the defaults."""
+    config = (run.settings or {}).get("config")
+    if not isinstance(config, Mapping):
+        return Gates()
+    saved = config.get("gates")
+    cases = config.get("cases")
+    if case is not None and isinstance(cases, Mapping) and isinstance(cases.get(case), Mapping):
+        saved = cases[case]
+    if not isinstance(saved, Mapping):
+        return Gates()
+    known = {f.name for f in fields(Gates)}
+    values = {
+        k: v
+        for k, v in saved.items()
+        if k in known and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    try:
+        return replace(Gates(), **values)  # type: ignore[arg-type]
+    except TypeError:
+        return Gates()

@@ -3,11 +3,15 @@ rows, and the case-by-case comparison of two runs."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 
 from segbench.results.compare import Comparison, summary_numbers
+from segbench.results.decision import run_gates
+from segbench.results.mismatch import describe, injected_banner
 from segbench.results.record import STAGES, CaseRecord
 from segbench.results.runs import Run
+from segbench.settings.config import Gates
 
 
 def _fmt(value: float | int | None, spec: str, suffix: str = "") -> str:
@@ -59,6 +63,21 @@ def _profile(rows: Sequence[CaseRecord], role: str) -> str:
     return ", ".join(seen) or "-"
 
 
+REF_GATE = "reference s (paired, gate)"
+REF_OWN = "reference s (own rounds)"
+WORST_LISTED = 12
+
+
+def reference_figures_note(estimator: str) -> str:
+    """What the two reference latencies are (the report and the comparison say it once)."""
+    return (
+        f"`{REF_GATE}`: the {estimator} of the reference runs interleaved with the candidate's "
+        "timed rounds, the figure the speed-up gate uses (speed-up = it / candidate s); "
+        f"`{REF_OWN}`: the {estimator} of the reference test's own timed rounds "
+        "(pytest-benchmark's stats of `reference[...]`), measured before the candidate's"
+    )
+
+
 def render_report(
     rows: Sequence[CaseRecord],
     title: str,
@@ -67,21 +86,27 @@ def render_report(
     class_names: Mapping[str, str] | None = None,
     images: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The study table of one run: subject, shape, reference and candidate latency (s),
-    speed-up, mean Dice, worst class and gate result per case, then summary rows (total, mean,
-    median, min) and the number of failed gates; then the median stage times per role.
+    """The study table of one run: subject, shape, the reference latency of the speed-up gate
+    (paired with the candidate's rounds), candidate latency (s), speed-up, the reference test's
+    own latency, mean Dice, worst class and gate result per case, then summary rows (total,
+    mean, median, min) and the number of failed gates; then the worst classes, and the median
+    stage times per role beside the latency the table shows for it.
 
+    An injected run (``--segbench-inject``) says so in its title and first paragraph.
     ``class_names`` maps a label (``"3"``) to a name; ``images`` are ``(caption, relative path)``
     pairs linked at the end (the plots written beside the report)."""
     rows = list(rows)
     s = summary_numbers(rows)
     estimator = rows[0].estimator if rows else "min"
-    lines = [f"# {title}", ""]
+    injection = run.injection if run is not None else _injection(rows)
+    lines = [f"# {title}" + (f" (INJECTED: {injection})" if injection != "none" else ""), ""]
+    if injection != "none":
+        lines += [f"**{injected_banner(injection)}**", ""]
     facts = [
         f"- reference: {_profile(rows, 'reference')}; candidate: {_profile(rows, 'candidate')}",
         f"- model: {', '.join(sorted({r.model for r in rows})) or '-'}; latency = "
-        f"{estimator} of the timed rounds, end to end per volume; "
-        "speed-up = reference / candidate",
+        f"{estimator} of the timed rounds, end to end per volume",
+        f"- {reference_figures_note(estimator)}",
     ]
     if run is not None:
         when = ", ".join(
@@ -90,110 +115,193 @@ def render_report(
         facts.insert(0, f"- run: `{run.path.name}`" + (f" ({when})" if when else ""))
         if run.machine:
             facts.append(f"- machine: {run.machine}")
+        timing = ((run.settings or {}).get("config") or {}).get("timing")
+        if isinstance(timing, Mapping) and "rounds" in timing:
+            facts.append(
+                f"- timing: {timing['rounds']} rounds after {timing.get('warmup_rounds', 0)} "
+                f"warm-ups, {timing.get('estimator', estimator)}"
+            )
     lines += [*facts, ""]
 
+    own = any(r.reference_own_s is not None for r in rows)
     with_truth = any(r.dice_vs_ground_truth for r in rows)
-    header = [
-        "subject",
-        "shape",
-        "reference s",
-        "candidate s",
-        "speed-up",
-        "mean Dice",
-        "worst class",
-    ]
-    align = "llrrrrl"
-    if with_truth:
-        header.append("Dice vs truth (ref / cand)")
-        align += "l"
     machines = {r.machine for r in rows if r.machine}
-    if len(machines) > 1:  # a merged run of shards on several machines
-        header.append("machine")
-        align += "l"
-    header.append("gates")
-    align += "l"
-    body: list[list[object]] = []
+    columns: list[tuple[str, str, str]] = [  # key, header, alignment
+        ("case", "subject", "l"),
+        ("shape", "shape", "l"),
+        ("ref", REF_GATE, "r"),
+        ("cand", "candidate s", "r"),
+        ("speedup", "speed-up", "r"),
+        *([("own", REF_OWN, "r")] if own else []),
+        ("dice", "mean Dice", "r"),
+        ("worst", "worst class", "l"),
+        *([("truth", "Dice vs truth (ref / cand)", "l")] if with_truth else []),
+        *([("machine", "machine", "l")] if len(machines) > 1 else []),
+        ("gates", "gates", "l"),
+    ]
+    body: list[Mapping[str, object]] = []
     for r in rows:
-        line: list[object] = [
-            r.case,
-            _shape(r),
-            _fmt(r.reference_s, ".3f"),
-            _fmt(r.candidate_s, ".3f"),
-            _fmt(r.speedup, ".2f", "x"),
-            _fmt(r.mean_dice, ".5f"),
-            _worst(r, class_names),
-        ]
-        if with_truth:
-            truth = r.dice_vs_ground_truth
-            line.append(
-                f"{_fmt(truth.get('reference'), '.4f')} / {_fmt(truth.get('candidate'), '.4f')}"
+        truth = r.dice_vs_ground_truth
+        body.append(
+            {
+                "case": r.case,
+                "shape": _shape(r),
+                "ref": _fmt(r.reference_s, ".3f"),
+                "cand": _fmt(r.candidate_s, ".3f"),
+                "speedup": _fmt(r.speedup, ".2f", "x"),
+                "own": _fmt(r.reference_own_s, ".3f"),
+                "dice": _fmt(r.mean_dice, ".5f"),
+                "worst": _worst(r, class_names),
+                "truth": f"{_fmt(truth.get('reference'), '.4f')} / "
+                f"{_fmt(truth.get('candidate'), '.4f')}"
                 if truth
-                else "-"
-            )
-        if len(machines) > 1:
-            line.append(r.machine or "-")
-        line.append(_result(r))
-        body.append(line)
-
-    def summary(label: str, *cells: object, gates: object = "") -> list[object]:
-        row: list[object] = [f"**{label}**", "", *cells]
-        row += [""] * (len(header) - 1 - len(row))
-        row.append(gates)
-        return row
-
+                else "-",
+                "machine": r.machine or "-",
+                "gates": _result(r),
+            }
+        )
+    owns = [r.reference_own_s for r in rows if r.reference_own_s is not None]
     body += [
-        summary(
-            f"total ({s['cases']} cases)",
-            _fmt(s["reference_total_s"], ".3f"),
-            _fmt(s["candidate_total_s"], ".3f"),
-            _fmt(s["total_speedup"], ".2f", "x"),
-        ),
+        {
+            "case": f"**total ({s['cases']} cases)**",
+            "ref": _fmt(s["reference_total_s"], ".3f"),
+            "cand": _fmt(s["candidate_total_s"], ".3f"),
+            "speedup": _fmt(s["total_speedup"], ".2f", "x"),
+            "own": _fmt(sum(owns) if owns else None, ".3f"),
+        },
         *(
-            summary(
-                stat,
-                _fmt(s[f"{stat}_reference_s"], ".3f"),
-                _fmt(s[f"{stat}_candidate_s"], ".3f"),
-                _fmt(s[f"{stat}_speedup"], ".2f", "x"),
-                _fmt(s[f"{stat}_dice"], ".5f"),
-            )
+            {
+                "case": f"**{stat}**",
+                "ref": _fmt(s[f"{stat}_reference_s"], ".3f"),
+                "cand": _fmt(s[f"{stat}_candidate_s"], ".3f"),
+                "speedup": _fmt(s[f"{stat}_speedup"], ".2f", "x"),
+                "own": _fmt(
+                    (statistics.fmean if stat == "mean" else statistics.median)(owns)
+                    if owns
+                    else None,
+                    ".3f",
+                ),
+                "dice": _fmt(s[f"{stat}_dice"], ".5f"),
+            }
             for stat in ("mean", "median")
         ),
-        summary("min", "", "", _fmt(s["min_speedup"], ".2f", "x"), _fmt(s["min_dice"], ".5f")),
-        summary(
-            "failed gates",
-            gates=f"{s['failed_gates']} of {s['gates']}"
+        {
+            "case": "**min**",
+            "speedup": _fmt(s["min_speedup"], ".2f", "x"),
+            "dice": _fmt(s["min_dice"], ".5f"),
+        },
+        {
+            "case": "**failed gates**",
+            "gates": f"{s['failed_gates']} of {s['gates']}"
             + (f" ({s['failed_cases']} cases not ok)" if s["failed_cases"] else ""),
-        ),
+        },
     ]
-    lines += _table(header, body, align)
+    lines += _table(
+        [h for _, h, _ in columns],
+        [[line.get(k, "") for k, _, _ in columns] for line in body],
+        "".join(a for _, _, a in columns),
+    )
     lines += [
         "",
-        "Total speed-up = sum of reference latencies / sum of candidate latencies; mean and "
-        "median are over the per-case speed-ups.",
+        "Total speed-up = sum of reference latencies (paired, gate) / sum of candidate "
+        "latencies; mean and median are over the per-case speed-ups.",
     ]
-
-    staged = [r for r in rows if any(res.stages_s for res in r.roles.values())]
-    if staged:
-        lines += ["", "## Stage times (median of the runs, s)", ""]
-        stage_rows: list[list[object]] = []
-        for r in staged:
-            for role, res in r.roles.items():
-                st = res.stages_s
-                stage_rows.append(
-                    [
-                        r.case,
-                        f"{role} ({res.backend})",
-                        *(_fmt(st.get(k), ".3f") for k in STAGES),
-                    ]
-                )
-        lines += _table(
-            ["subject", "role", *STAGES],
-            stage_rows,
-            "llrrrr",
-        )
+    lines += worst_classes(rows, class_names, run)
+    lines += _stage_table(rows, estimator)
     if images:
         lines += [""] + [f"![{caption}]({path})" for caption, path in images]
     return "\n".join(lines) + "\n"
+
+
+def _injection(rows: Sequence[CaseRecord]) -> str:
+    found = [i for i in dict.fromkeys(r.injected for r in rows) if i and i != "none"]
+    return ", ".join(found) or "none"
+
+
+def worst_classes(
+    rows: Sequence[CaseRecord],
+    class_names: Mapping[str, str] | None = None,
+    run: Run | None = None,
+    limit: int = WORST_LISTED,
+) -> list[str]:
+    """Markdown lines: the classes with the lowest Dice over all cases (by name), each with
+    the case, how many cases fall below the gate thresholds, and the thresholds."""
+    names = class_names or {}
+    worst: dict[str, tuple[float, str]] = {}
+    below: dict[str, int] = {}
+    small: dict[str, int] = {}  # below, and below the lowest Dice of the gated classes
+    thresholds = {r.case: run_gates(run, r.case) if run else Gates() for r in rows}
+    for r in rows:
+        for label, dice in r.class_dice.items():
+            if label not in worst or dice < worst[label][0]:
+                worst[label] = (dice, r.case)
+            if dice < thresholds[r.case].class_dice_min:
+                below[label] = below.get(label, 0) + 1
+                if r.gated_class_dice_min is not None and dice < r.gated_class_dice_min:
+                    small[label] = small.get(label, 0) + 1
+    if not worst:
+        return []
+    gates = run_gates(run) if run else Gates()
+    ranked = sorted(worst, key=lambda k: (worst[k][0], k))[:limit]
+    n_below = sum(1 for k in worst if below.get(k))
+    lines = [
+        "",
+        f"## Worst classes ({len(ranked)} of {len(worst)}, lowest Dice first)",
+        "",
+        f"Per-class Dice gate: class_dice_min {gates.class_dice_min:g}, applied to classes "
+        f"with at least {gates.min_class_voxels} voxels in the reference mask; mean Dice gate: "
+        f"dice_min {gates.dice_min:g}. {n_below} of {len(worst)} classes are below "
+        "class_dice_min in at least one case.",
+        "",
+    ]
+    table = [
+        [
+            names.get(label, f"label {label}"),
+            label,
+            f"{worst[label][0]:.5f}",
+            worst[label][1],
+            f"{below.get(label, 0)} of {sum(label in r.class_dice for r in rows)}"
+            + (f" ({small[label]} too small to gate)" if small.get(label) else ""),
+        ]
+        for label in ranked
+    ]
+    return lines + _table(
+        ["class", "label", "lowest Dice", "in case", "cases below class_dice_min"],
+        table,
+        "lrrll",
+    )
+
+
+def _stage_table(rows: Sequence[CaseRecord], estimator: str) -> list[str]:
+    staged = [r for r in rows if any(res.stages_s for res in r.roles.values())]
+    if not staged:
+        return []
+    lines = [
+        "",
+        "## Stage times (s, median of each test's own timed rounds)",
+        "",
+        "The last column is the latency the table above shows for the role: the candidate's "
+        f"is the {estimator} of the same rounds (equal to `total` when the {estimator} and the "
+        f"median agree); the reference's `{REF_GATE}` comes from the runs interleaved with the "
+        f"candidate's rounds, not from these, so it differs from `total` by the drift between "
+        f"the two tests (the own rounds' figure, `{REF_OWN}`, is in brackets).",
+        "",
+    ]
+    stage_rows: list[list[object]] = []
+    for r in staged:
+        for role, res in r.roles.items():
+            st = res.stages_s
+            if role == "reference":
+                shown = f"{_fmt(res.latency_s, '.3f')} (paired, gate)"
+                if res.own_latency_s is not None and res.latency_source == "gate":
+                    shown += f" [{res.own_latency_s:.3f} own rounds]"
+            else:
+                shown = f"{_fmt(res.latency_s, '.3f')} ({r.estimator} of own rounds)"
+            stages = [_fmt(st.get(k), ".3f") for k in STAGES]
+            stage_rows.append([r.case, f"{role} ({res.backend})", *stages, shown])
+    return lines + _table(
+        ["subject", "role", *STAGES, "latency in the table"], stage_rows, "llrrrrl"
+    )
 
 
 def _change(old: float | None, new: float | None, spec: str, ratio: float | None) -> str:
@@ -202,18 +310,40 @@ def _change(old: float | None, new: float | None, spec: str, ratio: float | None
 
 
 def render_comparison(comparison: Comparison, title: str = "segbench: run comparison") -> str:
-    """What changed per case between two runs: both latencies (new / old ratio), the speed-up,
-    the mean Dice and its delta, and every threshold crossed; then cases in one run only."""
+    """What changed per case between two runs: both latencies (new / old ratio; the reference's
+    is the paired figure of the speed-up gate), the speed-up, the mean Dice and its delta, and
+    every threshold crossed; then cases in one run only. A comparison forced past differences
+    that make latencies incomparable says FORCED and lists them; an injected run says so."""
     c = comparison
-    lines = [
-        f"# {title}",
-        "",
+    lines = [f"# {title}" + (" - FORCED" if c.forced else ""), ""]
+    if c.forced:
+        lines += [
+            "**FORCED: compared with --force although the runs were measured differently, so "
+            "their latencies do not compare (old vs new): " + _cell(describe(c.refused)) + "**",
+            "",
+        ]
+    for which, run in (("old", c.old), ("new", c.new)):
+        if run.injected:
+            lines += [f"**{which} run {injected_banner(run.injection)}**", ""]
+    lines += [
         f"- old: `{c.old.path.name}`" + (f" (commit {c.old.commit})" if c.old.commit else ""),
         f"- new: `{c.new.path.name}`" + (f" (commit {c.new.commit})" if c.new.commit else ""),
         f"- thresholds: latency ratio new/old <= {c.max_slowdown:g} per role, mean Dice drop "
         f"<= {c.max_dice_drop:g}, no gate newly failing",
-        "",
+        f"- {reference_figures_note(c.new.rows[0].estimator if c.new.rows else 'min')}; "
+        f"this comparison uses `{REF_GATE}`",
     ]
+    if c.warnings:
+        lines.append(
+            "- settings that differ (latencies still compare; old vs new): "
+            + _cell(describe(c.warnings))
+        )
+    if c.old.settings is None or c.new.settings is None:
+        lines.append(
+            "- a run saved without a segbench block: only its CPU, model, estimator and "
+            "injection were checked"
+        )
+    lines.append("")
     body: list[list[object]] = []
     for ch in c.changes:
         delta = f" ({ch.dice_delta:+.5f})" if ch.dice_delta is not None else ""
@@ -232,7 +362,7 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
             ]
         )
     lines += _table(
-        ["subject", "reference s", "candidate s", "speed-up", "mean Dice", "result"],
+        ["subject", REF_GATE, "candidate s", "speed-up", "mean Dice", "result"],
         body,
         "lrrrrl",
     )
@@ -249,5 +379,10 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
         if c.regressed
         else f"No threshold crossed in {len(c.changes)} common cases."
     )
+    if c.forced:
+        verdict += " FORCED: the runs were measured differently (see above)."
+    injected = [w for w, run in (("old", c.old), ("new", c.new)) if run.injected]
+    if injected:
+        verdict += f" INJECTED ({' and '.join(injected)} run): not the code's verdict."
     lines += ["", verdict]
     return "\n".join(lines) + "\n"

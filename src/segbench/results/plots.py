@@ -1,94 +1,49 @@
-"""PNG plots of a saved run and of one case's mask disagreement.
+"""PNG plots of a saved run: latency per case, speed-up against volume size, and the Dice per
+class and case as a heatmap coloured by the gate thresholds. (One case's mask disagreement is
+:mod:`segbench.results.disagreement`.)
 
 matplotlib is optional (``pip install segbench[report]``): it is imported when a plot is drawn,
-never when this module is imported, and only through its object API on the Agg canvas, so
-pyplot's global backend and figure registry are left alone.
+never when this module is imported (:mod:`segbench.results.canvas`). Every PNG is at most 4,000
+px wide, whatever the number of cases and classes, with its legend outside the axes.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from segbench.errors import SegbenchError
+from segbench.results.canvas import (
+    PlotError,
+    figure,
+    prepare_target,
+    require_matplotlib,
+    save,
+    short_name,
+)
+from segbench.results.disagreement import disagreement_slice, plot_disagreement
 from segbench.results.runs import CaseRecord
+from segbench.settings.config import Gates
+
+__all__ = [
+    "PlotError",
+    "disagreement_slice",
+    "plot_class_dice",
+    "plot_disagreement",
+    "plot_latency",
+    "plot_speedup_vs_voxels",
+    "prepare_target",
+    "require_matplotlib",
+    "short_name",
+]
 
 REFERENCE_COLOR = "#4C72B0"
 CANDIDATE_COLOR = "#DD8452"
 FAIL_COLOR = "#C44E52"
-DICE_ERROR_FLOOR = 1e-5  # 1 - Dice below this (identical masks included) gets the lightest colour
-CT_WINDOW = (-200.0, 300.0)  # HU: soft tissue, as in the disagreement panels
-
-
-class PlotError(SegbenchError):
-    """A plot that cannot be drawn (matplotlib missing, arrays of the wrong shape)."""
-
-
-def require_matplotlib() -> Any:
-    """The ``matplotlib`` module, or a :class:`PlotError` that says how to install it."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise PlotError(
-            f"the plots need matplotlib, which is not installed ({exc}). "
-            "Fix: pip install 'segbench[report]' (or pass --no-plots to `segbench report`)"
-        ) from exc
-    return matplotlib
-
-
-def _figure(width: float, height: float) -> Any:
-    require_matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _unwritable(path: Path, exc: OSError) -> PlotError:
-    return PlotError(
-        f"{path}: cannot write the plot ({type(exc).__name__}: {exc}). Fix: choose a writable "
-        "report folder (--segbench-report-dir, or --out of `segbench report`)"
-    )
-
-
-def prepare_target(path: str | Path) -> Path:
-    """Check that matplotlib is there and that ``path``'s folder exists (created if needed) and
-    is writable, before anything is drawn: both problems become a :class:`PlotError`."""
-    require_matplotlib()
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # read-only file system, a file where a folder should be
-        raise _unwritable(path, exc) from exc
-    if path.is_dir():
-        raise PlotError(f"{path}: is a folder. Fix: pass a .png file name")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise _unwritable(path, PermissionError(f"{path.parent} is not writable"))
-    return path
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = prepare_target(path)
-    try:
-        fig.savefig(path, format="png", facecolor="white")
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
-    return path
-
-
-def short_name(case: str) -> str:
-    """A case id without its NIfTI extension, for axis labels."""
-    for ext in (".nii.gz", ".nii"):
-        if case.endswith(ext):
-            return case[: -len(ext)]
-    return case
+ABSENT_COLOR = "#e6e6e6"
+CLASSES_AS_COLUMNS = 30  # more classes than this: classes go down the rows (names readable)
 
 
 def _require_rows(rows: Sequence[CaseRecord], what: str) -> None:
@@ -96,29 +51,61 @@ def _require_rows(rows: Sequence[CaseRecord], what: str) -> None:
         raise PlotError(f"{what}: the run has no cases. Fix: pass a run with segbench cases")
 
 
+def _role_label(rows: Sequence[CaseRecord], role: str) -> str:
+    for r in rows:
+        res = r.roles.get(role)
+        if res is not None:
+            return f"{res.backend} ({res.provider})"
+    return "-"
+
+
 def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
-    """Grouped horizontal bars: reference and candidate latency per case, speed-up annotated."""
+    """Grouped horizontal bars per case: the reference latency of the speed-up gate (its runs
+    paired with the candidate's rounds) and the candidate's, the reference test's own rounds
+    as a tick, the speed-up annotated; legend below the axes."""
     _require_rows(rows, "plot_latency")
     path = prepare_target(path)
     rows = list(rows)
     n = len(rows)
-    fig = _figure(8.0, 1.2 + 0.55 * n)
+    fig = figure(9.0, 2.0 + 0.55 * n)
     ax = fig.add_subplot()
     y = np.arange(n)
     height = 0.38
     ref = [r.reference_s if r.reference_s is not None else np.nan for r in rows]
     cand = [r.candidate_s if r.candidate_s is not None else np.nan for r in rows]
-    ref_label = _role_label(rows, "reference")
-    cand_label = _role_label(rows, "candidate")
-    ax.barh(y - height / 2, ref, height, color=REFERENCE_COLOR, label=ref_label)
-    ax.barh(y + height / 2, cand, height, color=CANDIDATE_COLOR, label=cand_label)
-    top = np.nanmax([*ref, *cand, 0.0])
-    for yi, r in zip(y, rows, strict=True):
+    own = [r.reference_own_s if r.reference_own_s is not None else np.nan for r in rows]
+    ax.barh(
+        y - height / 2,
+        ref,
+        height,
+        color=REFERENCE_COLOR,
+        label=f"reference (paired, gate): {_role_label(rows, 'reference')}",
+    )
+    ax.barh(
+        y + height / 2,
+        cand,
+        height,
+        color=CANDIDATE_COLOR,
+        label=f"candidate: {_role_label(rows, 'candidate')}",
+    )
+    if any(np.isfinite(own)):
+        ax.scatter(
+            own,
+            y - height / 2,
+            marker="|",
+            s=260,
+            linewidths=2.2,
+            color="black",
+            zorder=3,
+            label="reference (own rounds)",
+        )
+    top = float(np.nanmax([*ref, *cand, *own, 0.0]))
+    for yi, r, o in zip(y, rows, own, strict=True):
         speedup = r.speedup
-        longest = np.nanmax([r.reference_s or 0.0, r.candidate_s or 0.0])
+        longest = np.nanmax([r.reference_s or 0.0, r.candidate_s or 0.0, o])
         if speedup is not None and math.isfinite(speedup):
             ax.text(
-                longest + 0.01 * top,
+                longest + 0.015 * top,
                 yi,
                 f"{speedup:.2f}x",
                 va="center",
@@ -127,35 +114,30 @@ def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
             )
     ax.set_yticks(y, [short_name(r.case) for r in rows])
     ax.invert_yaxis()
-    ax.set_xlim(0, top * 1.12 if top > 0 else 1.0)
+    ax.set_xlim(0, top * 1.15 if top > 0 else 1.0)
     ax.set_xlabel(f"latency per volume (s, {rows[0].estimator} of the timed rounds)")
-    ax.set_title("End-to-end latency per case (speed-up = reference / candidate)")
+    ax.set_title("Latency per case (speed-up = reference (paired, gate) / candidate)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
-
-
-def _role_label(rows: Sequence[CaseRecord], role: str) -> str:
-    for r in rows:
-        res = r.roles.get(role)
-        if res is not None:
-            return f"{role}: {res.backend} ({res.provider})"
-    return role
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return save(fig, path)
 
 
 def plot_speedup_vs_voxels(rows: Sequence[CaseRecord], path: str | Path) -> Path:
     """Speed-up against the number of voxels (log x), one labelled point per case; the
-    no-gain line at 1.0; cases with a failed gate in red."""
+    no-gain line at 1.0; cases with a failed gate in red; legend below the axes."""
     _require_rows(rows, "plot_speedup_vs_voxels")
     path = prepare_target(path)
-    points = [
-        (r, float(r.voxels), r.speedup)
-        for r in rows
-        if r.voxels and r.speedup is not None and math.isfinite(r.speedup)
-    ]
-    fig = _figure(7.5, 4.5)
+    points = sorted(
+        (
+            (r, float(r.voxels), r.speedup)
+            for r in rows
+            if r.voxels and r.speedup is not None and math.isfinite(r.speedup)
+        ),
+        key=lambda p: p[1],
+    )
+    fig = figure(7.5, 5.0)
     ax = fig.add_subplot()
-    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="no speed-up")
+    ax.axhline(1.0, color="gray", linestyle="--", linewidth=1, label="no speed-up (1.0)")
     for passed in (True, False):
         pts = [(x, s) for r, x, s in points if r.passed == passed]
         if pts:
@@ -170,12 +152,12 @@ def plot_speedup_vs_voxels(rows: Sequence[CaseRecord], path: str | Path) -> Path
                 zorder=3,
                 label="gates passed" if passed else "a gate failed",
             )
-    for r, x, s in points:
+    for i, (r, x, s) in enumerate(points):  # neighbours in x alternate above and below
         ax.annotate(
             short_name(r.case),
             (x, s),
             textcoords="offset points",
-            xytext=(6, 4),
+            xytext=(6, 5 if i % 2 == 0 else -11),
             fontsize=7.5,
         )
     ax.set_xscale("log")
@@ -187,159 +169,151 @@ def plot_speedup_vs_voxels(rows: Sequence[CaseRecord], path: str | Path) -> Path
         pad = max(0.05, 0.15 * (high - low))
         ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("voxels of the input volume (log scale)")
-    ax.set_ylabel("speed-up (reference / candidate)")
+    ax.set_ylabel("speed-up (reference (paired, gate) / candidate)")
     ax.set_title("Speed-up against volume size")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return save(fig, path)
+
+
+def dice_bands(gates: Gates) -> tuple[list[float], list[str], list[str]]:
+    """The heatmap's colour scale: band edges of Dice (ascending, 0 to 1), one colour and one
+    name per band. Below ``class_dice_min`` red (a class gate fails, if the class is big
+    enough), up to ``dice_min`` orange (below the mean Dice gate), above it greens."""
+    bands = [
+        (0.0, "#7f0000", "< 0.9"),
+        (0.9, FAIL_COLOR, f"< class_dice_min {gates.class_dice_min:g} (fails if gated)"),
+        (gates.class_dice_min, "#f2a541", f"< dice_min {gates.dice_min:g} (the mean's gate)"),
+        (gates.dice_min, "#c7e9c0", f">= dice_min {gates.dice_min:g}"),
+        (0.999, "#74c476", ">= 0.999"),
+        (0.9999, "#238b45", ">= 0.9999"),
+    ]
+    edges: list[float] = []
+    colors: list[str] = []
+    names: list[str] = []
+    for start, color, name in bands:
+        if edges and start <= edges[-1]:  # a threshold at or below the previous band's start
+            colors[-1], names[-1] = color, name
+            continue
+        if start >= 1.0:
+            continue
+        edges.append(start)
+        colors.append(color)
+        names.append(name)
+    return [*edges, 1.0 + 1e-9], colors, names
+
+
+def _edge_label(edge: float, gates: Gates) -> str:
+    if edge > 1.0:
+        return "1"
+    text = f"{edge:g}"
+    tags = [
+        n
+        for n, v in (("class_dice_min", gates.class_dice_min), ("dice_min", gates.dice_min))
+        if v == edge
+    ]
+    return f"{text}\n{' = '.join(tags)}" if tags else text
 
 
 def plot_class_dice(
     rows: Sequence[CaseRecord],
     path: str | Path,
     class_names: Mapping[str, str] | None = None,
+    gates: Gates | None = None,
 ) -> Path:
-    """Heatmap of the candidate-vs-reference Dice per class (columns) and case (rows), each
-    cell annotated with the Dice and coloured by 1 - Dice on a log scale (floor 1e-5); a class
-    absent from both masks of a case is left grey."""
+    """Heatmap of the candidate-vs-reference Dice per class and case, coloured in bands whose
+    edges are the gate thresholds (``class_dice_min``, ``dice_min`` of ``gates``; the colour
+    bar names them). Up to 30 classes they are the columns and cells carry their Dice; more
+    classes go down the rows, by name. A class absent from both masks of a case is grey."""
     _require_rows(rows, "plot_class_dice")
     path = prepare_target(path)
+    gates = gates or Gates()
+    rows = list(rows)
     labels = sorted(
         {label for r in rows for label in r.class_dice},
         key=lambda k: (int(k), "") if k.isdigit() else (1 << 30, k),
     )
-    fig = _figure(max(5.0, 1.6 + 0.9 * max(len(labels), 1)), 1.4 + 0.5 * len(rows))
-    ax = fig.add_subplot()
+    names = class_names or {}
+    class_ticks = [names.get(k, f"label {k}") for k in labels] or ["-"]
+    case_ticks = [short_name(r.case) for r in rows]
     grid = np.full((len(rows), max(len(labels), 1)), np.nan)
     for i, r in enumerate(rows):
         for j, label in enumerate(labels):
             if label in r.class_dice:
                 grid[i, j] = r.class_dice[label]
-    # Colour = 1 - Dice on a log scale: near-identical masks (Dice 0.9999 vs 0.999) stay apart.
-    finite = grid[np.isfinite(grid)]
-    error = np.clip(1.0 - grid, DICE_ERROR_FLOOR, 1.0)
-    top = float(max(error[np.isfinite(error)].max(initial=0.0), 1e-2))
-    import matplotlib
-    from matplotlib.colors import LogNorm
+    by_rows = len(labels) > CLASSES_AS_COLUMNS
+    if by_rows:  # classes down the rows, cases across
+        grid = grid.T
+        x_ticks, y_ticks = case_ticks, class_ticks
+        cell_w, cell_h = min(1.3, max(0.5, 9.0 / max(len(rows), 1))), 0.19
+        width = 3.2 + cell_w * len(rows)
+        height = 2.6 + cell_h * len(labels)
+    else:
+        x_ticks, y_ticks = class_ticks, case_ticks
+        cell_w, cell_h = 0.85, 0.42
+        width = 3.0 + cell_w * max(len(labels), 1)
+        height = 2.8 + cell_h * len(rows)
+    width = max(width, 6.5)
+    fig = figure(width, height)
+    ax = fig.add_subplot()
 
-    cmap = matplotlib.colormaps["YlOrRd"].with_extremes(bad="#eeeeee")
-    norm = LogNorm(vmin=DICE_ERROR_FLOOR, vmax=top)
-    image = ax.imshow(np.ma.masked_invalid(error), cmap=cmap, norm=norm, aspect="auto")
-    for i in range(grid.shape[0]):
-        for j in range(len(labels)):
-            value = grid[i, j]
-            if np.isfinite(value):
-                dark = float(norm(error[i, j])) > 0.6
-                ax.text(
-                    j,
-                    i,
-                    f"{value:.5f}",
-                    ha="center",
-                    va="center",
-                    fontsize=7.5,
-                    color="white" if dark else "black",
-                )
-    if not finite.size:
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    edges, colors, band_names = dice_bands(gates)
+    cmap = ListedColormap(colors).with_extremes(bad=ABSENT_COLOR)
+    norm = BoundaryNorm(edges, cmap.N)
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+    annotate = cell_w >= 0.5 and grid.size <= 400
+    if annotate:
+        dark = {colors[0], colors[-1], FAIL_COLOR}
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                value = grid[i, j]
+                if np.isfinite(value):
+                    band = colors[int(np.searchsorted(edges, value, side="right")) - 1]
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.4f}" if by_rows or cell_w < 0.8 else f"{value:.5f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6.5 if by_rows else 7,
+                        color="white" if band in dark else "black",
+                    )
+    if not np.isfinite(grid).any():
         ax.text(0, 0, "no Dice in this run", ha="center", va="center")
-    names = class_names or {}
-    ax.set_xticks(range(len(labels)), [names.get(k, f"label {k}") for k in labels], fontsize=8)
-    ax.set_yticks(range(len(rows)), [short_name(r.case) for r in rows], fontsize=8)
-    ax.set_title("Dice per class, candidate vs reference mask (colour: 1 - Dice, log)")
-    fig.colorbar(image, ax=ax, label="1 - Dice", shrink=0.9)
-    return _save(fig, path)
-
-
-def disagreement_slice(reference: np.ndarray, candidate: np.ndarray) -> int:
-    """The axial slice (index along the last axis, Z of an (X, Y, Z) RAS array) where the two
-    label maps differ in the most voxels; the lowest such index on ties. Without any
-    disagreement: the slice with the most reference foreground."""
-    counts = np.count_nonzero(reference != candidate, axis=(0, 1))
-    if counts.max(initial=0) > 0:
-        return int(np.argmax(counts))
-    return int(np.argmax(np.count_nonzero(reference, axis=(0, 1))))
-
-
-def _axial(volume: np.ndarray, z: int) -> np.ndarray:
-    """Slice ``z`` of an (X, Y, Z) RAS volume as an image in radiological view: anterior up,
-    the patient's right on the viewer's left (rows = Y descending, columns = X descending)."""
-    return volume[::-1, ::-1, z].T
-
-
-def plot_disagreement(
-    ct: np.ndarray,
-    reference: np.ndarray,
-    candidate: np.ndarray,
-    path: str | Path,
-    title: str,
-    *,
-    spacing: Sequence[float] | None = None,
-) -> int:
-    """Save one PNG with four panels of the axial slice where the two label maps disagree most:
-    the CT (window -200..300 HU), the reference mask over it, the candidate mask over it, and
-    the voxels whose labels differ. Arrays are (X, Y, Z) in RAS, all of one shape; ``spacing``
-    (mm, optional) sets the pixel aspect. Returns the slice index along Z."""
-    arrays = {"ct": ct, "reference": reference, "candidate": candidate}
-    for name, array in arrays.items():
-        if np.ndim(array) != 3:
-            raise PlotError(
-                f"plot_disagreement: {name} has shape {np.shape(array)}, not 3D. Fix: pass the "
-                "(X, Y, Z) volumes of one case"
-            )
-    if not ct.shape == reference.shape == candidate.shape:
-        raise PlotError(
-            f"plot_disagreement: shapes differ (ct {ct.shape}, reference {reference.shape}, "
-            f"candidate {candidate.shape}). Fix: resample the masks to the CT grid first"
-        )
-    path = prepare_target(path)
-    z = disagreement_slice(reference, candidate)
-    ct_img = _axial(np.asarray(ct, dtype=np.float32), z)
-    ref_img = _axial(reference, z)
-    cand_img = _axial(candidate, z)
-    diff = ref_img != cand_img
-    n_diff = int(diff.sum())
-
-    import matplotlib
-    from matplotlib.colors import ListedColormap
-
-    n_labels = int(max(reference.max(initial=0), candidate.max(initial=0), 1))
-    tab10 = matplotlib.colormaps["tab10"]
-    label_cmap = ListedColormap([tab10(i % 10) for i in range(n_labels)])
-    aspect = 1.0
-    if spacing is not None and len(spacing) >= 2 and spacing[0] > 0:
-        aspect = float(spacing[1]) / float(spacing[0])  # rows are Y, columns are X
-
-    panel = 3.2  # inches per panel; the height follows the slice's shape and pixel aspect
-    rows_, cols_ = ct_img.shape
-    fig = _figure(4 * panel + 0.4, min(max(panel * rows_ * aspect / cols_, 1.5), 8.0) + 0.9)
-    axes = fig.subplots(1, 4)
-    window = {"cmap": "gray", "vmin": CT_WINDOW[0], "vmax": CT_WINDOW[1], "aspect": aspect}
-    overlay = {
-        "cmap": label_cmap,
-        "vmin": 0.5,
-        "vmax": n_labels + 0.5,
-        "alpha": 0.55,
-        "interpolation": "nearest",
-        "aspect": aspect,
-    }
-    axes[0].imshow(ct_img, **window)
-    axes[0].set_title(f"CT, window {CT_WINDOW[0]:g}..{CT_WINDOW[1]:g} HU", fontsize=9)
-    for ax, mask, name in ((axes[1], ref_img, "reference"), (axes[2], cand_img, "candidate")):
-        ax.imshow(ct_img, **window)
-        ax.imshow(np.ma.masked_equal(mask, 0), **overlay)
-        ax.set_title(f"{name} mask ({int(np.count_nonzero(mask))} fg voxels)", fontsize=9)
-    axes[3].imshow(ct_img, **{**window, "alpha": 0.5})
-    axes[3].imshow(
-        np.ma.masked_equal(diff.astype(np.uint8), 0),
-        cmap=ListedColormap([FAIL_COLOR]),
-        vmin=0.5,
-        vmax=1.5,
-        interpolation="nearest",
-        aspect=aspect,
+    ax.set_xticks(range(len(x_ticks)), x_ticks, fontsize=7.5, rotation=45 if by_rows else 60)
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
+        tick.set_rotation_mode("anchor")
+    ax.set_yticks(range(len(y_ticks)), y_ticks, fontsize=7 if by_rows else 8)
+    ax.set_xlabel("case" if by_rows else "class")
+    ax.set_ylabel("class" if by_rows else "case")
+    ax.set_title(
+        f"Dice per class, candidate vs reference mask ({len(labels)} classes present, "
+        f"{len(rows)} cases)\ngates: class_dice_min {gates.class_dice_min:g} (classes of >= "
+        f"{gates.min_class_voxels} voxels), dice_min {gates.dice_min:g} (mean)",
+        fontsize=9,
     )
-    axes[3].set_title(f"labels differ ({n_diff} voxels)", fontsize=9)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{title} - axial slice z={z} of {ct.shape[2]} (radiological view)", fontsize=10)
-    _save(fig, path)
-    return z
+    bar = fig.colorbar(
+        image,
+        ax=ax,
+        location="bottom",
+        shrink=min(1.0, 6.0 / fig.get_figwidth()),
+        aspect=30,
+        pad=0.02,
+        spacing="uniform",
+        ticks=edges,
+    )
+    bar.ax.set_xticklabels([_edge_label(e, gates) for e in edges], fontsize=7)
+    bar.set_label("Dice (colour bands; edges at the gate thresholds)", fontsize=8)
+    fig.legend(
+        handles=[Patch(color=c, label=n) for c, n in zip(colors, band_names, strict=True)]
+        + [Patch(color=ABSENT_COLOR, label="class absent from both masks")],
+        loc="outside lower center",
+        ncols=max(1, min(4, int(fig.get_figwidth() / 3.0))),  # columns of ~3 inches fit
+        fontsize=7.5,
+        frameon=False,
+    )
+    return save(fig, path)

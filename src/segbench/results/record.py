@@ -29,10 +29,13 @@ class RoleResult:
 
     backend: str
     provider: str
+    # the latency the speed-up gate used: for the reference, its runs interleaved with the
+    # candidate's timed rounds ("paired"); for the candidate, its own timed rounds
     latency_s: float | None
-    latency_source: str  # "extra_info", "stats.min" or "none"
+    latency_source: str  # "gate", "own rounds", "stats.min" or "none"
     stages_s: Mapping[str, float] = field(default_factory=dict)
     dice_vs_ground_truth: float | None = None
+    own_latency_s: float | None = None  # the role's own test: its timed rounds (estimator)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class CaseRecord:
     gates: Mapping[str, bool] = field(default_factory=dict)
     machine: str | None = None  # the machine that ran the case (a merged run has several)
     error: str | None = None  # the case could not run (the session's table: ERROR)
+    injected: str | None = None  # --segbench-inject of the run ("none": nothing injected)
+    gated_class_dice_min: float | None = None  # lowest Dice of the classes big enough to gate
 
     @property
     def provider(self) -> str:
@@ -70,6 +75,12 @@ class CaseRecord:
     def reference_s(self) -> float | None:
         ref = self.roles.get("reference")
         return ref.latency_s if ref else None
+
+    @property
+    def reference_own_s(self) -> float | None:
+        """The reference test's own timed rounds (not the paired runs the gate uses)."""
+        ref = self.roles.get("reference")
+        return ref.own_latency_s if ref else None
 
     @property
     def candidate_s(self) -> float | None:
@@ -198,6 +209,8 @@ class CaseRecord:
             baseline_speedup=number(cand.get("baseline_speedup")),
             gates={str(k): bool(v) for k, v in gates.items()} if isinstance(gates, Mapping) else {},
             machine=str(first["machine"]) if first.get("machine") else None,
+            injected=str(cand["injected"]) if cand.get("injected") else None,
+            gated_class_dice_min=number(cand.get("gated_class_dice_min")),
         )
 
 
@@ -215,16 +228,16 @@ def _role_result(
     info: Mapping[str, Any], stats: Any, role: str, cand: Mapping[str, Any]
 ) -> RoleResult:
     # the candidate's extra_info holds the latencies its speed-up gate used (the reference runs
-    # interleaved with its timed rounds); the reference's own rounds are the fallback
+    # interleaved with its timed rounds); the role's own rounds are the fallback
+    own = number(info.get("latency_s"))
+    own_source = "own rounds"
+    if own is None and isinstance(stats, Mapping):
+        own = number(stats.get("min"))
+        own_source = "stats.min"
     latency = number(cand.get(f"{role}_s"))
-    source = "extra_info"
+    source = "gate"
     if latency is None:
-        latency = number(info.get("latency_s"))
-    if latency is None and isinstance(stats, Mapping):
-        latency = number(stats.get("min"))
-        source = "stats.min"
-    if latency is None:
-        source = "none"
+        latency, source = own, own_source if own is not None else "none"
     raw_stages = info.get("stages_s")
     stages = (
         {k: v for k in STAGES if (v := number(raw_stages.get(k))) is not None}
@@ -238,6 +251,7 @@ def _role_result(
         latency_source=source,
         stages_s=stages,
         dice_vs_ground_truth=number(info.get("dice_vs_ground_truth")),
+        own_latency_s=own,
     )
 
 

@@ -53,6 +53,43 @@ class Run:
         return list(dict.fromkeys(r.machine for r in self.rows if r.machine))
 
     @property
+    def settings(self) -> Mapping[str, Any] | None:
+        """The settings fingerprint of the ``segbench`` block (``None`` for runs saved without
+        one)."""
+        settings = self.segbench.get("settings") if isinstance(self.segbench, Mapping) else None
+        return settings if isinstance(settings, Mapping) else None
+
+    @property
+    def injection(self) -> str:
+        """What ``--segbench-inject`` put into the candidate (``"slowdown=0.5"``), ``"none"``
+        for a normal run: the fingerprint's ``options.injection``, else the cases' ``injected``
+        extra_info."""
+        options = (self.settings or {}).get("options")
+        saved = options.get("injection") if isinstance(options, Mapping) else None
+        if isinstance(saved, str) and saved:
+            return saved
+        found = list(dict.fromkeys(r.injected for r in self.rows if r.injected))
+        active = [i for i in found if i != "none"]
+        return ", ".join(active) if active else "none"
+
+    @property
+    def injected(self) -> bool:
+        return self.injection != "none"
+
+    @property
+    def cpus(self) -> tuple[str, ...]:
+        """The CPU types that ran the cases: each merged shard's, else the run's own."""
+        shards = self.segbench.get("merged_from") if isinstance(self.segbench, Mapping) else None
+        found = [
+            brand
+            for shard in (shards if isinstance(shards, list) else [])
+            if isinstance(shard, Mapping) and (brand := _cpu_brand(shard.get("machine_info")))
+        ]
+        if not found and self.cpu:
+            found = [self.cpu]
+        return tuple(sorted(set(found)))
+
+    @property
     def expected_cases(self) -> list[str]:
         """The cases the run should hold: the suite each session saw before sharding, else the
         cases it selected (from the ``segbench`` block; empty for runs saved without one)."""

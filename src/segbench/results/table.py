@@ -25,13 +25,14 @@ def summary_table(
     candidate: str,
     class_names: Mapping[str, str] | None = None,
 ) -> str:
-    """A fixed-width table: subject, shape, reference s, candidate s, speed-up, the candidate's
-    achieved GFLOP/s in the sliding window (PlainConvUNet models), mean Dice, worst class,
-    result; then totals (sum of latencies, their ratio, mean and min Dice)."""
+    """A fixed-width table: subject, shape, reference s (the runs paired with the candidate's
+    rounds: the speed-up gate's figure), candidate s, speed-up, the candidate's achieved
+    GFLOP/s in the sliding window (PlainConvUNet models), mean Dice, worst class, result; then
+    totals (sum of latencies, their ratio, mean and min Dice)."""
     header = (
         "subject",
         "shape",
-        f"{reference} s",
+        f"{reference} s (paired, gate)",
         f"{candidate} s",
         "speed-up",
         f"{candidate} GFLOP/s",
@@ -93,3 +94,10 @@ def timing_line(timing: Mapping[str, Any], source: str, timed: bool = True) -> s
         f"speed-up = reference / candidate latency, {estimator} of {rounds} (the candidate's "
         f"interleaved with reference runs); gates from {source}"
     )
+
+
+REFERENCE_LINE = (
+    "reference s (paired, gate): the reference runs interleaved with the candidate's rounds; "
+    "pytest-benchmark's reference[...] row: the reference test's own rounds, measured apart "
+    "(reference s (own rounds))"
+)
