@@ -18,7 +18,13 @@ from segbench.bench.inject import InjectedBackend
 from segbench.bench.memory import park, peak_rss_mb, reset_peak_rss
 from segbench.bench.runtime import Runtime
 from segbench.inputs.limits import DEFAULT_MAX_VOXELS
-from segbench.inputs.volumes import Volume, check_same_grid, label_names, load_volume
+from segbench.inputs.volumes import (
+    Volume,
+    check_same_grid,
+    check_truth_labels,
+    label_names,
+    load_volume,
+)
 from segbench.pipeline.backends import Backend
 from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
 from segbench.results.record import gate_info, measurement_info
@@ -97,12 +103,16 @@ def load_truth(
     max_voxels: int | None = DEFAULT_MAX_VOXELS,
     names: Mapping[int, str] | None = None,
 ) -> Truth:
-    """Read a label map, refuse it off ``volume``'s grid, and check its label names (``names``,
-    else the file's own label table) against the model's classes."""
+    """Read a label map, refuse it off ``volume``'s grid or with labels that are not classes
+    (:func:`check_truth_labels`), and check its label names (``names``, else the file's own
+    label table) against the model's classes."""
     labels = load_volume(path, max_voxels, expect_ct=False)
     check_same_grid(labels, volume)
-    array = labels.array.astype(np.uint8)
     names = names if names is not None else label_names(labels.original)
+    # before the uint8 cast, which would wrap a negative or fractional label into a class; a
+    # truth with its own label table is held to 0..255 (its names are checked just below)
+    check_truth_labels(labels.array, labels.source, None if names is not None else len(class_names))
+    array = labels.array.astype(np.uint8)
     return Truth(array, labels.source, truth_label_check(array, names, class_names))
 
 

@@ -4,17 +4,21 @@ The pieces: :mod:`~segbench.plugin.options` (the option group and :class:`Option
 :mod:`~segbench.plugin.session` (the session state), :mod:`~segbench.plugin.collection`
 (parametrisation by case id, pytest-split), :mod:`~segbench.plugin.fingerprint` (the saved run's
 ``"segbench"`` block), :mod:`~segbench.plugin.terminal` (the table),
-:mod:`~segbench.plugin.fixtures` and :mod:`~segbench.plugin.check` (:class:`CaseCheck`).
-Importing the plugin imports no torch: the first case builds the runtime.
+:mod:`~segbench.plugin.fixtures`, :mod:`~segbench.plugin.check` (:class:`CaseCheck`) and
+:mod:`~segbench.plugin.reporting` (a session's errors once, a case's errors in one line).
+Importing the plugin imports no torch: the runtime is built once per-volume tests are collected.
 """
 
 from __future__ import annotations
+
+from collections.abc import Generator
 
 import pytest
 
 from segbench.plugin.check import CaseCheck
 from segbench.plugin.fixtures import segbench, segbench_case, segbench_check
 from segbench.plugin.options import Options, add_options
+from segbench.plugin.reporting import check_controller, check_session, shorten
 from segbench.plugin.session import SESSION_NAME, SegbenchSession, session_of
 
 __all__ = [
@@ -23,8 +27,11 @@ __all__ = [
     "Options",
     "SegbenchSession",
     "pytest_addoption",
+    "pytest_collection_finish",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_runtest_makereport",
+    "pytest_sessionstart",
     "segbench",
     "segbench_case",
     "segbench_check",
@@ -55,3 +62,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     plugin = config.pluginmanager.get_plugin(SESSION_NAME)
     if isinstance(plugin, SegbenchSession):
         plugin.before_split(items)
+
+
+def _session(config: pytest.Config) -> SegbenchSession | None:
+    plugin = config.pluginmanager.get_plugin(SESSION_NAME)
+    return plugin if isinstance(plugin, SegbenchSession) else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    plugin = _session(session.config)
+    if plugin is not None:
+        check_controller(plugin, session.config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The session's errors (model, weights, ONNX file, runtime, config) as one usage error,
+    before any test runs (see :func:`segbench.plugin.reporting.check_session`)."""
+    plugin = _session(session.config)
+    if plugin is not None:
+        check_session(plugin, session.config, session.items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A case's :class:`~segbench.errors.SegbenchError` in one line (see
+    :func:`segbench.plugin.reporting.shorten`)."""
+    report = yield
+    plugin = _session(item.config)
+    if plugin is not None:
+        shorten(plugin, item, call, report)
+    return report

@@ -49,14 +49,16 @@ class CaseCheck:
         )
         failed = [g.message for g in evaluation.gates if not g.passed]
         if any(g.name == "dice" and not g.passed for g in evaluation.gates):
-            failed.insert(0, self._disagreement_png())
+            failed.append(self._disagreement_png())  # after the verdict, best-effort
         self.session.release(self.case)
         if failed:
-            pytest.fail("\n".join(failed), pytrace=False)
+            pytest.fail("\n".join(line for line in failed if line), pytrace=False)
         return evaluation
 
     def _disagreement_png(self) -> str:
-        """Save the slice where the two masks disagree most; return a line for the message."""
+        """Save the slice where the two masks disagree most; return a line for the message. The
+        PNG is best-effort: when it cannot be drawn (no matplotlib, an unwritable report folder)
+        the line says why, and the gate's message stays the failure."""
         pair = self.pair
         ref, cand = pair.runs["reference"].last, pair.runs["candidate"].last
         if ref is None or cand is None:
@@ -65,7 +67,6 @@ class CaseCheck:
 
         try:
             path = self.session.options.report_dir / f"{self.case.id}-disagreement.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
             index = plot_disagreement(
                 pair.volume.array,
                 ref.labels,
@@ -74,6 +75,6 @@ class CaseCheck:
                 f"{self.case.id}: reference vs candidate",
                 spacing=pair.volume.spacing,
             )
-        except PlotError as exc:
+        except (PlotError, OSError) as exc:
             return f"(no PNG of the worst slice: {exc})"
         return f"Worst slice (z={index}, RAS): {path}"

@@ -25,7 +25,12 @@ def segbench_case(segbench: SegbenchSession, segbench_case_id: str) -> Case:
 
 @pytest.fixture
 def segbench_check(segbench: SegbenchSession, segbench_case: Case) -> CaseCheck:
-    """The paired reference/candidate runs of the current case (created once per case)."""
+    """The paired reference/candidate runs of the current case (created once per case). A case
+    whose reference test failed with a case error (a :class:`SegbenchError`) is skipped: that
+    test reported the error."""
+    reported = segbench.case_errors.get(segbench_case.id)
+    if reported is not None:
+        pytest.skip(f"case error reported by {reported}")
     try:
         segbench.pair(segbench_case)
     except Exception as exc:

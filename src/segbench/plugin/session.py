@@ -58,6 +58,7 @@ class SegbenchSession:
         self.suite_gate: GateResult | None = None
         self.infos: dict[str, dict[str, Mapping[str, Any]]] = {}  # case -> role -> extra_info
         self.errors: dict[str, str] = {}  # cases whose paired run could not be built
+        self.case_errors: dict[str, str] = {}  # case -> the test that reported its SegbenchError
         self.worker_records: dict[str, CaseRecord] = {}  # of pytest-xdist workers
         self.worker_class_names: dict[str, str] | None = None
 
