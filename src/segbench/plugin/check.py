@@ -74,6 +74,7 @@ class CaseCheck:
                 path,
                 f"{self.case.id}: reference vs candidate",
                 spacing=pair.volume.spacing,
+                class_names=pair.runtime.card.class_names,
             )
         except (PlotError, OSError) as exc:
             return f"(no PNG of the worst slice: {exc})"
