@@ -33,6 +33,19 @@ _LEGACY_TEMP = re.compile(r"^(tmp[\w-]{6,}\.onnx|\..+\.nii\.gz\.[\w-]{6,}\.tmp)$
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same resolved path, or (both existing) another
+    spelling, a symlink or a hard link of it."""
+    if a.resolve() == b.resolve():
+        return True
+    if not (a.exists() and b.exists()):
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def temp_path(final: Path) -> Path:
     """A fresh temporary name beside ``final`` (same folder, so ``os.replace`` is atomic) that
     names this host and process and keeps ``final``'s extension (onnx infers the format)."""

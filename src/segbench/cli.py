@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from segbench.cachefiles import same_file
 from segbench.errors import InputError, SegbenchError
 from segbench.results.compare import compare_runs
 from segbench.results.decision import gate_decision, run_gates
@@ -337,13 +338,7 @@ def refuse_overwrite(output: Path, inputs: Sequence[Path]) -> None:
     """Raise :class:`InputError` when ``output`` is one of ``inputs`` (also through another
     spelling, a symlink or a hard link): writing it would destroy an input before it is read."""
     for src in inputs:
-        same = output.resolve() == src.resolve()
-        if not same and output.exists() and src.exists():
-            try:
-                same = os.path.samefile(output, src)
-            except OSError:
-                same = False
-        if same:
+        if same_file(output, src):
             raise InputError(
                 output,
                 f"is also an input ({src}); writing it would replace that file",

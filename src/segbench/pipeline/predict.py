@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from segbench.cachefiles import same_file
 from segbench.errors import ConfigError, InputError
 from segbench.inputs.phantoms import default_cache_dir
 from segbench.inputs.volumes import NIFTI_SUFFIXES, ImageLike, Volume, load_volume, mask_image
@@ -166,13 +167,7 @@ def check_output_path(output: str | Path, inputs: Sequence[str | Path | None] = 
         if item is None:
             continue
         src = Path(item)
-        same = out.resolve() == src.resolve()
-        if not same and out.exists() and src.exists():
-            try:
-                same = os.path.samefile(out, src)
-            except OSError:
-                same = False
-        if same:
+        if same_file(out, src):
             raise InputError(
                 out,
                 f"is the input {src} itself; writing the mask there would destroy the image",
