@@ -4,7 +4,9 @@ The pieces: :mod:`~segbench.plugin.options` (the option group and :class:`Option
 :mod:`~segbench.plugin.session` (the session state), :mod:`~segbench.plugin.collection`
 (parametrisation by case id, pytest-split), :mod:`~segbench.plugin.fingerprint` (the saved run's
 ``"segbench"`` block), :mod:`~segbench.plugin.terminal` (the table),
-:mod:`~segbench.plugin.fixtures` and :mod:`~segbench.plugin.check` (:class:`CaseCheck`).
+:mod:`~segbench.plugin.fixtures` and :mod:`~segbench.plugin.check` (:class:`CaseCheck`),
+:mod:`~segbench.plugin.progress` (the live line) and :mod:`~segbench.plugin.rootdir` (the space
+form of a path option must not move pytest's rootdir).
 Importing the plugin imports no torch: the first case builds the runtime.
 """
 
@@ -15,6 +17,7 @@ import pytest
 from segbench.plugin.check import CaseCheck
 from segbench.plugin.fixtures import segbench, segbench_case, segbench_check
 from segbench.plugin.options import Options, add_options
+from segbench.plugin.rootdir import pytest_load_initial_conftests
 from segbench.plugin.session import SESSION_NAME, SegbenchSession, session_of
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_load_initial_conftests",
     "segbench",
     "segbench_case",
     "segbench_check",
