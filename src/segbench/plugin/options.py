@@ -145,7 +145,8 @@ SPECS = (
         "glob",
         "PATTERN",
         "keep only the cases of --segbench-data whose path relative to it matches this glob "
-        "(* and ? within a folder name, **/ any folders: '**/ct.nii.gz') (default: all)",
+        "(* and ? within a folder name, **/ any folders: 'chest/*.nii.gz', "
+        "'**/*_0000.nii.gz') (default: all)",
     ),
     Spec(
         "shared_data",

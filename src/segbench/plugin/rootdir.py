@@ -96,14 +96,15 @@ def check_rootdir(config: pytest.Config, args: Sequence[str]) -> None:
     )
     if would is not None:
         lost = []
-        if would[0] != chosen[0]:
-            if (would[0] / CONFIG_NAME).is_file():
-                lost.append(str(would[0] / CONFIG_NAME))
-            lost.append(f"its rootdir {would[0]} (node ids, the cache)")
+        if would[0] != chosen[0] and (would[0] / CONFIG_NAME).is_file():
+            lost.append(str(would[0] / CONFIG_NAME))
         if would[1] is not None and would[1] != chosen[1]:
             what = "[tool.pytest.ini_options]" if would[1].name == "pyproject.toml" else "settings"
             lost.append(f"the {what} of {would[1]}")
-        message += f"; this session would lose {' and '.join(lost)}"
+        if would[0] != chosen[0]:
+            lost.append(f"its rootdir {would[0]} (node ids, the cache)")
+        listed = ", ".join(lost[:-1]) + (" and " if len(lost) > 1 else "") + lost[-1]
+        message += f"; this session would lose {listed}"
     raise pytest.UsageError(f"{message}. Fix: write {fixes}")
 
 

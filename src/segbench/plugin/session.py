@@ -192,10 +192,13 @@ class SegbenchSession:
 
     # hooks of the session object ------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        """Name every file of ``--segbench-data`` left out, with why."""
-        if self.options.data is None:
-            return []
-        return skipped_lines(self.options.data, self.skipped)
+        """Where the cases and the gates come from, and every file of ``--segbench-data`` left
+        out, with why."""
+        data = self.options.data
+        where = f"--segbench-suite={self.options.suite}" if data is None else f"{data}"
+        count = f"{len(self.cases)} case{'s' if len(self.cases) != 1 else ''}"
+        lines = [f"segbench: {count} from {where}; gates from {self.bench.source}"]
+        return lines + ([] if data is None else skipped_lines(data, self.skipped))
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if CASE_ARG in metafunc.fixturenames:
