@@ -72,7 +72,7 @@ class Terminal:
         self.attach(
             plugins.get_plugin("terminalreporter"),
             plugins.get_plugin("capturemanager"),
-            config.get_verbosity(),
+            int(config.getoption("verbose", 0) or 0),  # -q: -1
             worker=hasattr(config, "workerinput"),  # a pytest-xdist worker: no terminal
         )
 
