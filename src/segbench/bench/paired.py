@@ -303,7 +303,7 @@ class PairedRun:
 
         try:
             benchmark.pedantic(
-                target, setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1
+                target, args=(), setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1
             )
         finally:
             self._end()
