@@ -205,11 +205,17 @@ def write_dicom_series(
 
 
 def run_pytest(
-    cwd: Path, *args: str, suite: Path | None = SUITE, timeout: float = 600
+    cwd: Path,
+    *args: str,
+    suite: Path | None = SUITE,
+    timeout: float = 600,
+    settings: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """pytest in a subprocess on this checkout's sources: the regression suite (``suite``;
-    ``None``: only ``args``) with the segbench plugin, the project's pytest settings, the shared
-    cache of phantoms and ONNX exports, and failure PNGs under ``cwd/reports``."""
+    ``None``: only ``args``) with the segbench plugin, the project's pytest settings (``settings``
+    false: pytest chooses its rootdir and ini file from ``cwd`` and ``args``, as in a user's
+    project), the shared cache of phantoms and ONNX exports, and failure PNGs under
+    ``cwd/reports``."""
     loaded = any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
     cmd = [
         sys.executable,
@@ -219,10 +225,7 @@ def run_pytest(
         *([] if loaded else ["-p", "segbench.plugin"]),
         "-p",
         "no:cacheprovider",
-        "--rootdir",
-        str(ROOT),
-        "-c",
-        str(ROOT / "pyproject.toml"),
+        *(["--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")] if settings else []),
         f"--segbench-cache-dir={default_cache_dir()}",
         f"--segbench-report-dir={cwd / 'reports'}",
         *args,

@@ -40,9 +40,12 @@ def pytest_run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def listed_tests(stdout: str) -> list[tuple[str, str]]:
-    """``(role, case)`` of every test in a -v / --collect-only -q listing (not the summary)."""
+    """``(role, case)`` of every test in a -v / --collect-only -q listing (not the summary, nor
+    a test's name written again before its verdict after progress lines)."""
     return re.findall(
-        r"^\S*test_regression\.py::test_(reference|candidate)\[([^\]]+)\]", stdout, re.M
+        r"^\S*test_regression\.py::test_(reference|candidate)\[([^\]]+)\](?:$| [A-Z])",
+        stdout,
+        re.M,
     )
 
 

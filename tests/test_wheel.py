@@ -150,9 +150,6 @@ def _params_strings(params: Any) -> list[str]:
     return [params] if isinstance(params, str) else []
 
 
-@pytest.mark.xfail(
-    strict=False, reason="the suite is parametrised by case objects until it takes case ids"
-)
 def test_saved_run_is_serializable_and_has_no_absolute_paths(
     main_job: subprocess.CompletedProcess[str], project: Path
 ) -> None:
@@ -164,12 +161,11 @@ def test_saved_run_is_serializable_and_has_no_absolute_paths(
     for bench in benchmarks:
         for value in _params_strings(bench.get("params")):
             assert not os.path.isabs(value), f"absolute path in params: {value}"
+        truth = bench["extra_info"]["ground_truth"]["file"]  # a phantom's: the suite's name
+        assert truth.startswith(f"quick:phantom_{MAIN_SUBSET}"), truth
+    assert str(default_cache_dir()) not in text and str(project) not in text
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="--segbench-data DIR (space form) sets pytest's rootdir to DIR: another gate file",
-)
 def test_data_option_forms_apply_the_same_gate_file(
     user_env: dict[str, Any], project: Path, tmp_path: Path
 ) -> None:

@@ -8,9 +8,9 @@ the runtime it runs with (:mod:`segbench.bench.runtime`) is built once per sessi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from segbench.inputs.volumes import (
     load_volume,
 )
 from segbench.pipeline.backends import Backend
+from segbench.pipeline.inference import Progress
 from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
 from segbench.results.record import gate_info, measurement_info
 from segbench.scoring.gates import BaselineSpeedup, GateResult, check_dice, check_speedup, speedup
@@ -55,6 +56,21 @@ def truth_label_check(
         more = f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else ""
         return f"{LABELS_DIFFER}: label " + "; ".join(wrong[:3]) + more
     return "match"
+
+
+class RunObserver(Protocol):
+    """Told of every run of a measurement before it starts, outside the timed part (see
+    :mod:`segbench.plugin.progress`)."""
+
+    def start(self, role: str, phase: str, index: int, count: int) -> Progress | None:
+        """A run of ``role`` starts: ``phase`` is ``"warm-up"``, ``"round"``, ``"paired"`` (a
+        reference run interleaved with the candidate's rounds) or ``"run"`` (untimed), the
+        ``index``-th of ``count``. Returns the per-window callback of that run, or None."""
+        ...
+
+    def end(self) -> None:
+        """The measurement is over."""
+        ...
 
 
 PARK_BYTES = 256 * 2**20  # logits at least this big wait on disk while the other role runs
@@ -160,6 +176,7 @@ class PairedRun:
         self.baseline = baseline
         self.rss_window = False  # peak_rss_mb covers the last measure(), not the whole process
         self._truth_dice: dict[str, tuple[Prediction, float]] = {}  # role -> (prediction, Dice)
+        self.observer: RunObserver | None = None
 
     @classmethod
     def load(
@@ -173,20 +190,25 @@ class PairedRun:
         max_voxels: int | None = DEFAULT_MAX_VOXELS,
         baseline: BaselineSpeedup | None = None,
         truth_names: Mapping[int, str] | None = None,
+        truth_source: str | None = None,
     ) -> PairedRun:
-        """Read the case's volume (and ground truth) and pair them with ``runtime``."""
+        """Read the case's volume (and ground truth) and pair them with ``runtime``.
+        ``truth_source`` names the ground truth in the extra_info (default: its path)."""
         volume = load_volume(image, max_voxels)
         loaded = (
             None
             if truth is None
             else load_truth(truth, volume, runtime.card.class_names, max_voxels, truth_names)
         )
+        if loaded is not None and truth_source is not None:
+            loaded = replace(loaded, source=truth_source)
         return cls(case_id, volume, loaded, runtime, config, gates, baseline)
 
-    def run(self, role: str, record: bool = True) -> Prediction:
+    def run(self, role: str, record: bool = True, progress: Progress | None = None) -> Prediction:
         """One end-to-end run (in-memory volume -> mask) of ``role``. It becomes the role's last
         prediction, logits kept for the logit difference; ``record`` (not for paired reference
-        runs) also adds its stage times to the role's rounds."""
+        runs) also adds its stage times to the role's rounds. ``progress(done, total)`` is
+        called per sliding window."""
         profile = self.runtime.profiles[role]
         self._drop_logits(role)  # this run replaces them: never two rounds' logits at once
         pred = predict_volume(
@@ -195,6 +217,7 @@ class PairedRun:
             self.runtime.backends[role],
             profile.pipeline,
             keep_logits=True,
+            progress=progress,
         )
         if record:
             self.runs[role].times.append(pred.times)
@@ -218,7 +241,16 @@ class PairedRun:
         ):
             last.logits = park(last.logits)
 
-    def _paired_reference(self) -> None:
+    def _start(self, role: str, phase: str, index: int, count: int) -> Progress | None:
+        """Tell the observer a run starts (untimed); its per-window callback."""
+        observer = self.observer
+        return None if observer is None else observer.start(role, phase, index, count)
+
+    def _end(self) -> None:
+        if self.observer is not None:
+            self.observer.end()
+
+    def _paired_reference(self, index: int = 1, count: int = 1) -> None:
         """One reference run right before a timed candidate round (not part of either
         benchmark's statistics): the speed-up compares runs made side by side. The candidate
         round that follows replaces the candidate's logits, so they are dropped first; the
@@ -226,7 +258,8 @@ class PairedRun:
         volume), so no earlier reference logits are held while it runs; big logits are parked
         on disk before the candidate round."""
         self._drop_logits("candidate")
-        self.paired_reference.append(self.run("reference", record=False).times)
+        progress = self._start("reference", "paired", index, count)
+        self.paired_reference.append(self.run("reference", record=False, progress=progress).times)
         self._park_logits("reference")
 
     def measure(self, role: str, benchmark: Any | None) -> None:
@@ -245,32 +278,46 @@ class PairedRun:
                 self._park_logits(other)
         self.rss_window = reset_peak_rss()
         start = len(runs.times)
+        warmup, rounds = timing.warmup_rounds, timing.rounds
+
+        def phase(i: int) -> tuple[str, int, int]:  # the i-th run (from 0): warm-up or round
+            return ("warm-up", i + 1, warmup) if i < warmup else ("round", i - warmup + 1, rounds)
+
         if benchmark is None:
-            for i in range(timing.warmup_rounds + timing.rounds):
-                if interleave and i >= timing.warmup_rounds:
-                    self._paired_reference()
-                self.run(role)
-            runs.warmup = start + timing.warmup_rounds
+            try:
+                for i in range(warmup + rounds):
+                    if interleave and i >= warmup:
+                        self._paired_reference(i - warmup + 1, rounds)
+                    self.run(role, progress=self._start(role, *phase(i)))
+            finally:
+                self._end()
+            runs.warmup = start + warmup
             return
         benchmark.group = self.case_id
         benchmark.name = f"{role}[{self.case_id}]"
         disabled = bool(getattr(benchmark, "disabled", False))
         calls = [0]
+        progress: list[Progress | None] = [None]
 
         def setup() -> None:  # pedantic calls it before every warm-up and timed round
             calls[0] += 1
-            if interleave and not disabled and calls[0] > timing.warmup_rounds:
-                self._paired_reference()
+            if disabled:  # one untimed run
+                progress[0] = self._start(role, "run", 1, 1)
+                return
+            if interleave and calls[0] > warmup:
+                self._paired_reference(calls[0] - warmup, rounds)
+            progress[0] = self._start(role, *phase(calls[0] - 1))
 
-        benchmark.pedantic(
-            self.run,
-            args=(role,),
-            setup=setup,
-            rounds=timing.rounds,
-            warmup_rounds=timing.warmup_rounds,
-            iterations=1,
-        )
-        runs.warmup = len(runs.times) if disabled else start + timing.warmup_rounds
+        def target() -> Prediction:  # what pedantic times
+            return self.run(role, progress=progress[0])
+
+        try:
+            benchmark.pedantic(
+                target, args=(), setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1
+            )
+        finally:
+            self._end()
+        runs.warmup = len(runs.times) if disabled else start + warmup
 
     def _unwrapped(self, role: str) -> Backend:
         backend = self.runtime.backends[role]
@@ -347,7 +394,8 @@ class PairedRun:
                 self.measure(role, None)
             else:  # an untimed run (benchmarks disabled): no latency
                 self.rss_window = reset_peak_rss()
-                self.run(role)
+                self.run(role, progress=self._start(role, "run", 1, 1))
+                self._end()
                 runs.warmup = len(runs.times)
 
     def reference_latency(self, estimator: str) -> float | None:

@@ -3,6 +3,7 @@ weights, or the user's, checked) and both backends, each from its profile."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +50,11 @@ def build_runtime(
     cache_dir: Path,
     onnx: Path | None = None,
     injection: Injection | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> Runtime:
     """Load the network, export (or check the user's) ONNX file once, build both backends; an
-    ``injection`` makes the candidate deliberately worse (see :mod:`segbench.bench.inject`)."""
+    ``injection`` makes the candidate deliberately worse (see :mod:`segbench.bench.inject`).
+    An ONNX export (not a cache hit) is announced to ``announce``."""
     injection = injection or Injection()
     net = load_network(card)
     profiles = {
@@ -65,7 +68,7 @@ def build_runtime(
         check_onnx_matches(onnx, card)
         onnx_path = onnx
     elif needs_onnx:
-        exported = export_onnx(net, card, cache_dir / "onnx")
+        exported = export_onnx(net, card, cache_dir / "onnx", announce=announce)
         onnx_path, diff = exported.path, exported.max_abs_diff
     candidate_onnx = onnx_path
     if injection.perturb:

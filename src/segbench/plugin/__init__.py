@@ -4,8 +4,10 @@ The pieces: :mod:`~segbench.plugin.options` (the option group and :class:`Option
 :mod:`~segbench.plugin.session` (the session state), :mod:`~segbench.plugin.collection`
 (parametrisation by case id, pytest-split), :mod:`~segbench.plugin.fingerprint` (the saved run's
 ``"segbench"`` block), :mod:`~segbench.plugin.terminal` (the table),
-:mod:`~segbench.plugin.fixtures`, :mod:`~segbench.plugin.check` (:class:`CaseCheck`) and
-:mod:`~segbench.plugin.reporting` (a session's errors once, a case's errors in one line).
+:mod:`~segbench.plugin.fixtures`, :mod:`~segbench.plugin.check` (:class:`CaseCheck`),
+:mod:`~segbench.plugin.reporting` (a session's errors once, a case's errors in one line),
+:mod:`~segbench.plugin.progress` (the live line) and :mod:`~segbench.plugin.rootdir` (the space
+form of a path option must not move pytest's rootdir).
 Importing the plugin imports no torch: the runtime is built once per-volume tests are collected.
 """
 
@@ -19,6 +21,7 @@ from segbench.plugin.check import CaseCheck
 from segbench.plugin.fixtures import segbench, segbench_case, segbench_check
 from segbench.plugin.options import Options, add_options
 from segbench.plugin.reporting import check_controller, check_session, shorten
+from segbench.plugin.rootdir import pytest_load_initial_conftests
 from segbench.plugin.session import SESSION_NAME, SegbenchSession, session_of
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "pytest_collection_finish",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_load_initial_conftests",
     "pytest_runtest_makereport",
     "pytest_sessionstart",
     "segbench",

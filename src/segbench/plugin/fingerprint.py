@@ -89,4 +89,16 @@ def fingerprint(
         "shard": {"splits": splits, "group": group} if splits and group else None,
         "model_option": options.model,
         "config_source": Path(bench.source).name,
+        "paths": recorded_paths(options),
     }
+
+
+def recorded_paths(options: Options) -> dict[str, Any]:
+    """How the run names the cases' files (``--segbench-record-paths``) and where the cases came
+    from: the data folder's name (its absolute path only when asked for), else the suite."""
+    data = options.data
+    if data is None:
+        where = f"suite:{options.suite}"
+    else:
+        where = str(data) if options.record_paths == "absolute" else data.name
+    return {"mode": options.record_paths, "cases_from": where}

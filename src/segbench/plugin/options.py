@@ -27,6 +27,8 @@ from segbench.settings.kinds import MALLOC_MODES
 
 CONFIG_NAME = "benchmarks.json"
 GROUP = "segbench"
+RECORD_PATHS = ("relative", "absolute")
+PROGRESS_MODES = ("auto", "on", "off")
 
 
 def positive_int(text: str) -> int:
@@ -140,6 +142,13 @@ SPECS = (
         "<case>_seg.nii.gz beside a case is its ground truth (default: none)",
     ),
     Spec(
+        "glob",
+        "PATTERN",
+        "keep only the cases of --segbench-data whose path relative to it matches this glob "
+        "(* and ? within a folder name, **/ any folders: 'chest/*.nii.gz', "
+        "'**/*_0000.nii.gz') (default: all)",
+    ),
+    Spec(
         "shared_data",
         "DIR",
         "folder holding ct/example_ct_sm.nii.gz (default: ../shared/data beside the rootdir, "
@@ -226,6 +235,21 @@ SPECS = (
         "adaptive defaults (default: steady)",
         one_of(MALLOC_MODES),
     ),
+    Spec(
+        "record_paths",
+        "MODE",
+        "how a saved run (--benchmark-json) names a case's files: relative (to --segbench-data, "
+        "or the built-in suite's name for phantoms) or absolute (default: relative)",
+        one_of(RECORD_PATHS),
+    ),
+    Spec(
+        "progress",
+        "MODE",
+        "a live line per case and round (role, round, windows done): auto (in a terminal, "
+        "not with -q; one line per round when the output is not a terminal), on, or off "
+        "(default: auto)",
+        one_of(PROGRESS_MODES),
+    ),
 )
 
 
@@ -290,6 +314,7 @@ class Options:
     model: str
     config_path: Path | None
     data: Path | None
+    glob: str | None
     shared_data: Path | None
     cache_dir: Path
     onnx: Path | None
@@ -303,6 +328,8 @@ class Options:
     report_dir: Path
     require_gpu: bool
     malloc: str
+    record_paths: str = "relative"
+    progress: str = "auto"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Options:
@@ -339,6 +366,7 @@ class Options:
             model=get("model") or "demo",
             config_path=config_path,
             data=path("data"),
+            glob=get("glob"),
             shared_data=shared if shared.is_dir() else None,
             cache_dir=cache,
             onnx=path("onnx"),
@@ -352,6 +380,8 @@ class Options:
             report_dir=path("report_dir") or root / "reports" / "segbench",
             require_gpu=bool(get("require_gpu")),
             malloc=get("malloc") or "steady",
+            record_paths=get("record_paths") or "relative",
+            progress=get("progress") or "auto",
         )
 
     def apply(self, cfg: BenchConfig) -> BenchConfig:

@@ -4,17 +4,20 @@ case records of the table."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from segbench.bench.allocator import configure_malloc
-from segbench.errors import SegbenchError
-from segbench.inputs.cases import Case, builtin_cases, folder_cases
+from segbench.errors import ConfigError, SegbenchError
+from segbench.inputs.cases import Case, Skipped, builtin_cases, discover, folder_cases
 from segbench.plugin.collection import CASE_ARG, Collection, parametrize
 from segbench.plugin.fingerprint import fingerprint
 from segbench.plugin.options import Options
+from segbench.plugin.progress import Terminal, announcer
 from segbench.plugin.terminal import ordered, write_summary
 from segbench.results.baseline import load_baselines
 from segbench.results.record import CaseRecord
@@ -28,6 +31,42 @@ if TYPE_CHECKING:
     from segbench.bench.runtime import Runtime
 
 SESSION_NAME = "segbench-session"
+SKIPPED_LINES = 20  # files left out of --segbench-data named in the header, then "+N more"
+
+
+def find_cases(options: Options) -> tuple[list[Case], list[Skipped]]:
+    """The session's cases and the files of ``--segbench-data`` left out; no case at all is a
+    :class:`ConfigError` that says why."""
+    if options.data is None:
+        if options.glob:
+            raise ConfigError(
+                f"--segbench-glob={options.glob} without --segbench-data: the glob selects "
+                "files of a data folder. Fix: pass --segbench-data=DIR too, or drop the glob"
+            )
+        cases = builtin_cases(options.suite, options.shared_data)
+        if not cases:
+            raise ConfigError(
+                f"no cases: --segbench-suite={options.suite} and no --segbench-data "
+                "(nor the shared example CT ct/example_ct_sm.nii.gz). Fix: pass "
+                "--segbench-data=DIR with your CT volumes, or --segbench-suite=quick"
+            )
+        return cases, []
+    found = discover(options.data, options.glob)
+    if not found.cases:
+        folder_cases(options.data, options.glob)  # raises, naming what was left out
+    return found.cases, found.skipped
+
+
+def skipped_lines(data: Path, skipped: list[Skipped], limit: int = SKIPPED_LINES) -> list[str]:
+    """The header's lines on the files of ``--segbench-data`` left out, with why."""
+    if not skipped:
+        return []
+    count = f"{len(skipped)} file{'s' if len(skipped) != 1 else ''}"
+    lines = [f"segbench: {count} left out of --segbench-data={data}:"]
+    lines += [f"  {s.path}: {s.reason}" for s in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"  +{len(skipped) - limit} more")
+    return lines
 
 
 class SegbenchSession:
@@ -39,10 +78,7 @@ class SegbenchSession:
         self.malloc = configure_malloc(self.options.malloc)  # before any volume or window
         try:
             self.bench = self.options.apply(load_config(self.options.config_path))
-            if self.options.data is not None:
-                self.cases: list[Case] = folder_cases(self.options.data)
-            else:
-                self.cases = builtin_cases(self.options.suite, self.options.shared_data)
+            self.cases, self.skipped = find_cases(self.options)
             self.baselines = (
                 {}
                 if self.options.baseline is None
@@ -61,6 +97,7 @@ class SegbenchSession:
         self.case_errors: dict[str, str] = {}  # case -> the test that reported its SegbenchError
         self.worker_records: dict[str, CaseRecord] = {}  # of pytest-xdist workers
         self.worker_class_names: dict[str, str] | None = None
+        self.terminal = Terminal(config, self.options.progress)
 
     @property
     def runtime(self) -> Runtime:
@@ -78,6 +115,7 @@ class SegbenchSession:
                     self.options.cache_dir,
                     onnx=self.options.onnx,
                     injection=self.options.injection,
+                    announce=announcer(self.terminal),
                 )
                 check_providers(self._runtime, self.options.require_gpu)
             except Exception as exc:  # every case fails with the same message, once built
@@ -93,8 +131,10 @@ class SegbenchSession:
             from segbench.bench.paired import PairedRun
 
             runtime = self.runtime
-            image, truth = case.files(self.options.cache_dir)
-            self._pairs[case.id] = PairedRun.load(
+            cache = self.options.cache_dir
+            image, _ = case.files(cache, announce=announcer(self.terminal))
+            truth, names = case.ground_truth(cache, runtime.card.class_names)
+            pair = PairedRun.load(
                 case.id,
                 image,
                 truth,
@@ -103,9 +143,31 @@ class SegbenchSession:
                 self.bench.gates_for(case.id),
                 max_voxels=self.options.max_voxels,
                 baseline=self.baselines.get(case.id),
-                truth_names=case.truth_names,
+                truth_names=names,
+                truth_source=self.recorded_truth(case, truth),
             )
+            pair.observer = self.terminal.case(case.id)
+            self._pairs[case.id] = pair
         return self._pairs[case.id]
+
+    def recorded_truth(self, case: Case, truth: Path | None) -> str | None:
+        """How a saved run names ``case``'s ground truth: relative to ``--segbench-data`` (a
+        TotalSegmentator case: its masks folder), ``<suite>:<file>`` for a phantom, or the
+        absolute path with ``--segbench-record-paths=absolute``."""
+        if truth is None:
+            return None
+        source = case.masks if case.masks is not None else truth
+        if self.options.record_paths == "absolute":
+            return os.path.abspath(source)
+        if case.phantom is not None:
+            return f"{self.options.suite}:{truth.name}"
+        data = self.options.data
+        if data is not None:
+            try:
+                return Path(os.path.abspath(source)).relative_to(os.path.abspath(data)).as_posix()
+            except ValueError:
+                pass
+        return source.name
 
     def release(self, case: Case) -> None:
         self._pairs.pop(case.id, None)
@@ -130,6 +192,15 @@ class SegbenchSession:
         return self.worker_class_names
 
     # hooks of the session object ------------------------------------------------------------
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        """Where the cases and the gates come from, and every file of ``--segbench-data`` left
+        out, with why."""
+        data = self.options.data
+        where = f"--segbench-suite={self.options.suite}" if data is None else f"{data}"
+        count = f"{len(self.cases)} case{'s' if len(self.cases) != 1 else ''}"
+        lines = [f"segbench: {count} from {where}; gates from {self.bench.source}"]
+        return lines + ([] if data is None else skipped_lines(data, self.skipped))
+
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if CASE_ARG in metafunc.fixturenames:
             parametrize(metafunc, [c.id for c in self.cases])
