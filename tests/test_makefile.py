@@ -15,8 +15,17 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def _dry(folder: Path, *args: str) -> list[str]:
+    # under `make test` the outer make's variables would make this one a sub-make, which
+    # prints "Entering directory" lines: run it as a make of its own
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     out = subprocess.run(
-        ["make", "-n", *args], cwd=folder, capture_output=True, text=True, check=True, timeout=60
+        ["make", "-n", "--no-print-directory", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
     )
     joined = out.stdout.replace("\\\n", " ")  # continued recipe lines as one
     return [" ".join(line.split()) for line in joined.splitlines()]
