@@ -93,11 +93,11 @@ def test_candidate_rounds_interleave_with_reference_runs(
     windows = len(log) // 8
     assert _calls(log) == "CRCRCRC" and len(log) == 8 * windows
     assert log[: 2 * windows] == ["C"] * 2 * windows
-    assert len(pair.paired_reference) == 3
+    assert len(pair.paired_reference["candidate"]) == 3
     assert len(pair.runs["reference"].times) == 5  # the reference test's own runs only
     assert len(pair.runs["candidate"].timed) == 3
     summary = pair.evaluate(timed=True)
-    paired = min(t.total for t in pair.paired_reference)
+    paired = min(t.total for t in pair.paired_reference["candidate"])
     assert summary.reference_s == pytest.approx(paired)
     assert summary.speedup == pytest.approx(paired / summary.candidate_s)
     assert [g.name for g in summary.gates] == ["dice", "speedup"]

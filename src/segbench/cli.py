@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from segbench.cachefiles import same_file
 from segbench.errors import InputError, SegbenchError
 from segbench.results.compare import compare_runs
-from segbench.results.decision import gate_decision, run_gates
+from segbench.results.decision import fastest_candidate, gate_decision, run_gates
 from segbench.results.markdown import render_comparison, render_report
 from segbench.results.merge import merge_shards
 from segbench.results.mismatch import injected_banner
@@ -243,11 +243,15 @@ GAB_SERIES = {
 def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
     """github-action-benchmark entries by kind: ``"smaller"`` (latency per case, s: the
     reference's paired figure of the speed-up gate and its own test's rounds, the candidate's)
-    and ``"bigger"`` (mean Dice and speed-up per case). An injected run says so in ``extra``."""
+    and ``"bigger"`` (mean Dice and speed-up per case). An injected run says so in ``extra``.
+    With named candidates a series of a candidate names it (``"<case> [<name>] - ..."``); the
+    reference's own rounds, one per case, do not."""
     smaller: list[dict[str, Any]] = []
     bigger: list[dict[str, Any]] = []
+    seen: set[str] = set()
     injected = f"; INJECTED: {run.injection}" if run.injected else ""
     for r in run.rows:
+        named = r.case if r.candidate is None else f"{r.case} [{r.candidate}]"
         shape = "x".join(str(s) for s in r.shape)
         for series, role, value, how in (
             ("reference", "reference", r.reference_s, "rounds interleaved with the candidate's"),
@@ -260,9 +264,13 @@ def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
             if series == "reference-own" and res.latency_source != "gate":
                 continue  # no paired figure: the series above is already the own rounds'
             source = res.latency_source if series != "reference-own" else "own rounds"
+            name = f"{r.case if series == 'reference-own' else named} - {GAB_SERIES[series]}"
+            if name in seen:
+                continue
+            seen.add(name)
             smaller.append(
                 {
-                    "name": f"{r.case} - {GAB_SERIES[series]}",
+                    "name": name,
                     "unit": "s",
                     "value": round(value, 6),
                     "extra": f"{res.backend} ({res.provider}); {r.estimator} of {how}; "
@@ -273,7 +281,7 @@ def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
             worst = r.worst_class
             bigger.append(
                 {
-                    "name": f"{r.case} - mean Dice",
+                    "name": f"{named} - mean Dice",
                     "unit": "Dice",
                     "value": r.mean_dice,
                     "extra": f"candidate vs reference mask; gate {_gate(r.gates, 'dice')}"
@@ -285,7 +293,7 @@ def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
         if speedup is not None and math.isfinite(speedup):
             bigger.append(
                 {
-                    "name": f"{r.case} - speed-up",
+                    "name": f"{named} - speed-up",
                     "unit": "x",
                     "value": round(speedup, 4),
                     "extra": "reference (paired, gate) / candidate latency; gate "
@@ -380,14 +388,19 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
     backends = [
         next((res.backend for r in run.rows if (res := r.roles.get(role))), role) for role in ROLES
     ]
-    title = (
-        f" segbench: {', '.join(sorted(models))} model, {backends[0]} (reference) vs "
-        f"{backends[1]} (candidate) "
+    named = [n for n in run.candidates if n is not None]
+    versus = (
+        f"{len(named)} candidates ({', '.join(named)})" if named else f"{backends[1]} (candidate)"
     )
+    title = f" segbench: {', '.join(sorted(models))} model, {backends[0]} (reference) vs {versus} "
+    if named:
+        backends[1] = "candidate"
     if run.injected:
         out.write(injected_banner(run.injection) + "\n")
     out.write(title.center(max(len(title) + 20, 80), "=") + "\n")
     out.write(summary_table(rows, backends[0], backends[1], class_names=names) + "\n")
+    if named:
+        out.write(fastest_candidate(rows) + "\n")
     settings = run.segbench.get("settings") if run.segbench else None
     config = settings.get("config") if isinstance(settings, Mapping) else None
     timing = config.get("timing") if isinstance(config, Mapping) else None

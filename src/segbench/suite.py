@@ -4,7 +4,8 @@ test per CT volume. A project's whole suite file is one line::
     from segbench.suite import test_candidate, test_reference
 
 ``pytest --benchmark-only`` runs exactly these (parametrised by the segbench plugin, one pair
-per case). The reference test records the PyTorch latency history; the candidate test records
+per case; with several named candidates, one candidate test per case and candidate). The
+reference test records the PyTorch latency history; the candidate test records
 the ONNX Runtime latency history and applies the Dice and speed-up gates of benchmarks.json to
 the pair.
 """
@@ -25,6 +26,8 @@ def test_reference(segbench_check: CaseCheck, benchmark: BenchmarkFixture) -> No
     segbench_check.measure("reference", benchmark)
 
 
-def test_candidate(segbench_check: CaseCheck, benchmark: BenchmarkFixture) -> None:
+def test_candidate(
+    segbench_check: CaseCheck, segbench_candidate: str | None, benchmark: BenchmarkFixture
+) -> None:
     segbench_check.measure("candidate", benchmark)
     segbench_check.check_gates(benchmark)

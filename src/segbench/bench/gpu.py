@@ -14,7 +14,12 @@ from segbench.errors import SegbenchError, SegbenchWarning
 def check_providers(runtime: Runtime, require_gpu: bool) -> None:
     """Warn (or, with ``require_gpu``, fail) when the candidate runs on the CPU although a GPU
     is wanted or present: onnxruntime-gpu falls back to the CPU with only a C++ log line."""
-    provider = runtime.backends["candidate"].provider
+    for slot, backend in runtime.backends.items():
+        if slot != "reference":
+            _check_provider(backend.provider, require_gpu)
+
+
+def _check_provider(provider: str, require_gpu: bool) -> None:
     on_cpu = provider in ("cpu", "CPUExecutionProvider")
     if on_cpu and require_gpu:
         raise SegbenchError(

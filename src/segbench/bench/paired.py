@@ -32,7 +32,7 @@ from segbench.results.record import gate_info, measurement_info
 from segbench.scoring.gates import BaselineSpeedup, GateResult, check_dice, check_speedup, speedup
 from segbench.scoring.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
 from segbench.settings.config import BenchConfig, Gates
-from segbench.settings.kinds import ROLES
+from segbench.settings.kinds import role_of_slot
 
 LABELS_DIFFER = "differ"
 
@@ -163,6 +163,7 @@ class PairedRun:
         config: BenchConfig,
         gates: Gates,
         baseline: BaselineSpeedup | None = None,
+        baselines: Mapping[str, BaselineSpeedup] | None = None,
     ) -> None:
         self.case_id = case_id
         self.volume = volume
@@ -170,10 +171,14 @@ class PairedRun:
         self.runtime = runtime
         self.config = config
         self.gates = gates
-        self.runs = {role: RoleRuns() for role in ROLES}
-        self.paired_reference: list[StageTimes] = []
+        # by slot: "reference" and each candidate's (see candidate_slot)
+        self.runs = {slot: RoleRuns() for slot in runtime.profiles}
+        self.candidates = [slot for slot in runtime.profiles if slot != "reference"]
+        # by candidate slot: the reference runs interleaved with that candidate's rounds
+        self.paired_reference: dict[str, list[StageTimes]] = {s: [] for s in self.candidates}
         self.logit_diff: LogitDiff | None = None
-        self.baseline = baseline
+        self.baseline = baseline  # of the candidates without one in baselines
+        self.baselines = dict(baselines or {})  # by candidate slot
         self.rss_window = False  # peak_rss_mb covers the last measure(), not the whole process
         self._truth_dice: dict[str, tuple[Prediction, float]] = {}  # role -> (prediction, Dice)
         self.observer: RunObserver | None = None
@@ -189,6 +194,7 @@ class PairedRun:
         gates: Gates,
         max_voxels: int | None = DEFAULT_MAX_VOXELS,
         baseline: BaselineSpeedup | None = None,
+        baselines: Mapping[str, BaselineSpeedup] | None = None,
         truth_names: Mapping[int, str] | None = None,
         truth_source: str | None = None,
     ) -> PairedRun:
@@ -202,7 +208,7 @@ class PairedRun:
         )
         if loaded is not None and truth_source is not None:
             loaded = replace(loaded, source=truth_source)
-        return cls(case_id, volume, loaded, runtime, config, gates, baseline)
+        return cls(case_id, volume, loaded, runtime, config, gates, baseline, baselines)
 
     def run(self, role: str, record: bool = True, progress: Progress | None = None) -> Prediction:
         """One end-to-end run (in-memory volume -> mask) of ``role``. It becomes the role's last
@@ -250,31 +256,39 @@ class PairedRun:
         if self.observer is not None:
             self.observer.end()
 
-    def _paired_reference(self, index: int = 1, count: int = 1) -> None:
+    def label(self, slot: str) -> str:
+        """How progress lines and benchmark names call a slot: its role, or the candidate's
+        name."""
+        return slot.split(":", 1)[1] if ":" in slot else slot
+
+    def _paired_reference(self, slot: str, index: int = 1, count: int = 1) -> None:
         """One reference run right before a timed candidate round (not part of either
         benchmark's statistics): the speed-up compares runs made side by side. The candidate
         round that follows replaces the candidate's logits, so they are dropped first; the
         paired run's prediction replaces the reference's last one (the same model on the same
         volume), so no earlier reference logits are held while it runs; big logits are parked
         on disk before the candidate round."""
-        self._drop_logits("candidate")
+        self._drop_logits(slot)
         progress = self._start("reference", "paired", index, count)
-        self.paired_reference.append(self.run("reference", record=False, progress=progress).times)
+        times = self.run("reference", record=False, progress=progress).times
+        self.paired_reference.setdefault(slot, []).append(times)
         self._park_logits("reference")
 
-    def measure(self, role: str, benchmark: Any | None) -> None:
+    def measure(self, slot: str, benchmark: Any | None) -> None:
         """Time ``role`` with pytest-benchmark's ``pedantic`` (warm-ups, then rounds), or with a
         plain loop of the same shape when no benchmark fixture is given.
 
         The candidate's timed rounds are interleaved with reference runs (reference, candidate,
         reference, candidate, ...) so that drift of the machine's speed during the session
-        (a neighbour's load, clock changes) hits both sides of the speed-up alike.
+        (a neighbour's load, clock changes) hits both sides of the speed-up alike. ``slot`` is
+        ``"reference"`` or a candidate's :func:`~segbench.settings.kinds.candidate_slot`.
         """
         timing = self.config.timing
-        runs = self.runs[role]
-        interleave = role == "candidate"
-        for other in ROLES:
-            if other != role:
+        runs = self.runs[slot]
+        role = self.label(slot)
+        interleave = slot != "reference"
+        for other in self.runs:
+            if other != slot:
                 self._park_logits(other)
         self.rss_window = reset_peak_rss()
         start = len(runs.times)
@@ -287,14 +301,16 @@ class PairedRun:
             try:
                 for i in range(warmup + rounds):
                     if interleave and i >= warmup:
-                        self._paired_reference(i - warmup + 1, rounds)
-                    self.run(role, progress=self._start(role, *phase(i)))
+                        self._paired_reference(slot, i - warmup + 1, rounds)
+                    self.run(slot, progress=self._start(role, *phase(i)))
             finally:
                 self._end()
             runs.warmup = start + warmup
             return
         benchmark.group = self.case_id
-        benchmark.name = f"{role}[{self.case_id}]"
+        benchmark.name = (
+            f"candidate[{self.case_id}-{role}]" if ":" in slot else f"{slot}[{self.case_id}]"
+        )
         disabled = bool(getattr(benchmark, "disabled", False))
         calls = [0]
         progress: list[Progress | None] = [None]
@@ -305,11 +321,11 @@ class PairedRun:
                 progress[0] = self._start(role, "run", 1, 1)
                 return
             if interleave and calls[0] > warmup:
-                self._paired_reference(calls[0] - warmup, rounds)
+                self._paired_reference(slot, calls[0] - warmup, rounds)
             progress[0] = self._start(role, *phase(calls[0] - 1))
 
         def target() -> Prediction:  # what pedantic times
-            return self.run(role, progress=progress[0])
+            return self.run(slot, progress=progress[0])
 
         try:
             benchmark.pedantic(
@@ -351,18 +367,21 @@ class PairedRun:
         inference = runs.stage_medians()["inference"]
         return round(pred.windows * gflop / inference, 1) if inference > 0 else None
 
-    def extra_info(self, role: str) -> dict[str, Any]:
-        """``role``'s measurement keys of the benchmark's extra_info (see
+    def extra_info(self, slot: str) -> dict[str, Any]:
+        """``slot``'s measurement keys of the benchmark's extra_info (see
         :func:`segbench.results.record.measurement_info`)."""
-        runs = self.runs[role]
+        role = slot
+        runs = self.runs[slot]
         pred = runs.last
         vol = self.volume
-        profile = self.runtime.profiles[role]
+        profile = self.runtime.profiles[slot]
         gflop = self.runtime.gflop_per_window(pred.window if pred else None)
         truth = self.truth
         return measurement_info(
             case=self.case_id,
-            role=role,
+            role=role_of_slot(slot),
+            candidate_name=slot.split(":", 1)[1] if ":" in slot else None,
+            threads=profile.threads,
             model=self.runtime.card.name,
             backend=profile.backend.value,
             precision=profile.precision,
@@ -398,18 +417,20 @@ class PairedRun:
                 self._end()
                 runs.warmup = len(runs.times)
 
-    def reference_latency(self, estimator: str) -> float | None:
-        """The reference latency the speed-up uses: the runs interleaved with the candidate's
-        timed rounds when there are any, else the reference test's own rounds."""
-        if self.paired_reference:
-            return estimate([t.total for t in self.paired_reference], estimator)
+    def reference_latency(self, estimator: str, slot: str = "candidate") -> float | None:
+        """The reference latency ``slot``'s speed-up uses: the runs interleaved with that
+        candidate's timed rounds when there are any, else the reference test's own rounds."""
+        paired = self.paired_reference.get(slot)
+        if paired:
+            return estimate([t.total for t in paired], estimator)
         return self.runs["reference"].latency(estimator)
 
-    def evaluate(self, timed: bool) -> Evaluation:
-        """Both gates for this case. ``timed=False`` (benchmarks disabled) skips the speed-up."""
-        for role in ROLES:
+    def evaluate(self, timed: bool, slot: str = "candidate") -> Evaluation:
+        """Both gates for candidate ``slot`` of this case. ``timed=False`` (benchmarks
+        disabled) skips the speed-up."""
+        for role in ("reference", slot):
             self.ensure(role, timed)
-        ref, cand = self.runs["reference"].last, self.runs["candidate"].last
+        ref, cand = self.runs["reference"].last, self.runs[slot].last
         assert ref is not None and cand is not None
         dice = compute_dice(ref.labels, cand.labels)
         diff = None
@@ -422,25 +443,27 @@ class PairedRun:
         names = self.runtime.card.class_names
         gates = [check_dice(self.case_id, dice, self.gates, names, diff)]
         est = self.config.timing.estimator
-        reference_s = self.reference_latency(est)
-        candidate_s = self.runs["candidate"].latency(est)
+        reference_s = self.reference_latency(est, slot)
+        candidate_s = self.runs[slot].latency(est)
+        baseline = self.baselines.get(slot, self.baseline)
         if timed and reference_s is not None and candidate_s is not None:
             gates.append(
-                check_speedup(
-                    self.case_id, reference_s, candidate_s, self.gates, est, self.baseline
-                )
+                check_speedup(self.case_id, reference_s, candidate_s, self.gates, est, baseline)
             )
         self.logit_diff = diff
-        for role in ROLES:  # the logits are big; the gates are done with them
-            self._drop_logits(role)
+        # the logits are big; the gates are done with them (the reference's once the last
+        # candidate is scored)
+        self._drop_logits(slot)
+        if not self.candidates or slot == self.candidates[-1]:
+            self._drop_logits("reference")
         return Evaluation(
             dice=dice,
             logits=diff,
             gates=gates,
             reference_s=reference_s,
             candidate_s=candidate_s,
-            candidate_gflops=self.gflops("candidate"),
-            baseline_speedup=self.baseline.speedup if self.baseline else None,
+            candidate_gflops=self.gflops(slot),
+            baseline_speedup=baseline.speedup if baseline else None,
         )
 
     def gate_info(self, evaluation: Evaluation, injected: str) -> dict[str, Any]:

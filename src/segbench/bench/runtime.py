@@ -4,7 +4,7 @@ weights, or the user's, checked) and both backends, each from its profile."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
@@ -18,12 +18,28 @@ from segbench.pipeline.export import check_onnx_matches, export_onnx
 from segbench.pipeline.factory import build_backend
 from segbench.settings.config import BenchConfig, Profile
 from segbench.settings.injection import Injection
-from segbench.settings.kinds import BackendKind
+from segbench.settings.kinds import BackendKind, candidate_slot
+
+
+def session_threads() -> int:
+    """The one thread count of the profiles that set none: PyTorch's own default
+    (``torch.get_num_threads()``, the machine's physical cores), so that every backend (torch,
+    onnxruntime's CPU provider, OpenVINO) runs with the same count, fixed for the session."""
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def with_threads(profile: Profile, threads: int) -> Profile:
+    return profile if profile.threads is not None else replace(profile, threads=threads)
 
 
 @dataclass
 class Runtime:
-    """Built once per session: the card, both backends, and where the ONNX file came from."""
+    """Built once per session: the card, the backends (``"reference"`` and one per candidate,
+    keyed by :func:`~segbench.settings.kinds.candidate_slot`), and where the ONNX file came
+    from. Every profile's ``threads`` is set (the session's count where benchmarks.json left it
+    unset)."""
 
     card: ModelCard
     backends: dict[str, Backend]
@@ -56,11 +72,12 @@ def build_runtime(
     ``injection`` makes the candidate deliberately worse (see :mod:`segbench.bench.inject`).
     An ONNX export (not a cache hit) is announced to ``announce``."""
     injection = injection or Injection()
+    threads = session_threads()
     net = load_network(card)
-    profiles = {
-        "reference": config.reference,
-        "candidate": candidate_profile(config.candidate, injection),
-    }
+    profiles = {"reference": with_threads(config.reference, threads)}
+    for name, cand in config.candidate_profiles.items():
+        profiles[candidate_slot(name)] = with_threads(candidate_profile(cand, injection), threads)
+    candidates = [slot for slot in profiles if slot != "reference"]
     onnx_path: Path | None = None
     diff: float | None = None
     needs_onnx = any(p.backend is BackendKind.ONNX for p in profiles.values())
@@ -72,20 +89,24 @@ def build_runtime(
         onnx_path, diff = exported.path, exported.max_abs_diff
     candidate_onnx = onnx_path
     if injection.perturb:
-        if profiles["candidate"].backend is not BackendKind.ONNX or onnx_path is None:
+        if (
+            any(profiles[s].backend is not BackendKind.ONNX for s in candidates)
+            or onnx_path is None
+        ):
             raise SegbenchError(
-                "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but the "
-                "candidate profile is not onnx. Fix: use an onnx candidate in benchmarks.json"
+                "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but a "
+                "candidate profile is not onnx. Fix: use onnx candidates in benchmarks.json"
             )
         candidate_onnx = perturb_onnx(onnx_path, injection.perturb, cache_dir / "onnx")
     backends: dict[str, Backend] = {
-        role: build_backend(
-            profile, net, candidate_onnx if role == "candidate" else onnx_path, cache_dir / "onnx"
+        slot: build_backend(
+            profile, net, onnx_path if slot == "reference" else candidate_onnx, cache_dir / "onnx"
         )
-        for role, profile in profiles.items()
+        for slot, profile in profiles.items()
     }
     if injection.delay or injection.slowdown or injection.shift:
-        backends["candidate"] = InjectedBackend(backends["candidate"], injection)
+        for slot in candidates:
+            backends[slot] = InjectedBackend(backends[slot], injection)
     return Runtime(
         card,
         backends,

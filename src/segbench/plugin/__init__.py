@@ -18,7 +18,7 @@ from collections.abc import Generator
 import pytest
 
 from segbench.plugin.check import CaseCheck
-from segbench.plugin.fixtures import segbench, segbench_case, segbench_check
+from segbench.plugin.fixtures import segbench, segbench_candidate, segbench_case, segbench_check
 from segbench.plugin.options import Options, add_options
 from segbench.plugin.reporting import check_controller, check_session, shorten
 from segbench.plugin.rootdir import pytest_load_initial_conftests
@@ -37,6 +37,7 @@ __all__ = [
     "pytest_runtest_makereport",
     "pytest_sessionstart",
     "segbench",
+    "segbench_candidate",
     "segbench_case",
     "segbench_check",
     "session_of",

@@ -8,18 +8,26 @@ import pytest
 
 from segbench.inputs.cases import Case
 from segbench.plugin.session import SegbenchSession
-from segbench.settings.kinds import ROLES
+from segbench.results.record import record_key
+from segbench.settings.kinds import ROLES, candidate_slot
 
 if TYPE_CHECKING:
     from segbench.bench.paired import Evaluation, PairedRun
 
 
 class CaseCheck:
-    """One case of the session: measure a role, then check the gates."""
+    """One case of the session (and, for a candidate's test, which candidate: ``None`` for the
+    one unnamed candidate): measure a role, then check the gates."""
 
-    def __init__(self, session: SegbenchSession, case: Case) -> None:
+    def __init__(self, session: SegbenchSession, case: Case, candidate: str | None = None) -> None:
         self.session = session
         self.case = case
+        self.candidate = candidate
+
+    @property
+    def slot(self) -> str:
+        """The candidate's key among the paired run's backends and runs."""
+        return candidate_slot(self.candidate)
 
     @property
     def pair(self) -> PairedRun:
@@ -30,27 +38,32 @@ class CaseCheck:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         pair = self.pair
-        pair.measure(role, benchmark)
-        benchmark.extra_info.update(pair.extra_info(role))
+        slot = self.slot if role == "candidate" else role
+        pair.measure(slot, benchmark)
+        benchmark.extra_info.update(pair.extra_info(slot))
 
     def check_gates(self, benchmark: Any) -> Evaluation:
         """Evaluate the Dice and speed-up gates; fail the test with every failing gate's message."""
         __tracebackhide__ = True
         timed = not bool(getattr(benchmark, "disabled", False))
         pair = self.pair
-        evaluation = pair.evaluate(timed=timed)
-        benchmark.extra_info.update(pair.extra_info("candidate"))
+        slot = self.slot
+        evaluation = pair.evaluate(timed=timed, slot=slot)
+        benchmark.extra_info.update(pair.extra_info(slot))
         benchmark.extra_info.update(
             pair.gate_info(evaluation, self.session.options.injection.describe())
         )
         self.session.record(
-            self.case.id,
+            record_key(self.case.id, self.candidate),
             {"reference": pair.extra_info("reference"), "candidate": benchmark.extra_info},
         )
         failed = [g.message for g in evaluation.gates if not g.passed]
+        if self.candidate is not None:
+            failed = [f"{self.candidate}: {line}" for line in failed]
         if any(g.name == "dice" and not g.passed for g in evaluation.gates):
             failed.append(self._disagreement_png())  # after the verdict, best-effort
-        self.session.release(self.case)
+        if not pair.candidates or slot == pair.candidates[-1]:  # the case's last candidate
+            self.session.release(self.case)
         if failed:
             pytest.fail("\n".join(line for line in failed if line), pytrace=False)
         return evaluation
@@ -60,19 +73,20 @@ class CaseCheck:
         PNG is best-effort: when it cannot be drawn (no matplotlib, an unwritable report folder)
         the line says why, and the gate's message stays the failure."""
         pair = self.pair
-        ref, cand = pair.runs["reference"].last, pair.runs["candidate"].last
+        ref, cand = pair.runs["reference"].last, pair.runs[self.slot].last
         if ref is None or cand is None:
             return ""
         from segbench.results.plots import PlotError, plot_disagreement
 
         try:
-            path = self.session.options.report_dir / f"{self.case.id}-disagreement.png"
+            suffix = "" if self.candidate is None else f"-{self.candidate}"
+            path = self.session.options.report_dir / f"{self.case.id}{suffix}-disagreement.png"
             index = plot_disagreement(
                 pair.volume.array,
                 ref.labels,
                 cand.labels,
                 path,
-                f"{self.case.id}: reference vs candidate",
+                f"{self.case.id}: reference vs {self.candidate or 'candidate'}",
                 spacing=pair.volume.spacing,
                 class_names=pair.runtime.card.class_names,
             )

@@ -7,6 +7,7 @@ import pytest
 
 from segbench.inputs.cases import Case
 from segbench.plugin.check import CaseCheck
+from segbench.plugin.collection import candidate_of
 from segbench.plugin.session import SegbenchSession, session_of
 
 
@@ -24,7 +25,17 @@ def segbench_case(segbench: SegbenchSession, segbench_case_id: str) -> Case:
 
 
 @pytest.fixture
-def segbench_check(segbench: SegbenchSession, segbench_case: Case) -> CaseCheck:
+def segbench_candidate() -> str | None:
+    """The candidate a candidate test measures: ``None`` for the one unnamed candidate; with
+    named candidates (benchmarks.json's ``profiles.candidates``) the plugin parametrises the
+    test by name (see :mod:`segbench.plugin.collection`)."""
+    return None
+
+
+@pytest.fixture
+def segbench_check(
+    segbench: SegbenchSession, segbench_case: Case, request: pytest.FixtureRequest
+) -> CaseCheck:
     """The paired reference/candidate runs of the current case (created once per case). A case
     whose reference test failed with a case error (a :class:`SegbenchError`) is skipped: that
     test reported the error."""
@@ -36,4 +47,5 @@ def segbench_check(segbench: SegbenchSession, segbench_case: Case) -> CaseCheck:
     except Exception as exc:
         segbench.errors[segbench_case.id] = str(exc)
         raise
-    return CaseCheck(segbench, segbench_case)
+    candidate = candidate_of(request)
+    return CaseCheck(segbench, segbench_case, candidate)

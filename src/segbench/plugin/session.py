@@ -20,11 +20,12 @@ from segbench.plugin.options import Options
 from segbench.plugin.progress import Terminal, announcer
 from segbench.plugin.terminal import ordered, write_summary
 from segbench.results.baseline import load_baselines
-from segbench.results.record import CaseRecord
+from segbench.results.decision import suite_gates
+from segbench.results.record import CaseRecord, record_key
 from segbench.results.runs import machine_label
-from segbench.scoring.gates import GateResult, check_suite_speedup
+from segbench.scoring.gates import GateResult
 from segbench.settings.config import load_config
-from segbench.settings.kinds import ROLES
+from segbench.settings.kinds import ROLES, candidate_slot
 
 if TYPE_CHECKING:
     from segbench.bench.paired import PairedRun
@@ -91,7 +92,7 @@ class SegbenchSession:
         self._runtime: Runtime | None = None
         self._runtime_error: Exception | None = None
         self._pairs: dict[str, PairedRun] = {}
-        self.suite_gate: GateResult | None = None
+        self.suite_gates: list[GateResult] = []  # one per candidate with a baseline
         self.infos: dict[str, dict[str, Mapping[str, Any]]] = {}  # case -> role -> extra_info
         self.errors: dict[str, str] = {}  # cases whose paired run could not be built
         self.case_errors: dict[str, str] = {}  # case -> the test that reported its SegbenchError
@@ -142,7 +143,12 @@ class SegbenchSession:
                 self.bench,
                 self.bench.gates_for(case.id),
                 max_voxels=self.options.max_voxels,
-                baseline=self.baselines.get(case.id),
+                baseline=None if self.bench.candidates else self.baselines.get(case.id),
+                baselines={
+                    candidate_slot(name): found
+                    for name in self.bench.candidates
+                    if (found := self.baselines.get(record_key(case.id, name))) is not None
+                },
                 truth_names=names,
                 truth_source=self.recorded_truth(case, truth),
             )
@@ -173,13 +179,14 @@ class SegbenchSession:
         self._pairs.pop(case.id, None)
 
     # the case records ------------------------------------------------------------------------
-    def record(self, case_id: str, infos: Mapping[str, Mapping[str, Any]]) -> None:
-        """Keep a scored case's extra_info, by role, for the table."""
-        self.infos[case_id] = {role: dict(info) for role, info in infos.items()}
+    def record(self, key: str, infos: Mapping[str, Mapping[str, Any]]) -> None:
+        """Keep a scored case's extra_info, by role, for the table (``key``: the case id, or
+        :func:`~segbench.results.record.record_key` of a named candidate)."""
+        self.infos[key] = {role: dict(info) for role, info in infos.items()}
 
     def records(self) -> list[CaseRecord]:
         """The table's rows: this process's cases and those reported by xdist workers."""
-        records = {case: CaseRecord.from_extra_info(case, i) for case, i in self.infos.items()}
+        records = {key: CaseRecord.from_named(i) for key, i in self.infos.items()}
         records.update(
             {case: CaseRecord.failed_to_run(case, err) for case, err in self.errors.items()}
         )
@@ -203,7 +210,7 @@ class SegbenchSession:
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if CASE_ARG in metafunc.fixturenames:
-            parametrize(metafunc, [c.id for c in self.cases])
+            parametrize(metafunc, [c.id for c in self.cases], list(self.bench.candidates))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
@@ -249,24 +256,19 @@ class SegbenchSession:
             workeroutput["segbench_errors"] = self.errors
             workeroutput["segbench_class_names"] = self.class_names()
             return
-        self.suite_gate = check_suite_speedup(
-            {
-                r.case: (r.speedup, r.baseline_speedup)
-                for r in self.records()
-                if r.case in self.infos and r.speedup is not None
-                if r.baseline_speedup is not None
-            },
+        self.suite_gates = suite_gates(
+            [r for r in self.records() if record_key(*r.key) in self.infos],
             self.bench.gates.suite_speedup_drop_max,
         )
-        if self.suite_gate is not None and not self.suite_gate.passed and session.exitstatus == 0:
+        if any(not g.passed for g in self.suite_gates) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """pytest-xdist's controller: collect a finished worker's records."""
         output = getattr(node, "workeroutput", {})
-        for case, infos in output.get("segbench_infos", {}).items():
-            self.worker_records[case] = CaseRecord.from_extra_info(case, infos)
+        for key, infos in output.get("segbench_infos", {}).items():
+            self.worker_records[key] = CaseRecord.from_named(infos)
         for case, err in output.get("segbench_errors", {}).items():
             self.worker_records[case] = CaseRecord.failed_to_run(case, err)
         if output.get("segbench_class_names"):
@@ -284,7 +286,7 @@ class SegbenchSession:
             class_names=self.class_names(),
             baseline=self.options.baseline,
             malloc=self.malloc,
-            suite_gate=self.suite_gate,
+            suite_gates=self.suite_gates,
             injection=self.options.injection,
         )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from segbench.results.decision import fastest_candidate
 from segbench.results.mismatch import INJECTED_NOTE
 from segbench.results.record import CaseRecord
 from segbench.results.table import REFERENCE_LINE, summary_table, timing_line
@@ -23,9 +24,31 @@ def benchmarks_disabled(config: pytest.Config) -> bool:
 
 
 def ordered(records: Mapping[str, CaseRecord], case_ids: Sequence[str]) -> list[CaseRecord]:
-    """The records in the suite's case order (unknown cases last, by id)."""
+    """The records in the suite's case order (unknown cases last, by id), a case's candidates
+    in the order they were recorded."""
     order = {c: i for i, c in enumerate(case_ids)}
-    return [records[c] for c in sorted(records, key=lambda c: (order.get(c, len(order)), c))]
+    keys = list(records)
+    rank = {k: i for i, k in enumerate(keys)}
+
+    def sort_key(k: str) -> tuple[int, str, int]:
+        case = records[k].case
+        return order.get(case, len(order)), case, rank[k]
+
+    return [records[k] for k in sorted(keys, key=sort_key)]
+
+
+def threads_text(rows: Sequence[CaseRecord]) -> str:
+    """``"; threads: reference 2, ort-cpu 2"``: each backend's thread count as recorded (empty
+    when none recorded one)."""
+    found: dict[str, int] = {}
+    for r in rows:
+        for role, res in r.roles.items():
+            if res.threads is not None:
+                name = r.candidate if role == "candidate" and r.candidate else role
+                found.setdefault(name, res.threads)
+    if not found:
+        return ""
+    return "; threads: " + ", ".join(f"{name} {n}" for name, n in found.items())
 
 
 def write_summary(
@@ -37,17 +60,22 @@ def write_summary(
     class_names: Mapping[str, str] | None,
     baseline: object | None,
     malloc: str,
-    suite_gate: GateResult | None,
+    suite_gates: Sequence[GateResult],
     injection: Injection,
 ) -> None:
     profiles = bench.reference.backend.value, bench.candidate.backend.value
     injected = f" - INJECTED: {injection.describe()}" if injection.active else ""
-    terminalreporter.write_sep(
-        "=",
-        f"segbench: {model} model, {profiles[0]} (reference) vs {profiles[1]} (candidate)"
-        + injected,
+    named = list(bench.candidates)
+    versus = (
+        f"{len(named)} candidates ({', '.join(named)})" if named else f"{profiles[1]} (candidate)"
     )
-    terminalreporter.write_line(summary_table(rows, *profiles, class_names=class_names))
+    terminalreporter.write_sep(
+        "=", f"segbench: {model} model, {profiles[0]} (reference) vs {versus}" + injected
+    )
+    table_names = (profiles[0], "candidate") if named else profiles
+    terminalreporter.write_line(summary_table(rows, *table_names, class_names=class_names))
+    if named:
+        terminalreporter.write_line(fastest_candidate(rows))
     timing = bench.timing
     terminalreporter.write_line(
         timing_line(
@@ -61,10 +89,11 @@ def write_summary(
         )
         + (f"; baseline {baseline}" if baseline else "")
         + f"; malloc {malloc}"
+        + threads_text(rows)
     )
     if not benchmarks_disabled(terminalreporter.config):
         terminalreporter.write_line(REFERENCE_LINE)
-    if suite_gate is not None:
+    for suite_gate in suite_gates:
         verdict = "ok" if suite_gate.passed else "FAIL"
         terminalreporter.write_line(f"{verdict} suite_speedup: {suite_gate.message}")
     if injection.active:

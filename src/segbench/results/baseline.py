@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segbench.errors import ConfigError
+from segbench.results.record import record_key
 from segbench.results.runs import load_run
 from segbench.scoring.gates import BaselineSpeedup
 
@@ -33,7 +34,7 @@ def load_baselines(path: Path, malloc: str | None = None) -> dict[str, BaselineS
         )
     source = f"{path.name}" + (f", {run.datetime[:19]}" if run.datetime else "")
     return {
-        row.case: BaselineSpeedup(speed, source)
+        record_key(row.case, row.candidate): BaselineSpeedup(speed, source)
         for row in run.rows
         if (speed := row.speedup) is not None and row.passed
     }

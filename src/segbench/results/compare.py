@@ -104,7 +104,7 @@ def compare_case(
     for gate in new.failed_gates:
         if old.gates.get(gate):
             exceeded.append(f"the {gate} gate passed before and fails now")
-    return CaseChange(old.case, old, new, ratios, delta, tuple(exceeded))
+    return CaseChange(new.label, old, new, ratios, delta, tuple(exceeded))
 
 
 def compare_runs(
@@ -127,7 +127,7 @@ def compare_runs(
     if not max_dice_drop >= 0:
         raise ValueError(f"max_dice_drop must be >= 0, got {max_dice_drop}")
     found = check_comparable(old, new, force)
-    old_cases, new_cases = old.by_case(), new.by_case()
+    old_cases, new_cases = old.by_key(), new.by_key()  # by case and candidate name
     changes = tuple(
         compare_case(old_cases[c], new_cases[c], max_slowdown, max_dice_drop)
         for c in new_cases
@@ -139,8 +139,8 @@ def compare_runs(
         max_slowdown=max_slowdown,
         max_dice_drop=max_dice_drop,
         changes=changes,
-        only_old=tuple(c for c in old_cases if c not in new_cases),
-        only_new=tuple(c for c in new_cases if c not in old_cases),
+        only_old=tuple(r.label for c, r in old_cases.items() if c not in new_cases),
+        only_new=tuple(r.label for c, r in new_cases.items() if c not in old_cases),
         differences=tuple(found),
         forced=force and any(d.refuses for d in found),
     )

@@ -3,11 +3,13 @@ both roles, every recorded gate passed, and the suite's speed-up against its bas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 
+from segbench.results.record import CaseRecord
 from segbench.results.runs import Run
-from segbench.scoring.gates import check_suite_speedup
+from segbench.scoring.gates import GateResult, check_suite_speedup
 from segbench.settings.config import Gates
 
 MAX_LISTED = 6
@@ -34,6 +36,12 @@ def gate_decision(run: Run) -> GateDecision:
     notes: list[str] = []
     rows = run.by_case()
     missing = [c for c in run.expected_cases if c not in rows]
+    keys = run.by_key()
+    for case in run.expected_cases:
+        if case in rows:
+            gone = [n for n in run.expected_candidates if (case, n) not in keys]
+            if gone:
+                problems.append(f"{case}: no benchmark of candidate(s) {', '.join(gone)}")
     if missing:
         problems.append(
             f"{len(missing)} case(s) of the suite have no benchmark in {run.path.name}: "
@@ -49,22 +57,57 @@ def gate_decision(run: Run) -> GateDecision:
         )
     for row in run.rows:
         if row.missing_roles:
-            problems.append(f"{row.case}: no {' and no '.join(row.missing_roles)} benchmark")
+            problems.append(f"{row.label}: no {' and no '.join(row.missing_roles)} benchmark")
         elif not row.gates:
-            problems.append(f"{row.case}: the candidate recorded no gate result")
+            problems.append(f"{row.label}: the candidate recorded no gate result")
         elif row.failed_gates:
-            problems.append(f"{row.case}: failed the {', '.join(row.failed_gates)} gate")
-    suite = check_suite_speedup(
-        {
-            r.case: (r.speedup, r.baseline_speedup)
-            for r in run.rows
-            if r.speedup is not None and r.baseline_speedup is not None
-        },
-        _suite_drop_max(run),
-    )
-    if suite is not None:
+            problems.append(f"{row.label}: failed the {', '.join(row.failed_gates)} gate")
+    for suite in suite_gates(run.rows, _suite_drop_max(run)):
         (notes if suite.passed else problems).append(suite.message)
     return GateDecision(tuple(problems), tuple(notes))
+
+
+def suite_gates(rows: Iterable[CaseRecord], drop_max: float) -> list[GateResult]:
+    """The suite-speed-up gate (:func:`check_suite_speedup`) of each candidate over its cases
+    with a baseline speed-up; a named candidate's message starts with its name."""
+    by_candidate: dict[str | None, dict[str, tuple[float, float]]] = {}
+    for r in rows:
+        if r.speedup is not None and r.baseline_speedup is not None:
+            by_candidate.setdefault(r.candidate, {})[r.case] = (r.speedup, r.baseline_speedup)
+    out = []
+    for name, ratios in by_candidate.items():
+        gate = check_suite_speedup(ratios, drop_max)
+        if gate is not None:
+            out.append(gate if name is None else replace(gate, message=f"{name}: {gate.message}"))
+    return out
+
+
+def fastest_candidate(rows: Iterable[CaseRecord]) -> str:
+    """The summary line of a session with named candidates: which is fastest at passing Dice,
+    by the geometric mean of its speed-ups over the cases, among the candidates whose every
+    case passed the Dice gate."""
+    by_candidate: dict[str, list[CaseRecord]] = {}
+    for r in rows:
+        if r.candidate is not None:
+            by_candidate.setdefault(r.candidate, []).append(r)
+    means: dict[str, float] = {}
+    failed: list[str] = []
+    for name, cand_rows in by_candidate.items():
+        speedups = [r.speedup for r in cand_rows]
+        if not all(r.gates.get("dice") for r in cand_rows):
+            failed.append(name)
+        elif all(s is not None and 0 < s < math.inf for s in speedups):
+            means[name] = math.exp(sum(math.log(s or 1.0) for s in speedups) / len(speedups))
+    dice_note = f" (failed Dice: {', '.join(failed)})" if failed else ""
+    if not means:
+        return f"fastest candidate at passing Dice: none timed with every case passing{dice_note}"
+    ranked = sorted(means, key=lambda n: -means[n])
+    return (
+        f"fastest candidate at passing Dice: {ranked[0]} "
+        f"(geometric-mean speed-up over the cases: "
+        + ", ".join(f"{n} {means[n]:.2f}x" for n in ranked)
+        + f"){dice_note}"
+    )
 
 
 def _suite_drop_max(run: Run) -> float:

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from segbench.results.compare import Comparison, summary_numbers
-from segbench.results.decision import run_gates
+from segbench.results.decision import fastest_candidate, run_gates
 from segbench.results.mismatch import describe, injected_banner
 from segbench.results.record import STAGES, CaseRecord
 from segbench.results.runs import Run
@@ -108,6 +108,8 @@ def render_report(
         f"{estimator} of the timed rounds, end to end per volume",
         f"- {reference_figures_note(estimator)}",
     ]
+    if any(r.candidate is not None for r in rows):
+        facts.append(f"- {fastest_candidate(rows)}")
     if run is not None:
         when = ", ".join(
             t for t in (run.datetime, f"commit {run.commit}" if run.commit else None) if t
@@ -144,7 +146,7 @@ def render_report(
         truth = r.dice_vs_ground_truth
         body.append(
             {
-                "case": r.case,
+                "case": r.label,
                 "shape": _shape(r),
                 "ref": _fmt(r.reference_s, ".3f"),
                 "cand": _fmt(r.candidate_s, ".3f"),
@@ -298,7 +300,7 @@ def _stage_table(rows: Sequence[CaseRecord], estimator: str) -> list[str]:
             else:
                 shown = f"{_fmt(res.latency_s, '.3f')} ({r.estimator} of own rounds)"
             stages = [_fmt(st.get(k), ".3f") for k in STAGES]
-            stage_rows.append([r.case, f"{role} ({res.backend})", *stages, shown])
+            stage_rows.append([r.label, f"{role} ({res.backend})", *stages, shown])
     return lines + _table(
         ["subject", "role", *STAGES, "latency in the table"], stage_rows, "llrrrrl"
     )

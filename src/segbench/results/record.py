@@ -5,8 +5,10 @@ Each case has two benchmarks: the reference's and the candidate's, each with ``e
 Both carry the measurement keys (:func:`measurement_info`'s: case, role, model, backend,
 shape, latency_s, stages_s, ...); the candidate's also carries the gate keys
 (:func:`gate_info`'s: mean_dice, class_dice, reference_s, candidate_s, speedup, gates, ...).
-The keys are those of every saved run so far: old runs load unchanged. Nothing here imports
-torch.
+The keys are those of every saved run so far: old runs load unchanged. A session with several
+named candidates has one candidate benchmark per case and candidate, each with
+``candidate_name``; its record (one per case and candidate) pairs it with the case's one
+reference benchmark. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RoleResult:
     stages_s: Mapping[str, float] = field(default_factory=dict)
     dice_vs_ground_truth: float | None = None
     own_latency_s: float | None = None  # the role's own test: its timed rounds (estimator)
+    threads: int | None = None  # the backend's thread count (runs saved before: None)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,17 @@ class CaseRecord:
     error: str | None = None  # the case could not run (the session's table: ERROR)
     injected: str | None = None  # --segbench-inject of the run ("none": nothing injected)
     gated_class_dice_min: float | None = None  # lowest Dice of the classes big enough to gate
+    candidate: str | None = None  # the candidate's name (None: the one unnamed candidate)
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """What identifies the row in a run: the case and the candidate's name."""
+        return self.case, self.candidate
+
+    @property
+    def label(self) -> str:
+        """The row's name: the case id, followed by the candidate's name when it has one."""
+        return self.case if self.candidate is None else f"{self.case}  {self.candidate}"
 
     @property
     def provider(self) -> str:
@@ -161,6 +175,13 @@ class CaseRecord:
         return cls(case, "-", (), (), None, "min", {}, error=error)
 
     @classmethod
+    def from_named(cls, infos: Mapping[str, Mapping[str, Any]]) -> CaseRecord:
+        """The record of a role -> extra_info mapping, its case (and candidate) read from the
+        extra_info (the session's records, see :func:`record_key`)."""
+        any_info = infos.get("candidate") or next(iter(infos.values()), {})
+        return cls.from_extra_info(str(any_info.get("case") or "-"), infos)
+
+    @classmethod
     def from_extra_info(
         cls,
         case: str,
@@ -182,6 +203,7 @@ class CaseRecord:
         """The record of ``case`` from its benchmarks of a saved run (by role)."""
         infos = {role: b.get("extra_info") or {} for role, b in benches.items()}
         cand = infos.get("candidate", {})
+        name = cand.get("candidate_name")
         first = cand or next(iter(infos.values()))
         roles = {
             role: _role_result(infos[role], benches[role].get("stats"), role, cand)
@@ -211,6 +233,7 @@ class CaseRecord:
             machine=str(first["machine"]) if first.get("machine") else None,
             injected=str(cand["injected"]) if cand.get("injected") else None,
             gated_class_dice_min=number(cand.get("gated_class_dice_min")),
+            candidate=str(name) if isinstance(name, str) and name else None,
         )
 
 
@@ -252,6 +275,7 @@ def _role_result(
         stages_s=stages,
         dice_vs_ground_truth=number(info.get("dice_vs_ground_truth")),
         own_latency_s=own,
+        threads=threads if isinstance(threads := info.get("threads"), int) else None,
     )
 
 
@@ -259,6 +283,8 @@ def measurement_info(
     *,
     case: str,
     role: str,
+    candidate_name: str | None = None,
+    threads: int | None = None,
     model: str,
     backend: str,
     precision: str,
@@ -283,6 +309,7 @@ def measurement_info(
     info: dict[str, Any] = {
         "case": case,
         "role": role,
+        **({"candidate_name": candidate_name} if candidate_name is not None else {}),
         "model": model,
         "backend": backend,
         "precision": precision,
@@ -298,6 +325,8 @@ def measurement_info(
         "peak_rss_mb": peak_rss_mb,
         "peak_rss_scope": peak_rss_scope,
     }
+    if threads is not None:
+        info["threads"] = threads
     if gflop_per_window is not None and windows is not None and stages_s:
         inference = stages_s["inference"]
         info["window"] = list(window or ())
@@ -344,3 +373,9 @@ def gate_info(
         "injected": injected,
         "gates": dict(gates),
     }
+
+
+def record_key(case: str, candidate: str | None) -> str:
+    """A string key of a case's row (the session's records, an xdist worker's output, the
+    baseline's speed-ups): the case id, or ``<case>|<candidate>`` for a named candidate."""
+    return case if candidate is None else f"{case}|{candidate}"

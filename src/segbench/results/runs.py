@@ -2,7 +2,9 @@
 and the comparison of two runs (:func:`compare_runs`).
 
 A saved run holds two benchmarks per case, grouped by case id: the reference (PyTorch) and the
-candidate (ONNX Runtime), each with segbench's ``extra_info``. Latencies come from that
+candidate (ONNX Runtime), each with segbench's ``extra_info``; a run with several named
+candidates holds one candidate benchmark per case and candidate (``candidate_name``), and one
+row per case and candidate, each with the case's one reference benchmark. Latencies come from that
 extra_info (segbench's own estimator, ``min`` or ``median`` of the timed rounds) and, where it is
 missing, from pytest-benchmark's ``stats.min``. Nothing here imports torch or matplotlib.
 """
@@ -45,7 +47,17 @@ class Run:
     segbench: Mapping[str, Any] = field(default_factory=dict)  # the run's "segbench" block
 
     def by_case(self) -> dict[str, CaseRecord]:
+        """The rows by case id (with several candidates: a case's last row)."""
         return {r.case: r for r in self.rows}
+
+    def by_key(self) -> dict[tuple[str, str | None], CaseRecord]:
+        """The rows by case and candidate name (``None``: the one unnamed candidate)."""
+        return {r.key: r for r in self.rows}
+
+    @property
+    def candidates(self) -> list[str | None]:
+        """The candidates' names in the run, in order (``[None]`` for a single candidate)."""
+        return list(dict.fromkeys(r.candidate for r in self.rows))
 
     @property
     def machines(self) -> list[str]:
@@ -90,6 +102,15 @@ class Run:
         return tuple(sorted(set(found)))
 
     @property
+    def expected_candidates(self) -> list[str]:
+        """The named candidates the run's settings list (empty: one unnamed candidate, or a run
+        saved without settings)."""
+        config = (self.settings or {}).get("config")
+        profiles = config.get("profiles") if isinstance(config, Mapping) else None
+        named = profiles.get("candidates") if isinstance(profiles, Mapping) else None
+        return [str(n) for n in named] if isinstance(named, Mapping) else []
+
+    @property
     def expected_cases(self) -> list[str]:
         """The cases the run should hold: the suite each session saw before sharding, else the
         cases it selected (from the ``segbench`` block; empty for runs saved without one)."""
@@ -114,12 +135,18 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
             "saved under .benchmarks/ by --benchmark-autosave",
         )
     cases: dict[str, dict[str, Mapping[str, Any]]] = {}
+    named: dict[str, dict[str, Mapping[str, Any]]] = {}  # case -> candidate name -> benchmark
     for bench in data["benchmarks"]:
         info = bench.get("extra_info") if isinstance(bench, Mapping) else None
         if not isinstance(info, Mapping) or info.get("role") not in ROLES:
             continue
         case = str(info.get("case") or bench.get("group") or bench.get("name"))
-        cases.setdefault(case, {})[str(info["role"])] = bench
+        name = info.get("candidate_name")
+        if info["role"] == "candidate" and isinstance(name, str) and name:
+            named.setdefault(case, {})[name] = bench
+            cases.setdefault(case, {})
+        else:
+            cases.setdefault(case, {})[str(info["role"])] = bench
     if not cases:
         raise RunFileError(
             path,
@@ -131,7 +158,11 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
     machine = data.get("machine_info")
     commit = data.get("commit_info")
     block = data.get("segbench")
-    rows = tuple(CaseRecord.from_benchmarks(case, benches) for case, benches in cases.items())
+    rows = tuple(
+        CaseRecord.from_benchmarks(case, pair)
+        for case, benches in cases.items()
+        for pair in _pairs(benches, named.get(case, {}))
+    )
     machines = list(dict.fromkeys(r.machine for r in rows if r.machine))
     return Run(
         path=Path(path),
@@ -146,6 +177,17 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
         cpu=_cpu_brand(machine),
         segbench=block if isinstance(block, Mapping) else {},
     )
+
+
+def _pairs(
+    benches: dict[str, Mapping[str, Any]], named: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Mapping[str, Any]]]:
+    """A case's benchmarks by role, one mapping per row: the unnamed candidate's, or one per
+    named candidate, each with the case's reference."""
+    if not named:
+        return [benches]
+    ref = {"reference": benches["reference"]} if "reference" in benches else {}
+    return [{**ref, "candidate": bench} for bench in named.values()]
 
 
 def _cpu_brand(machine: Any) -> str | None:

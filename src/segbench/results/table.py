@@ -42,7 +42,7 @@ def summary_table(
     )
     body = [
         (
-            r.case,
+            r.label,
             "x".join(str(s) for s in r.shape),
             _fmt(r.reference_s, ".3f"),
             _fmt(r.candidate_s, ".3f"),
@@ -60,7 +60,9 @@ def summary_table(
     dices = [r.mean_dice for r in rows if r.mean_dice is not None]
     n_failed = sum(r.status != OK for r in rows)
     totals = (
-        f"total ({len(rows)} cases)",
+        f"total ({len(rows)} cases)"
+        if all(r.candidate is None for r in rows)
+        else f"total ({len({r.case for r in rows})} cases, {len(rows)} rows)",
         "",
         _fmt(ref_total if timed else None, ".3f"),
         _fmt(cand_total if timed else None, ".3f"),

@@ -6,7 +6,8 @@ key and the file)::
     {"gates":    {"dice_min": .., "class_dice_min": .., "min_class_voxels": .., "speedup_min": ..,
                   "speedup_drop_max": .., "suite_speedup_drop_max": ..},
      "timing":   {"rounds": .., "warmup_rounds": .., "estimator": "min" | "median"},
-     "profiles": {"reference": PROFILE, "candidate": PROFILE},
+     "profiles": {"reference": PROFILE, "candidate": PROFILE}
+              or {"reference": PROFILE, "candidates": {"<name>": PROFILE, ...}},
      "cases":    {"<case id>": {<any gates key>}}}
 
     PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
@@ -21,6 +22,11 @@ key and the file)::
     ``precision`` ``fp16`` (onnx profiles only) runs a float16 copy of the ONNX file (see
     :func:`segbench.pipeline.export.to_float16`); ``provider`` and ``provider_options`` (onnx
     profiles only) choose onnxruntime's execution provider (see :mod:`segbench.settings.providers`).
+
+``candidates`` names several candidates (names of ``[a-z0-9_-]``), each gated and benchmarked
+against the one reference per case; it replaces ``candidate`` (both together are an error). A
+profile's ``threads`` left unset takes the session's one thread count (see
+:func:`segbench.bench.runtime.session_threads`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -95,6 +102,15 @@ class BenchConfig:
     candidate: Profile = field(default_factory=lambda: Profile(BackendKind.ONNX))
     case_gates: dict[str, Gates] = field(default_factory=dict)
     source: str = "<defaults>"
+    candidates: dict[str, Profile] = field(default_factory=dict)  # named candidates, if any
+
+    @property
+    def candidate_profiles(self) -> dict[str | None, Profile]:
+        """The session's candidates by name: the named ones, else the one unnamed
+        (``None``) ``candidate``."""
+        named: dict[str | None, Profile] = {}
+        named.update(self.candidates)
+        return named or {None: self.candidate}
 
     def gates_for(self, case_id: str) -> Gates:
         return self.case_gates.get(case_id, self.gates)
@@ -107,13 +123,15 @@ class BenchConfig:
         def profile(p: Profile) -> dict[str, Any]:
             return {**asdict(p), "backend": p.backend.value}
 
+        profiles: dict[str, Any] = {"reference": profile(self.reference)}
+        if self.candidates:
+            profiles["candidates"] = {n: profile(p) for n, p in self.candidates.items()}
+        else:
+            profiles["candidate"] = profile(self.candidate)
         return {
             "gates": asdict(self.gates),
             "timing": asdict(self.timing),
-            "profiles": {
-                "reference": profile(self.reference),
-                "candidate": profile(self.candidate),
-            },
+            "profiles": profiles,
             "cases": {cid: asdict(g) for cid, g in sorted(self.case_gates.items())},
         }
 
@@ -245,14 +263,51 @@ def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:
             timing = replace(
                 timing, **{key: _number(value, f"timing.{key}", source, lo, 1000, True)}
             )
-    pdata = _check_keys(top.get("profiles", {}), {"reference", "candidate"}, "profiles", source)
+    pdata = _check_keys(
+        top.get("profiles", {}), {"reference", "candidate", "candidates"}, "profiles", source
+    )
     reference = _profile(pdata.get("reference", {}), cfg.reference, "profiles.reference", source)
     candidate = _profile(pdata.get("candidate", {}), cfg.candidate, "profiles.candidate", source)
+    candidates = _candidates(pdata, cfg.candidate, source)
     cases_data = top.get("cases", {})
     if not isinstance(cases_data, dict):
         raise _fail(source, "cases", f"must be an object, got {type(cases_data).__name__}")
     case_gates = {cid: _gates(v, gates, f"cases.{cid}", source) for cid, v in cases_data.items()}
-    return BenchConfig(gates, timing, reference, candidate, case_gates, source)
+    return BenchConfig(gates, timing, reference, candidate, case_gates, source, candidates)
+
+
+CANDIDATE_NAME = re.compile(r"[a-z0-9_-]+")
+
+
+def _candidates(pdata: dict[str, Any], base: Profile, source: str) -> dict[str, Profile]:
+    """``profiles.candidates``: name -> profile (each on the default candidate profile)."""
+    if "candidates" not in pdata:
+        return {}
+    if "candidate" in pdata:
+        raise _fail(
+            source,
+            "profiles.candidates",
+            'is set together with "profiles.candidate"; use one of them (a single candidate '
+            'is "candidate", several are named under "candidates")',
+        )
+    data = pdata["candidates"]
+    if not isinstance(data, dict) or not data:
+        raise _fail(
+            source,
+            "profiles.candidates",
+            f"must be a non-empty object of name: profile, got {data!r}",
+        )
+    out: dict[str, Profile] = {}
+    for name, value in data.items():
+        if not CANDIDATE_NAME.fullmatch(name):
+            raise _fail(
+                source,
+                f"profiles.candidates.{name}",
+                "is not a valid candidate name (lower-case letters, digits, '_' and '-' only, "
+                "e.g. ort-cpu)",
+            )
+        out[name] = _profile(value, base, f"profiles.candidates.{name}", source)
+    return out
 
 
 def _no_duplicates(source: str) -> Any:

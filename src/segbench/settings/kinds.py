@@ -16,3 +16,14 @@ PRECISIONS = ("fp32", "fp16")  # of an onnx profile's network; see segbench.pipe
 ESTIMATORS = ("min", "median")  # of the timed rounds
 MALLOC_MODES = ("steady", "system")  # see segbench.bench.allocator
 ROLES = ("reference", "candidate")  # the two sides of a paired run
+
+
+def candidate_slot(name: str | None) -> str:
+    """The key of a candidate among a session's backends and runs: ``"candidate"`` for the one
+    unnamed candidate, ``"candidate:<name>"`` for a named one (``"reference"`` is the other)."""
+    return "candidate" if name is None else f"candidate:{name}"
+
+
+def role_of_slot(slot: str) -> str:
+    """``"reference"`` or ``"candidate"``: the role of a backend's key."""
+    return "reference" if slot == "reference" else "candidate"
