@@ -103,8 +103,9 @@ def check_rootdir(config: pytest.Config, args: Sequence[str]) -> None:
             lost.append(f"the {what} of {would[1]}")
         if would[0] != chosen[0]:
             lost.append(f"its rootdir {would[0]} (node ids, the cache)")
-        listed = ", ".join(lost[:-1]) + (" and " if len(lost) > 1 else "") + lost[-1]
-        message += f"; this session would lose {listed}"
+        if lost:
+            listed = ", ".join(lost[:-1]) + (" and " if len(lost) > 1 else "") + lost[-1]
+            message += f"; this session would lose {listed}"
     raise pytest.UsageError(f"{message}. Fix: write {fixes}")
 
 

@@ -8,11 +8,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 
 from segbench.results.record import CaseRecord
-from segbench.results.runs import Run
+from segbench.results.runs import Run, capped
 from segbench.scoring.gates import GateResult, check_suite_speedup
 from segbench.settings.config import Gates
-
-MAX_LISTED = 6
 
 
 @dataclass(frozen=True)
@@ -45,8 +43,7 @@ def gate_decision(run: Run) -> GateDecision:
     if missing:
         problems.append(
             f"{len(missing)} case(s) of the suite have no benchmark in {run.path.name}: "
-            + ", ".join(missing[:MAX_LISTED])
-            + (" ..." if len(missing) > MAX_LISTED else "")
+            + capped(missing, ", ")
             + " (the test errored before timing, or its shard was not merged)"
         )
     groups = run.segbench.get("missing_groups") if run.segbench else None

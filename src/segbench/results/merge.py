@@ -27,14 +27,14 @@ from typing import Any
 from segbench.errors import SegbenchError
 from segbench.results.runs import (
     FORMAT,
+    MAX_LISTED,
     ROLES,
     RunFileError,
+    capped,
     machine_label,
     parse_run,
     read_run_json,
 )
-
-MAX_LISTED = 6
 
 
 class MergeError(SegbenchError, ValueError):
@@ -141,11 +141,9 @@ def _check_settings(shards: Sequence[Shard]) -> None:
             for key, a, b in diffs
         ]
     if problems:
-        more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
         raise MergeError(
             "shards ran with different settings and cannot make one gate decision:\n  "
-            + "\n  ".join(problems[:MAX_LISTED])
-            + more
+            + capped(problems, "\n  ")
             + "\nFix: run every shard of one suite from the same commit, with the same "
             "options, model, ONNX file, benchmarks.json and package versions (one CI workflow "
             "run with one constraints file), then merge those shards"
@@ -173,11 +171,9 @@ def _check_cases(shards: Sequence[Shard]) -> None:
             else:
                 owner[case] = shard.path
     if twice:
-        more = f" and {len(twice) - MAX_LISTED} more" if len(twice) > MAX_LISTED else ""
         raise MergeError(
             "the same case is in two shards: "
-            + "; ".join(twice[:MAX_LISTED])
-            + more
+            + capped(twice, "; ")
             + ". Fix: pass each shard once, and shard with `--splits N --group i` (or disjoint "
             "-k selections) so that every case runs in exactly one shard"
         )

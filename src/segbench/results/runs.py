@@ -12,7 +12,7 @@ missing, from pytest-benchmark's ``stats.min``. Nothing here imports torch or ma
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,3 +248,12 @@ def read_run_json(path: str | Path) -> Any:
             "is truncated: rerun the benchmark",
         ) from exc
     return data
+
+
+MAX_LISTED = 6  # items named in one message; the rest are counted
+
+
+def capped(items: Sequence[str], sep: str) -> str:
+    """The first :data:`MAX_LISTED` of ``items`` joined by ``sep``, then ``(and N more)``."""
+    more = len(items) - MAX_LISTED
+    return sep.join(items[:MAX_LISTED]) + (f" (and {more} more)" if more > 0 else "")
