@@ -1,18 +1,19 @@
-"""Run the main job N times and summarise each gate's verdicts and the measured spread.
+"""The speed-up gate study: how often the gate against a baseline raises a false alarm on
+unchanged code, and how often it catches a candidate made 10 % and 30 % slower.
 
-    python scripts/gate_study.py --runs 10 --out reports/study/unchanged          # unchanged
-    python scripts/gate_study.py --runs 10 --out reports/study/slow -- \
-        --segbench-baseline=reports/study/unchanged/run_00.json --segbench-inject=slowdown=0.3
-    python scripts/gate_study.py --runs 10 --out reports/study/perturb -- \
-        --segbench-inject=perturb=0.02
-    python scripts/gate_study.py --runs 10 --out reports/study/shift -- --segbench-inject=shift=1
+    python scripts/gate_study.py --runs 10 --out reports/gate_study --table docs/results/x.md
 
-Everything after ``--`` goes to pytest. Each run writes pytest-benchmark JSON into --out; the
-summary (runs in which each gate failed; per case: speed-up min/median/max, mean Dice min, worst
-class Dice min, gate failures) is printed as Markdown. With a baseline, the speed-up gates are
-also recomputed from each run's saved speed-ups under benchmarks.json's current thresholds
-(``speedup_min``, per-case ``speedup_drop_max``, ``suite_speedup_drop_max``), so a study keeps
-its meaning when a threshold changes; ``--recompute DIR`` does only that for a finished study.
+One unchanged main job (``pytest --benchmark-only``) is saved as the baseline; then ``--runs``
+rounds of three main jobs against it, interleaved so that a change of the machine's state hits
+every condition alike: unchanged, ``--segbench-inject=slowdown=0.1`` and ``slowdown=0.3``.
+Each job's pytest-benchmark JSON is kept in ``--out``; a job whose file is already there is not
+run again (an interrupted study resumes). Arguments after ``--`` go to every pytest run.
+
+Per condition the Markdown table gives the runs the session failed (a false alarm for
+unchanged code, a catch for a slowed candidate), the suite verdicts (regressed / unchanged /
+inconclusive, see :mod:`segbench.scoring.stats`), the suite's speed-up / baseline's estimate
+and interval width, the cases judged regressed on their own, the pairs per case and the wall
+time per run. ``--summarise-only`` writes the table of the runs already in ``--out``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,21 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+CONDITIONS = {"unchanged": [], "slow10": ["--segbench-inject=slowdown=0.1"]}
+CONDITIONS["slow30"] = ["--segbench-inject=slowdown=0.3"]
+LABELS = {
+    "unchanged": "unchanged code (false alarm = session failed)",
+    "slow10": "candidate 10 % slower (caught = session failed)",
+    "slow30": "candidate 30 % slower (caught = session failed)",
+}
 
-def run_once(index: int, out: Path, extra: list[str]) -> tuple[Path, float, int]:
-    path = out / f"run_{index:02d}.json"
+
+def run_job(path: Path, extra: list[str]) -> tuple[float, int]:
+    """One main job writing ``path``; (wall seconds, exit code)."""
     start = time.perf_counter()
     proc = subprocess.run(
         [
@@ -37,6 +47,8 @@ def run_once(index: int, out: Path, extra: list[str]) -> tuple[Path, float, int]
             "pytest",
             "--benchmark-only",
             "-q",
+            "-p",
+            "no:cacheprovider",
             f"--benchmark-json={path}",
             *extra,
         ],
@@ -44,118 +56,122 @@ def run_once(index: int, out: Path, extra: list[str]) -> tuple[Path, float, int]
         text=True,
         check=False,
     )
-    return path, time.perf_counter() - start, proc.returncode
+    wall = time.perf_counter() - start
+    path.with_suffix(".log").write_text(proc.stdout[-20000:] + proc.stderr[-5000:])
+    meta = path.with_suffix(".meta.json")
+    meta.write_text(json.dumps({"wall_s": wall, "exit": proc.returncode, "args": extra}))
+    return wall, proc.returncode
 
 
-def recompute(runs: list[dict], config: Path) -> str:
-    """The speed-up gates' verdicts on saved runs under the thresholds of ``config``."""
-    from segbench.scoring.gates import check_suite_speedup
-    from segbench.settings.config import load_config
+@dataclass
+class Outcome:
+    """What one condition's runs gave."""
 
-    gates = load_config(config).gates
-    case_fails = runs_case = runs_suite = runs_any = total = 0
-    for data in runs:
-        pairs = {
-            i["case"]: (i["speedup"], i["baseline_speedup"])
-            for b in data["benchmarks"]
-            if (i := b["extra_info"]).get("role") == "candidate"
-            and i.get("speedup") is not None
-            and i.get("baseline_speedup") is not None
-        }
-        failed = [
-            c
-            for c, (s, base) in pairs.items()
-            if s < gates.speedup_min or s < base * (1 - gates.speedup_drop_max)
-        ]
-        suite = check_suite_speedup(pairs, gates.suite_speedup_drop_max)
-        suite_failed = suite is not None and not suite.passed
-        total += len(pairs)
-        case_fails += len(failed)
-        runs_case += bool(failed)
-        runs_suite += suite_failed
-        runs_any += bool(failed) or suite_failed
+    failed: int = 0
+    runs: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    changes: list[float] = field(default_factory=list)
+    widths: list[float] = field(default_factory=list)
+    case_regressed: int = 0
+    pairs: list[int] = field(default_factory=list)
+    walls: list[float] = field(default_factory=list)
+
+
+def judge(path: Path) -> tuple[str, float | None, float | None, int, list[int]]:
+    """(suite verdict, suite change, its interval's half-width, cases regressed, pairs per
+    case) of a saved run, recomputed from its pairs under the gates it ran with."""
+    from segbench.results.decision import run_gates
+    from segbench.results.runs import load_run
+    from segbench.scoring.stats import change_interval, verdict
+
+    run = load_run(path)
+    gates = run_gates(run)
+    cases = [(r.pairs, b) for r in run.rows if (b := r.baseline_pairs) is not None]
+    change = change_interval(cases, gates.confidence)
+    found = verdict(change, gates.suite_speedup_drop_max)
+    regressed = sum(r.verdict == "regressed" for r in run.rows)
+    pairs = [r.pairs.n for r in run.rows]
     return (
-        f"speed-up gates recomputed under {config} (speedup_min {gates.speedup_min}, "
-        f"speedup_drop_max {gates.speedup_drop_max}, suite_speedup_drop_max "
-        f"{gates.suite_speedup_drop_max}): case-runs failing {case_fails}/{total}; runs failing "
-        f"per case {runs_case}/{len(runs)}, suite {runs_suite}/{len(runs)}, either "
-        f"{runs_any}/{len(runs)}"
+        found.value,
+        change.value if change else None,
+        change.half_width if change else None,
+        regressed,
+        pairs,
     )
+
+
+def summarise(out: Path) -> str:
+    outcomes = {name: Outcome() for name in CONDITIONS}
+    for name, outcome in outcomes.items():
+        for path in sorted(out.glob(f"{name}_*.json")):
+            if path.name.endswith(".meta.json"):
+                continue
+            meta = json.loads(path.with_suffix(".meta.json").read_text())
+            found, change, width, regressed, pairs = judge(path)
+            outcome.runs += 1
+            outcome.failed += meta["exit"] != 0
+            outcome.verdicts[found] += 1
+            outcome.case_regressed += regressed
+            outcome.pairs += pairs
+            outcome.walls.append(meta["wall_s"])
+            if change is not None and width is not None:
+                outcome.changes.append(change)
+                outcome.widths.append(width)
+    lines = [
+        "| condition | runs failed | suite verdicts (regressed / unchanged / inconclusive) "
+        "| suite speed-up vs baseline, min-max | interval half-width, median | cases regressed "
+        "| pairs per case, min-max | wall per run, min / median / max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, o in outcomes.items():
+        if not o.runs:
+            continue
+        v = o.verdicts
+        lines.append(
+            f"| {LABELS[name]} | {o.failed} of {o.runs} | {v['regressed']} / {v['unchanged']} / "
+            f"{v['inconclusive']} | "
+            + (f"{min(o.changes):.3f}-{max(o.changes):.3f}" if o.changes else "-")
+            + " | "
+            + (f"{statistics.median(o.widths):.1%}" if o.widths else "-")
+            + f" | {o.case_regressed} | {min(o.pairs)}-{max(o.pairs)} | "
+            f"{min(o.walls):.0f} / {statistics.median(o.walls):.0f} / {max(o.walls):.0f} s |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("reports/gate_study"))
-    parser.add_argument("--config", type=Path, default=Path("benchmarks.json"))
-    parser.add_argument(
-        "--recompute",
-        type=Path,
-        default=None,
-        help="only recompute the speed-up gates of the runs saved in this folder",
-    )
+    parser.add_argument("--table", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--summarise-only", action="store_true")
     args, extra = parser.parse_known_args()
-    if args.recompute is not None:
-        saved = [json.loads(p.read_text()) for p in sorted(args.recompute.glob("run_*.json"))]
-        print(recompute(saved, args.config))
-        return
     extra = [a for a in extra if a != "--"]
     args.out.mkdir(parents=True, exist_ok=True)
-    speedups: dict[str, list[float]] = defaultdict(list)
-    dices: dict[str, list[float]] = defaultdict(list)
-    worst: dict[str, list[float]] = defaultdict(list)
-    failures: dict[str, int] = defaultdict(int)
-    runs_failed: dict[str, int] = defaultdict(int)
-    walls = []
-    saved: list[dict] = []
-    for i in range(args.runs):
-        path, wall, code = run_once(i, args.out, extra)
-        walls.append(wall)
-        data = json.loads(path.read_text()) if path.is_file() else {"benchmarks": []}
-        saved.append(data)
-        failed_here = []
-        for bench in data["benchmarks"]:
-            info = bench["extra_info"]
-            if info.get("role") != "candidate" or "gates" not in info:
-                continue
-            case = info["case"]
-            if info.get("speedup") is not None:
-                speedups[case].append(info["speedup"])
-            if info.get("mean_dice") is not None:
-                dices[case].append(info["mean_dice"])
-            if info.get("gated_class_dice_min") is not None:
-                worst[case].append(info["gated_class_dice_min"])
-            for gate, passed in info["gates"].items():
-                if not passed:
-                    failures[gate] += 1
-                    failed_here.append(f"{gate}:{case}")
-        for gate in {f.split(":")[0] for f in failed_here}:
-            runs_failed[gate] += 1
-        print(
-            f"run {i + 1}/{args.runs}: exit {code}, {wall:.0f} s, failed gates: "
-            f"{', '.join(failed_here) or 'none'}",
-            flush=True,
-        )
-    print(
-        f"\npytest args: {' '.join(extra) or '(none)'}; runs: {args.runs}; wall per run "
-        f"min/median/max {min(walls):.0f}/{statistics.median(walls):.0f}/{max(walls):.0f} s"
-    )
-    print(
-        f"gate failures (case-runs): dice {failures['dice']}, speedup {failures['speedup']}; "
-        f"runs with a failure: dice {runs_failed['dice']}/{args.runs}, speedup "
-        f"{runs_failed['speedup']}/{args.runs}\n"
-    )
-    print("| case | speed-up min | median | max | mean Dice min | worst gated class Dice min |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for case in sorted(set(speedups) | set(dices)):
-        s = speedups.get(case) or [float("nan")]
-        print(
-            f"| {case} | {min(s):.3f} | {statistics.median(s):.3f} | {max(s):.3f} | "
-            f"{min(dices[case]):.5f} | {min(worst[case], default=float('nan')):.4f} |"
-        )
-
-    if any(b["extra_info"].get("baseline_speedup") for d in saved for b in d["benchmarks"]):
-        print("\n" + recompute(saved, args.config))
+    if not args.summarise_only:
+        baseline = args.out / "baseline.json"
+        if not baseline.is_file():
+            wall, code = run_job(baseline, extra)
+            print(f"baseline: exit {code}, {wall:.0f} s", flush=True)
+        for i in range(args.runs):
+            for name, inject in CONDITIONS.items():
+                path = args.out / f"{name}_{i:02d}.json"
+                if path.is_file():
+                    continue
+                wall, code = run_job(path, [*extra, f"--segbench-baseline={baseline}", *inject])
+                try:
+                    found, change, width, _, _ = judge(path)
+                except Exception as exc:
+                    found, change, width = f"unreadable ({exc})", None, None
+                print(
+                    f"{name} {i + 1}/{args.runs}: exit {code}, {wall:.0f} s, suite {found}"
+                    + (f" {change:.3f} +-{width:.1%}" if change and width else ""),
+                    flush=True,
+                )
+    table = summarise(args.out)
+    print(table)
+    if args.table is not None:
+        args.table.write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,16 @@ from segbench.pipeline.backends import Backend
 from segbench.pipeline.inference import Progress
 from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
 from segbench.results.record import gate_info, measurement_info
-from segbench.scoring.gates import BaselineSpeedup, GateResult, check_dice, check_speedup, speedup
+from segbench.scoring.gates import (
+    BaselineSpeedup,
+    GateResult,
+    SpeedupCheck,
+    check_dice,
+    check_speedup,
+    speedup,
+)
 from segbench.scoring.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
+from segbench.scoring.stats import PairSample, Verdict, change_interval, speedup_interval, verdict
 from segbench.settings.config import BenchConfig, Gates
 from segbench.settings.kinds import role_of_slot
 
@@ -143,9 +151,12 @@ class Evaluation:
     candidate_s: float | None
     candidate_gflops: float | None
     baseline_speedup: float | None
+    check: SpeedupCheck | None = None  # the speed-up gate's statistics (timed runs only)
 
     @property
     def speedup(self) -> float | None:
+        if self.check is not None and self.check.pairs.n:
+            return self.check.pairs.speedup
         if self.reference_s is None or self.candidate_s is None:
             return None
         return speedup(self.reference_s, self.candidate_s)
@@ -292,7 +303,8 @@ class PairedRun:
                 self._park_logits(other)
         self.rss_window = reset_peak_rss()
         start = len(runs.times)
-        warmup, rounds = timing.warmup_rounds, timing.rounds
+        warmup = timing.warmup_rounds
+        rounds = timing.rounds if interleave else timing.reference_rounds
 
         def phase(i: int) -> tuple[str, int, int]:  # the i-th run (from 0): warm-up or round
             return ("warm-up", i + 1, warmup) if i < warmup else ("round", i - warmup + 1, rounds)
@@ -303,6 +315,8 @@ class PairedRun:
                     if interleave and i >= warmup:
                         self._paired_reference(slot, i - warmup + 1, rounds)
                     self.run(slot, progress=self._start(role, *phase(i)))
+                if interleave:
+                    self._add_pairs(slot)
             finally:
                 self._end()
             runs.warmup = start + warmup
@@ -331,9 +345,53 @@ class PairedRun:
             benchmark.pedantic(
                 target, args=(), setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1
             )
+            if interleave and not disabled:
+                self._add_pairs(slot)
         finally:
             self._end()
         runs.warmup = len(runs.times) if disabled else start + warmup
+
+    def pair_sample(self, slot: str) -> PairSample:
+        """The interleaved pairs of candidate ``slot``: each timed round with the reference run
+        right before it."""
+        return PairSample.from_times(
+            [t.total for t in self.paired_reference.get(slot, [])],
+            [t.total for t in self.runs[slot].timed],
+        )
+
+    def settled(self, slot: str) -> bool:
+        """Whether ``slot``'s pairs are enough: the speed-up's interval is within
+        ``timing.precision`` and, against a baseline, its verdict is not inconclusive."""
+        gates = self.gates
+        pairs = self.pair_sample(slot)
+        interval = speedup_interval(pairs, gates.confidence)
+        if interval is None or interval.half_width > self.config.timing.precision:
+            return False
+        baseline = self.baselines.get(slot, self.baseline)
+        if baseline is None:
+            return True
+        change = change_interval([(pairs, baseline.pairs)], gates.confidence)
+        return verdict(change, gates.speedup_drop_max) is not Verdict.INCONCLUSIVE
+
+    def _add_pairs(self, slot: str) -> None:
+        """Adaptive rounds: after the first ``timing.rounds`` pairs, add pairs (outside
+        pytest-benchmark's statistics, inside the gate's) until :meth:`settled`, up to
+        ``timing.max_rounds`` pairs and while the pairs so far and one more (at their mean
+        duration) fit in ``timing.budget_s``."""
+        timing = self.config.timing
+        while True:
+            paired = self.paired_reference.get(slot, [])
+            timed = self.runs[slot].timed
+            count = min(len(paired), len(timed))
+            spent = sum(t.total for t in paired[:count]) + sum(t.total for t in timed[:count])
+            if count == 0 or count >= timing.max_rounds or self.settled(slot):
+                return
+            if spent + spent / count > timing.budget_s:
+                return
+            self._drop_logits(slot)
+            self._paired_reference(slot, count + 1, timing.max_rounds)
+            progress = self._start(self.label(slot), "round", count + 1, timing.max_rounds)
+            self.run(slot, progress=progress)
 
     def _unwrapped(self, role: str) -> Backend:
         backend = self.runtime.backends[role]
@@ -446,10 +504,17 @@ class PairedRun:
         reference_s = self.reference_latency(est, slot)
         candidate_s = self.runs[slot].latency(est)
         baseline = self.baselines.get(slot, self.baseline)
+        check = None
         if timed and reference_s is not None and candidate_s is not None:
-            gates.append(
-                check_speedup(self.case_id, reference_s, candidate_s, self.gates, est, baseline)
+            check = check_speedup(
+                self.case_id,
+                self.pair_sample(slot),
+                (reference_s, candidate_s),
+                self.gates,
+                est,
+                baseline,
             )
+            gates.append(check.gate)
         self.logit_diff = diff
         # the logits are big; the gates are done with them (the reference's once the last
         # candidate is scored)
@@ -464,11 +529,13 @@ class PairedRun:
             candidate_s=candidate_s,
             candidate_gflops=self.gflops(slot),
             baseline_speedup=baseline.speedup if baseline else None,
+            check=check,
         )
 
     def gate_info(self, evaluation: Evaluation, injected: str) -> dict[str, Any]:
         """The candidate's gate keys of the extra_info (see
         :func:`segbench.results.record.gate_info`)."""
+        check = evaluation.check
         return gate_info(
             dice=evaluation.dice,
             min_class_voxels=self.gates.min_class_voxels,
@@ -479,4 +546,9 @@ class PairedRun:
             baseline_speedup=evaluation.baseline_speedup,
             injected=injected,
             gates={g.name: g.passed for g in evaluation.gates},
+            pairs=check.pairs if check else None,
+            interval=check.interval if check else None,
+            baseline_pairs=check.baseline_pairs if check else None,
+            change=check.change if check else None,
+            verdict=check.verdict.value if check and check.verdict else None,
         )

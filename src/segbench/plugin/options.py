@@ -168,13 +168,13 @@ SPECS = (
     Spec(
         "rounds",
         "N",
-        "timed rounds per backend and case (default: benchmarks.json, 3)",
+        "the candidate's first timed pairs per case (default: benchmarks.json, 3)",
         positive_int,
     ),
     Spec(
         "warmup",
         "N",
-        "warm-up rounds before timing (default: benchmarks.json, 2)",
+        "warm-up rounds before timing (default: benchmarks.json, 1)",
         non_negative_int,
     ),
     Spec(
@@ -388,7 +388,9 @@ class Options:
         """``cfg`` with the command line's timing and gate overrides."""
         timing = cfg.timing
         if self.rounds is not None:
-            timing = replace(timing, rounds=self.rounds)
+            timing = replace(
+                timing, rounds=self.rounds, max_rounds=max(timing.max_rounds, self.rounds)
+            )
         if self.warmup is not None:
             timing = replace(timing, warmup_rounds=self.warmup)
         gate_overrides: dict[str, Any] = {

@@ -258,7 +258,7 @@ class SegbenchSession:
             return
         self.suite_gates = suite_gates(
             [r for r in self.records() if record_key(*r.key) in self.infos],
-            self.bench.gates.suite_speedup_drop_max,
+            self.bench.gates,
         )
         if any(not g.passed for g in self.suite_gates) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -82,7 +82,9 @@ def write_summary(
             {
                 "estimator": timing.estimator,
                 "rounds": timing.rounds,
+                "max_rounds": timing.max_rounds,
                 "warmup_rounds": timing.warmup_rounds,
+                "confidence": bench.gates.confidence,
             },
             bench.source,
             timed=not benchmarks_disabled(terminalreporter.config),
@@ -94,8 +96,8 @@ def write_summary(
     if not benchmarks_disabled(terminalreporter.config):
         terminalreporter.write_line(REFERENCE_LINE)
     for suite_gate in suite_gates:
-        verdict = "ok" if suite_gate.passed else "FAIL"
-        terminalreporter.write_line(f"{verdict} suite_speedup: {suite_gate.message}")
+        status = "ok" if suite_gate.passed else "FAIL"
+        terminalreporter.write_line(f"{status} suite_speedup: {suite_gate.message}")
     if injection.active:
         terminalreporter.write_line(
             f"INJECTED into the candidate: {injection.describe()} - {INJECTED_NOTE}"

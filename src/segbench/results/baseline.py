@@ -34,7 +34,7 @@ def load_baselines(path: Path, malloc: str | None = None) -> dict[str, BaselineS
         )
     source = f"{path.name}" + (f", {run.datetime[:19]}" if run.datetime else "")
     return {
-        record_key(row.case, row.candidate): BaselineSpeedup(speed, source)
+        record_key(row.case, row.candidate): BaselineSpeedup(speed, source, row.pair_speedups)
         for row in run.rows
         if (speed := row.speedup) is not None and row.passed
     }

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 from segbench.results.record import CaseRecord
 from segbench.results.runs import Run, capped
 from segbench.scoring.gates import GateResult, check_suite_speedup
+from segbench.scoring.stats import PairSample
 from segbench.settings.config import Gates
 
 
@@ -59,21 +60,22 @@ def gate_decision(run: Run) -> GateDecision:
             problems.append(f"{row.label}: the candidate recorded no gate result")
         elif row.failed_gates:
             problems.append(f"{row.label}: failed the {', '.join(row.failed_gates)} gate")
-    for suite in suite_gates(run.rows, _suite_drop_max(run)):
+    for suite in suite_gates(run.rows, run_gates(run)):
         (notes if suite.passed else problems).append(suite.message)
     return GateDecision(tuple(problems), tuple(notes))
 
 
-def suite_gates(rows: Iterable[CaseRecord], drop_max: float) -> list[GateResult]:
+def suite_gates(rows: Iterable[CaseRecord], gates: Gates) -> list[GateResult]:
     """The suite-speed-up gate (:func:`check_suite_speedup`) of each candidate over its cases
-    with a baseline speed-up; a named candidate's message starts with its name."""
-    by_candidate: dict[str | None, dict[str, tuple[float, float]]] = {}
+    with a baseline; a named candidate's message starts with its name."""
+    by_candidate: dict[str | None, dict[str, tuple[PairSample, PairSample]]] = {}
     for r in rows:
-        if r.speedup is not None and r.baseline_speedup is not None:
-            by_candidate.setdefault(r.candidate, {})[r.case] = (r.speedup, r.baseline_speedup)
+        base = r.baseline_pairs
+        if r.speedup is not None and base is not None:
+            by_candidate.setdefault(r.candidate, {})[r.case] = (r.pairs, base)
     out = []
-    for name, ratios in by_candidate.items():
-        gate = check_suite_speedup(ratios, drop_max)
+    for name, cases in by_candidate.items():
+        gate = check_suite_speedup(cases, gates)
         if gate is not None:
             out.append(gate if name is None else replace(gate, message=f"{name}: {gate.message}"))
     return out
@@ -105,12 +107,6 @@ def fastest_candidate(rows: Iterable[CaseRecord]) -> str:
         + ", ".join(f"{n} {means[n]:.2f}x" for n in ranked)
         + f"){dice_note}"
     )
-
-
-def _suite_drop_max(run: Run) -> float:
-    """``suite_speedup_drop_max`` of the gates the run was measured with (its ``segbench``
-    block), else the default."""
-    return run_gates(run).suite_speedup_drop_max
 
 
 def run_gates(run: Run, case: str | None = None) -> Gates:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.scoring.metrics import DiceResult, LogitDiff
+from segbench.scoring.stats import CONFIDENCE, Estimate, PairSample, speedup_interval
 from segbench.settings.kinds import ROLES
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
@@ -68,6 +69,12 @@ class CaseRecord:
     injected: str | None = None  # --segbench-inject of the run ("none": nothing injected)
     gated_class_dice_min: float | None = None  # lowest Dice of the classes big enough to gate
     candidate: str | None = None  # the candidate's name (None: the one unnamed candidate)
+    # reference_s / candidate_s of each interleaved pair (segbench.scoring.stats), and the
+    # baseline run's, when the run had a baseline
+    pair_speedups: tuple[float, ...] = ()
+    baseline_pair_speedups: tuple[float, ...] = ()
+    verdict: str | None = None  # against the baseline: regressed, unchanged or inconclusive
+    confidence: float = CONFIDENCE  # of the saved speed-up interval
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -103,11 +110,36 @@ class CaseRecord:
 
     @property
     def speedup(self) -> float | None:
-        """Reference latency / candidate latency (``None`` when either is missing)."""
+        """The geometric mean of the pair speed-ups; for a run saved without them, reference
+        latency / candidate latency (``None`` when either is missing)."""
+        if self.pair_speedups:
+            return PairSample.from_ratios(self.pair_speedups).speedup
         ref, cand = self.reference_s, self.candidate_s
         if ref is None or cand is None:
             return None
         return ref / cand if cand > 0 else math.inf
+
+    @property
+    def pairs(self) -> PairSample:
+        """This run's pair speed-ups (one pair of the latencies for a run saved without)."""
+        if self.pair_speedups:
+            return PairSample.from_ratios(self.pair_speedups)
+        speed = self.speedup
+        return PairSample.from_ratios([speed] if speed is not None else [])
+
+    @property
+    def baseline_pairs(self) -> PairSample | None:
+        """The baseline run's pair speed-ups (its one speed-up when it saved none), or
+        ``None`` without a baseline."""
+        if self.baseline_pair_speedups:
+            return PairSample.from_ratios(self.baseline_pair_speedups)
+        if self.baseline_speedup is None:
+            return None
+        return PairSample.from_ratios([self.baseline_speedup])
+
+    def speedup_interval(self, confidence: float = CONFIDENCE) -> Estimate | None:
+        """The speed-up with its interval (``None`` below two pairs)."""
+        return speedup_interval(self.pairs, confidence) if self.pair_speedups else None
 
     @property
     def worst_class(self) -> tuple[str, float] | None:
@@ -234,11 +266,28 @@ class CaseRecord:
             injected=str(cand["injected"]) if cand.get("injected") else None,
             gated_class_dice_min=number(cand.get("gated_class_dice_min")),
             candidate=str(name) if isinstance(name, str) and name else None,
+            pair_speedups=_numbers(cand.get("pair_speedups")),
+            baseline_pair_speedups=_numbers(cand.get("baseline_pair_speedups")),
+            verdict=str(cand["verdict"]) if isinstance(cand.get("verdict"), str) else None,
+            confidence=_confidence(cand.get("speedup_interval")),
         )
 
 
 def _label_key(label: str) -> tuple[int, str]:
     return (int(label), "") if label.isdigit() else (1 << 30, label)
+
+
+def _confidence(interval: Any) -> float:
+    """The confidence of a saved ``speedup_interval`` (the default when absent or odd)."""
+    value = number(interval.get("confidence")) if isinstance(interval, Mapping) else None
+    return value if value is not None and 0 < value < 1 else CONFIDENCE
+
+
+def _numbers(value: Any) -> tuple[float, ...]:
+    """The positive finite numbers of a saved list (empty for anything else)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for x in value if (v := number(x)) is not None and v > 0)
 
 
 def number(value: Any) -> float | None:
@@ -353,9 +402,25 @@ def gate_info(
     baseline_speedup: float | None,
     injected: str,
     gates: Mapping[str, bool],
+    pairs: PairSample | None = None,
+    interval: Estimate | None = None,
+    baseline_pairs: PairSample | None = None,
+    change: Estimate | None = None,
+    verdict: str | None = None,
 ) -> dict[str, Any]:
-    """The ``extra_info`` keys the candidate's benchmark adds once the gates ran."""
-    return {
+    """The ``extra_info`` keys the candidate's benchmark adds once the gates ran: with the
+    pairs, ``pair_speedups`` (each pair's reference_s / candidate_s), ``speedup_interval``
+    and, against a baseline, ``baseline_pair_speedups``, ``baseline_change`` (speed-up /
+    baseline speed-up with its interval) and ``verdict``."""
+    stats: dict[str, Any] = {}
+    if pairs is not None and pairs.n:
+        stats["pair_speedups"] = pairs.ratios
+        stats["speedup_interval"] = interval.as_dict() if interval else None
+    if baseline_pairs is not None and baseline_pairs.n:
+        stats["baseline_pair_speedups"] = baseline_pairs.ratios
+        stats["baseline_change"] = change.as_dict() if change else None
+        stats["verdict"] = verdict
+    return stats | {
         "mean_dice": round(dice.mean, 6) if dice else None,
         "class_dice": {str(c.label): round(c.dice, 6) for c in dice.per_class} if dice else {},
         "gated_class_dice_min": min(

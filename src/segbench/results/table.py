@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from segbench.results.record import OK, CaseRecord
+from segbench.scoring.stats import CONFIDENCE
 
 
 def missing(case: str) -> CaseRecord:
@@ -26,15 +27,18 @@ def summary_table(
     class_names: Mapping[str, str] | None = None,
 ) -> str:
     """A fixed-width table: subject, shape, reference s (the runs paired with the candidate's
-    rounds: the speed-up gate's figure), candidate s, speed-up, the candidate's achieved
-    GFLOP/s in the sliding window (PlainConvUNet models), mean Dice, worst class, result; then
-    totals (sum of latencies, their ratio, mean and min Dice)."""
+    rounds), candidate s, speed-up (the geometric mean of the pairs' ratios with its interval,
+    ``1.37x [1.33, 1.41]``), with a baseline the speed-up / the baseline's and the verdict,
+    the candidate's achieved GFLOP/s in the sliding window (PlainConvUNet models), mean Dice,
+    worst class, result; then totals (sum of latencies, their ratio, mean and min Dice)."""
+    with_baseline = any(r.verdict is not None for r in rows)
     header = (
         "subject",
         "shape",
-        f"{reference} s (paired, gate)",
+        f"{reference} s (paired)",
         f"{candidate} s",
-        "speed-up",
+        "speed-up [interval]",
+        *(("vs baseline",) if with_baseline else ()),
         f"{candidate} GFLOP/s",
         "mean Dice",
         "worst class",
@@ -46,7 +50,8 @@ def summary_table(
             "x".join(str(s) for s in r.shape),
             _fmt(r.reference_s, ".3f"),
             _fmt(r.candidate_s, ".3f"),
-            _fmt(r.speedup, ".2f") + ("x" if r.speedup else ""),
+            speedup_text(r),
+            *((baseline_text(r),) if with_baseline else ()),
             _fmt(r.candidate_gflops, ".0f"),
             _fmt(r.mean_dice, ".5f"),
             r.worst_class_text(class_names),
@@ -67,6 +72,7 @@ def summary_table(
         _fmt(ref_total if timed else None, ".3f"),
         _fmt(cand_total if timed else None, ".3f"),
         (f"{ref_total / cand_total:.2f}x" if timed and cand_total > 0 else "-"),
+        *(("",) if with_baseline else ()),
         "",
         _fmt(sum(dices) / len(dices) if dices else None, ".5f"),
         f"min Dice {min(dices):.5f}" if dices else "-",
@@ -79,6 +85,23 @@ def summary_table(
     return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
 
 
+def speedup_text(row: CaseRecord) -> str:
+    """``1.37x [1.33, 1.41]`` (``1.37x`` without an interval, ``-`` without a speed-up)."""
+    interval = row.speedup_interval(row.confidence)
+    if interval is not None:
+        return interval.text()
+    return "-" if row.speedup is None else f"{row.speedup:.2f}x"
+
+
+def baseline_text(row: CaseRecord) -> str:
+    """``0.96 unchanged``: speed-up / the baseline's, and the verdict (``-`` without one)."""
+    if row.verdict is None or row.speedup is None or not row.baseline_speedup:
+        return "-"
+    base = row.baseline_pairs
+    ratio = row.speedup / (base.speedup if base is not None else row.baseline_speedup)
+    return f"{ratio:.2f} {row.verdict}"
+
+
 def timing_line(timing: Mapping[str, Any], source: str, timed: bool = True) -> str:
     """The line under the table: how latencies were measured and where the gates came from."""
     if not timed:
@@ -87,19 +110,22 @@ def timing_line(timing: Mapping[str, Any], source: str, timed: bool = True) -> s
             f"latency and no speed-up gate; gates from {source}"
         )
     estimator = timing.get("estimator", "min")
-    rounds = (
-        f"{timing['rounds']} rounds after {timing.get('warmup_rounds', 0)} warm-ups"
+    pairs = (
+        f"{timing['rounds']} to {timing.get('max_rounds', timing['rounds'])} pairs per case "
+        f"after {timing.get('warmup_rounds', 0)} warm-up(s)"
         if "rounds" in timing
-        else "the timed rounds"
+        else "the timed pairs"
     )
     return (
-        f"speed-up = reference / candidate latency, {estimator} of {rounds} (the candidate's "
-        f"interleaved with reference runs); gates from {source}"
+        "speed-up = geometric mean of reference / candidate over the interleaved pairs "
+        f"(reference run, candidate round), {pairs}, with its "
+        f"{timing.get('confidence', CONFIDENCE):.0%} interval; seconds: {estimator} of the "
+        f"rounds; gates from {source}"
     )
 
 
 REFERENCE_LINE = (
-    "reference s (paired, gate): the reference runs interleaved with the candidate's rounds; "
+    "reference s (paired): the reference runs interleaved with the candidate's rounds; "
     "pytest-benchmark's reference[...] row: the reference test's own rounds, measured apart "
     "(reference s (own rounds))"
 )

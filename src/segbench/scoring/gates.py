@@ -8,6 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from segbench.scoring.metrics import DiceResult, LogitDiff
+from segbench.scoring.stats import (
+    Estimate,
+    PairSample,
+    Verdict,
+    change_interval,
+    speedup_interval,
+    verdict,
+)
 from segbench.settings.config import Gates
 
 
@@ -75,81 +83,132 @@ def speedup(reference_s: float, candidate_s: float) -> float:
 
 @dataclass(frozen=True)
 class BaselineSpeedup:
-    """A case's speed-up in a saved run of the same machine type, and where it came from."""
+    """A case's speed-up in a saved run of the same machine type, where it came from and,
+    for runs that saved them, its pair speed-ups."""
 
     speedup: float
     source: str
+    ratios: tuple[float, ...] = ()
+
+    @property
+    def pairs(self) -> PairSample:
+        return PairSample.from_ratios(self.ratios or (self.speedup,))
+
+
+@dataclass(frozen=True)
+class SpeedupCheck:
+    """A case's speed-up gate: the verdict and the statistics behind it."""
+
+    gate: GateResult
+    pairs: PairSample
+    interval: Estimate | None
+    change: Estimate | None  # speed-up / baseline speed-up, with a baseline
+    verdict: Verdict | None  # against the baseline
+    baseline_pairs: PairSample | None = None
+
+
+FIX_SLOWER = (
+    " Fix: the candidate got slower relative to the reference: check its provider, threads and "
+    "graph_level in benchmarks.json and profile the stage breakdown in the benchmark's "
+    "extra_info; if the change is intended, save a new baseline run."
+)
+FIX_INCONCLUSIVE = (
+    " Fix: the pairs are too noisy to tell; raise timing.budget_s (and timing.max_rounds) in "
+    "benchmarks.json, run on a quieter runner, or set gates.inconclusive_fails to false."
+)
+
+
+def _verdict_passes(verdict: Verdict, gates: Gates) -> bool:
+    return verdict is Verdict.UNCHANGED or (
+        verdict is Verdict.INCONCLUSIVE and not gates.inconclusive_fails
+    )
 
 
 def check_speedup(
     case: str,
-    reference_s: float,
-    candidate_s: float,
+    pairs: PairSample,
+    latencies: tuple[float, float],
     gates: Gates,
     estimator: str,
     baseline: BaselineSpeedup | None = None,
-) -> GateResult:
-    """Fail when reference latency / candidate latency < ``speedup_min``, or, given a baseline
-    run, when it fell more than ``speedup_drop_max`` (a fraction) below the baseline's."""
-    ratio = speedup(reference_s, candidate_s)
-    absolute_ok = ratio >= gates.speedup_min
+) -> SpeedupCheck:
+    """The case's speed-up gate. The speed-up is the geometric mean of the interleaved pairs'
+    ratios (:mod:`segbench.scoring.stats`); without pairs, reference / candidate latency. It
+    fails when below ``speedup_min``, and, given a baseline run, when its verdict against the
+    baseline's at ``speedup_drop_max`` is ``regressed`` (or ``inconclusive`` with
+    ``inconclusive_fails``). ``latencies`` are (reference_s, candidate_s) for the message."""
+    reference_s, candidate_s = latencies
+    interval = speedup_interval(pairs, gates.confidence)
+    ratio = pairs.speedup if pairs.n else speedup(reference_s, candidate_s)
+    shown = interval.text() if interval else f"{ratio:.2f}x"
     message = (
-        f"{case}: speed-up {ratio:.2f}x (reference {reference_s:.3f} s / candidate "
-        f"{candidate_s:.3f} s, {estimator} of the interleaved timed rounds); gate speedup_min "
-        f"{gates.speedup_min}x"
-    )
-    relative_ok = True
-    if baseline is not None:
-        floor = baseline.speedup * (1.0 - gates.speedup_drop_max)
-        relative_ok = ratio >= floor
-        drop = 1.0 - ratio / baseline.speedup if baseline.speedup > 0 else 0.0
-        message += (
-            f"; baseline {baseline.speedup:.2f}x ({baseline.source}), "
-            f"{'a drop' if drop > 0 else 'a gain'} of {abs(drop):.0%} (gate speedup_drop_max "
-            f"{gates.speedup_drop_max:.0%}, floor {floor:.2f}x)"
+        f"{case}: speed-up {shown} ("
+        + (
+            f"geometric mean of {pairs.n} interleaved pairs"
+            + (f", {gates.confidence:.0%} interval" if interval else "")
+            if pairs.n
+            else "reference / candidate latency"
         )
-    passed = absolute_ok and relative_ok
+        + f"; reference {reference_s:.3f} s / candidate {candidate_s:.3f} s, {estimator} of the "
+        f"rounds); gate speedup_min {gates.speedup_min}x"
+    )
+    passed = ratio >= gates.speedup_min
+    change = found = None
+    if baseline is not None and pairs.n:
+        change = change_interval([(pairs, baseline.pairs)], gates.confidence)
+        found = verdict(change, gates.speedup_drop_max)
+        against = change.text("") if change else f"{ratio / baseline.speedup:.2f}"
+        message += (
+            f"; baseline {baseline.speedup:.2f}x ({baseline.source}): {against} of it, "
+            f"{found.value} (gate speedup_drop_max {gates.speedup_drop_max:.0%})"
+        )
+        passed = passed and _verdict_passes(found, gates)
     message += "."
     if not passed:
-        message += (
-            " Fix: the candidate got slower relative to the reference: check its provider, "
-            "threads and graph_level in benchmarks.json and profile the stage breakdown in the "
-            "benchmark's extra_info; if the machine is noisy, raise timing.rounds; if the "
-            "change is intended, save a new baseline run."
-        )
-    return GateResult("speedup", passed, message)
+        message += FIX_INCONCLUSIVE if found is Verdict.INCONCLUSIVE else FIX_SLOWER
+    return SpeedupCheck(
+        GateResult("speedup", passed, message),
+        pairs,
+        interval,
+        change,
+        found,
+        baseline.pairs if baseline is not None and found is not None else None,
+    )
 
 
 def check_suite_speedup(
-    ratios: Mapping[str, tuple[float, float]], drop_max: float
+    cases: Mapping[str, tuple[PairSample, PairSample]], gates: Gates
 ) -> GateResult | None:
-    """The whole suite against a baseline run: fail when the geometric mean over the cases of
-    (speed-up / baseline speed-up) fell more than ``suite_speedup_drop_max`` below 1.
+    """The whole suite against a baseline run: the geometric mean over the cases of
+    speed-up / baseline speed-up, with its interval (each case a (this run's pairs, the
+    baseline's pairs) pair, see :func:`~segbench.scoring.stats.change_interval`), and its
+    verdict at ``suite_speedup_drop_max``. It fails when ``regressed`` (or ``inconclusive``
+    with ``inconclusive_fails``). ``None`` when no case has a baseline.
 
-    ``ratios`` maps a case to ``(speed-up, baseline speed-up)``; cases without a baseline are
-    left out, and ``None`` is returned when none has one. One case's speed-up can jump by a
-    fifth between two processes on the same machine (seen on a 0.6 s case); a regression of the
-    candidate moves every case, so the mean over cases separates the two.
+    One case's speed-up moves by a tenth between pairs on a shared 2-core runner; a regression
+    of the candidate moves every case, so the mean over the cases' pairs separates the two.
     """
-    usable = {c: (s, b) for c, (s, b) in ratios.items() if s > 0 and b > 0}
+    usable = {c: (s, b) for c, (s, b) in cases.items() if s.n and b.n}
     if not usable:
         return None
-    logs = {c: math.log(s / b) for c, (s, b) in usable.items()}
-    mean = math.exp(sum(logs.values()) / len(logs))
-    floor = 1.0 - drop_max
-    passed = mean >= floor
+    change = change_interval(list(usable.values()), gates.confidence)
+    logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
+    point = math.exp(sum(logs.values()) / len(logs))
+    found = verdict(change, gates.suite_speedup_drop_max)
+    passed = _verdict_passes(found, gates)
+    floor = 1.0 - gates.suite_speedup_drop_max
+    shown = change.text("") if change else f"{point:.2f} (no interval: a case has one pair)"
     worst = sorted(logs, key=logs.__getitem__)[:3]
     message = (
-        f"suite: speed-up {mean:.2f} x the baseline's (geometric mean over {len(usable)} cases; "
-        f"gate suite_speedup_drop_max {drop_max:.0%}, floor {floor:.2f}); "
-        "lowest: "
-        + ", ".join(f"{c} {usable[c][0]:.2f}x vs {usable[c][1]:.2f}x" for c in worst)
+        f"suite: {found.value}: speed-up {shown} x the baseline's (geometric mean over "
+        f"{len(usable)} cases, {gates.confidence:.0%} interval; gate suite_speedup_drop_max "
+        f"{gates.suite_speedup_drop_max:.0%}: regressed when the interval is below 1 and the "
+        f"estimate below {floor:.2f}, unchanged when the interval is above {floor:.2f}); lowest: "
+        + ", ".join(
+            f"{c} {usable[c][0].speedup:.2f}x vs {usable[c][1].speedup:.2f}x" for c in worst
+        )
         + "."
     )
     if not passed:
-        message += (
-            " Fix: the candidate got slower on the whole suite relative to the reference: "
-            "profile it (stage breakdown in extra_info) against the baseline run; if the change "
-            "is intended, save a new baseline run."
-        )
+        message += FIX_INCONCLUSIVE if found is Verdict.INCONCLUSIVE else FIX_SLOWER
     return GateResult("suite_speedup", passed, message)

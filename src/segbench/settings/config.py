@@ -4,8 +4,10 @@ Layout of the file (every key optional; unknown keys and bad values are errors t
 key and the file)::
 
     {"gates":    {"dice_min": .., "class_dice_min": .., "min_class_voxels": .., "speedup_min": ..,
-                  "speedup_drop_max": .., "suite_speedup_drop_max": ..},
-     "timing":   {"rounds": .., "warmup_rounds": .., "estimator": "min" | "median"},
+                  "speedup_drop_max": .., "suite_speedup_drop_max": .., "inconclusive_fails": ..,
+                  "confidence": ..},
+     "timing":   {"rounds": .., "warmup_rounds": .., "reference_rounds": .., "max_rounds": ..,
+                  "budget_s": .., "precision": .., "estimator": "min" | "median"},
      "profiles": {"reference": PROFILE, "candidate": PROFILE}
               or {"reference": PROFILE, "candidates": {"<name>": PROFILE, ...}},
      "cases":    {"<case id>": {<any gates key>}}}
@@ -58,13 +60,30 @@ class Gates:
     speedup_min: float = 1.0
     speedup_drop_max: float = 0.3  # per case, vs a baseline run (--segbench-baseline)
     # the whole suite, vs the baseline: geometric mean over the cases of speed-up / baseline's
-    suite_speedup_drop_max: float = 0.15
+    suite_speedup_drop_max: float = 0.05
+    # a verdict against the baseline that the pairs cannot settle (see segbench.scoring.stats)
+    inconclusive_fails: bool = False
+    confidence: float = 0.95  # of the speed-up intervals the verdicts read
 
 
 @dataclass(frozen=True)
 class Timing:
+    """How each case is timed. The candidate test times ``rounds`` candidate rounds, each
+    right after a reference run (a pair), then adds pairs while the speed-up's interval is
+    wider than ``precision`` (its half-width, a fraction, at the gates' ``confidence``) or
+    its verdict against a baseline is inconclusive: up to ``max_rounds`` pairs, and while
+    the pairs so far and one more fit in ``budget_s`` seconds. The reference test's own
+    ``reference_rounds`` make PyTorch's latency history; the gates use the pairs.
+    ``estimator`` reduces the latencies (the table's seconds, pytest-benchmark's history);
+    the speed-up is the geometric mean of the pair ratios (see :mod:`segbench.scoring.stats`).
+    """
+
     rounds: int = 3
-    warmup_rounds: int = 2
+    warmup_rounds: int = 1
+    reference_rounds: int = 1
+    max_rounds: int = 12
+    budget_s: float = 15.0
+    precision: float = 0.03
     estimator: str = "min"
 
 
@@ -166,6 +185,9 @@ def _number(value: Any, key: str, source: str, lo: float, hi: float, integer: bo
     return value
 
 
+TIMING_NUMBERS = {"budget_s": (0.0, 1e6), "precision": (0.0, 1.0)}
+
+
 def _gates(data: Any, base: Gates, where: str, source: str) -> Gates:
     names = {f.name for f in fields(Gates)}
     data = _check_keys(data, names, where, source)
@@ -176,15 +198,28 @@ def _gates(data: Any, base: Gates, where: str, source: str) -> Gates:
         "speedup_min": (0.0, 1e3, False),
         "speedup_drop_max": (0.0, 1.0, False),
         "suite_speedup_drop_max": (0.0, 1.0, False),
+        "confidence": (0.5, 0.9999, False),
     }
+    flags = {"inconclusive_fails"}
     if where.startswith("cases.") and "suite_speedup_drop_max" in data:
         raise _fail(
             source,
             f"{where}.suite_speedup_drop_max",
             'is a gate of the whole suite: set it under "gates", not per case',
         )
-    values = {k: _number(v, f"{where}.{k}", source, *limits[k]) for k, v in data.items()}
+    values = {
+        k: _flag(v, f"{where}.{k}", source)
+        if k in flags
+        else _number(v, f"{where}.{k}", source, *limits[k])
+        for k, v in data.items()
+    }
     return replace(base, **values)
+
+
+def _flag(value: Any, key: str, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(source, key, f"must be true or false, got {value!r}")
+    return value
 
 
 def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
@@ -258,11 +293,21 @@ def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:
                     source, "timing.estimator", f"must be one of {list(ESTIMATORS)}, got {value!r}"
                 )
             timing = replace(timing, estimator=value)
+        elif key in TIMING_NUMBERS:
+            lo, hi = TIMING_NUMBERS[key]
+            timing = replace(timing, **{key: _number(value, f"timing.{key}", source, lo, hi)})
         else:
-            lo = 1 if key == "rounds" else 0
+            lo = 0 if key == "warmup_rounds" else 1
             timing = replace(
                 timing, **{key: _number(value, f"timing.{key}", source, lo, 1000, True)}
             )
+    if timing.max_rounds < timing.rounds:
+        raise _fail(
+            source,
+            "timing.max_rounds",
+            f"is {timing.max_rounds}, below timing.rounds ({timing.rounds}); raise it to at "
+            "least rounds",
+        )
     pdata = _check_keys(
         top.get("profiles", {}), {"reference", "candidate", "candidates"}, "profiles", source
     )
