@@ -48,6 +48,7 @@ class _Pedantic:
     def pedantic(
         self, target: Any, args: tuple, setup: Any, rounds: int, warmup_rounds: int, iterations: int
     ) -> None:
+        self.rounds = rounds
         for _ in range(warmup_rounds + rounds):
             setup()
             target(*args)
@@ -85,7 +86,10 @@ def _calls(log: list[str]) -> str:
 def test_candidate_rounds_interleave_with_reference_runs(
     tmp_path: Path, with_benchmark: bool
 ) -> None:
-    pair, log = _pair(tmp_path, Timing(rounds=3, warmup_rounds=2, estimator="min"))
+    pair, log = _pair(
+        tmp_path,
+        Timing(rounds=3, warmup_rounds=2, estimator="min", reference_rounds=3, max_rounds=3),
+    )
     pair.measure("reference", None)
     log.clear()
     pair.measure("candidate", _Pedantic() if with_benchmark else None)
@@ -99,8 +103,43 @@ def test_candidate_rounds_interleave_with_reference_runs(
     summary = pair.evaluate(timed=True)
     paired = min(t.total for t in pair.paired_reference["candidate"])
     assert summary.reference_s == pytest.approx(paired)
-    assert summary.speedup == pytest.approx(paired / summary.candidate_s)
+    ratios = [
+        r.total / c.total
+        for r, c in zip(
+            pair.paired_reference["candidate"], pair.runs["candidate"].timed, strict=True
+        )
+    ]
+    assert summary.speedup == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
     assert [g.name for g in summary.gates] == ["dice", "speedup"]
+    assert summary.check is not None and summary.check.interval is not None
+
+
+@pytest.mark.parametrize(
+    ("budget_s", "precision", "pairs"),
+    [(1e6, 0.0, 6), (0.0, 0.0, 2), (1e6, 1e9, 2)],
+    ids=["wide-interval-runs-to-max", "no-budget", "tight-enough"],
+)
+def test_adaptive_rounds_stop_at_max_budget_or_precision(
+    tmp_path: Path, budget_s: float, precision: float, pairs: int
+) -> None:
+    """After ``rounds`` pairs, pairs are added while the interval is wider than ``precision``,
+    up to ``max_rounds`` and within ``budget_s``; pytest-benchmark's rounds stay ``rounds``."""
+    timing = Timing(
+        rounds=2,
+        warmup_rounds=0,
+        reference_rounds=1,
+        max_rounds=6,
+        budget_s=budget_s,
+        precision=precision,
+    )
+    pair, log = _pair(tmp_path, timing)
+    pair.measure("reference", None)
+    log.clear()
+    bench = _Pedantic()
+    pair.measure("candidate", bench)
+    assert _calls(log) == "RC" * pairs
+    assert pair.pair_sample("candidate").n == pairs
+    assert bench.rounds == 2
 
 
 def test_at_most_one_kept_logits_array_beside_a_running_round(
@@ -121,7 +160,10 @@ def test_at_most_one_kept_logits_array_beside_a_running_round(
 
     predict_volume = runner.predict_volume
     monkeypatch.setattr(runner, "predict_volume", counting)
-    pair, _ = _pair(tmp_path, Timing(rounds=3, warmup_rounds=1, estimator="min"))
+    pair, _ = _pair(
+        tmp_path,
+        Timing(rounds=3, warmup_rounds=1, estimator="min", reference_rounds=3, max_rounds=3),
+    )
     pair.measure("reference", None)
     pair.measure("candidate", _Pedantic())
     # reference: 1 + 3 rounds; candidate: 1 warm-up, then (paired reference, candidate) x 3
@@ -134,7 +176,10 @@ def test_at_most_one_kept_logits_array_beside_a_running_round(
 
 
 def test_speedup_falls_back_to_reference_rounds_without_pairs(tmp_path: Path) -> None:
-    pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="median"))
+    pair, _ = _pair(
+        tmp_path,
+        Timing(rounds=1, warmup_rounds=0, estimator="median", reference_rounds=1, max_rounds=1),
+    )
     pair.measure("reference", None)
     pair.runs["candidate"].times.append(pair.run("candidate").times)
     pair.runs["candidate"].warmup = 1
@@ -217,7 +262,10 @@ def test_perturbing_a_torch_candidate_is_refused(tmp_path: Path) -> None:
 def test_gflops_are_reported_for_plain_conv_unets(tmp_path: Path) -> None:
     from segbench.models.unet import count_flops
 
-    pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="min"))
+    pair, _ = _pair(
+        tmp_path,
+        Timing(rounds=1, warmup_rounds=0, estimator="min", reference_rounds=1, max_rounds=1),
+    )
     pair.runtime.network = build_tiny_net()
     pair.measure("reference", None)
     pair.measure("candidate", None)
@@ -245,7 +293,10 @@ def test_peak_rss_is_reset_per_test(tmp_path: Path) -> None:
     del big
     assert reset_peak_rss()
     assert peak_rss_mb() < high - 300
-    pair, _ = _pair(tmp_path, Timing(rounds=1, warmup_rounds=0, estimator="min"))
+    pair, _ = _pair(
+        tmp_path,
+        Timing(rounds=1, warmup_rounds=0, estimator="min", reference_rounds=1, max_rounds=1),
+    )
     pair.measure("reference", None)
     info = pair.extra_info("reference")
     assert info["peak_rss_scope"] == "test" and info["peak_rss_mb"] > 0
@@ -284,7 +335,10 @@ def test_big_reference_logits_wait_on_disk_during_candidate_rounds(
     from segbench.bench import paired as runner
 
     monkeypatch.setattr(runner, "PARK_BYTES", 0)  # every array counts as big
-    pair, _ = _pair(tmp_path, Timing(rounds=2, warmup_rounds=1, estimator="min"))
+    pair, _ = _pair(
+        tmp_path,
+        Timing(rounds=2, warmup_rounds=1, estimator="min", reference_rounds=2, max_rounds=2),
+    )
     pair.measure("reference", None)
     assert not isinstance(pair.runs["reference"].last.logits, np.memmap)
     pair.measure("candidate", _Pedantic())

@@ -35,7 +35,7 @@ def summary_table(
     header = (
         "subject",
         "shape",
-        f"{reference} s (paired)",
+        f"{reference} s (paired, gate)",
         f"{candidate} s",
         "speed-up [interval]",
         *(("vs baseline",) if with_baseline else ()),
@@ -125,7 +125,7 @@ def timing_line(timing: Mapping[str, Any], source: str, timed: bool = True) -> s
 
 
 REFERENCE_LINE = (
-    "reference s (paired): the reference runs interleaved with the candidate's rounds; "
+    "reference s (paired, gate): the reference runs interleaved with the candidate's rounds; "
     "pytest-benchmark's reference[...] row: the reference test's own rounds, measured apart "
     "(reference s (own rounds))"
 )
