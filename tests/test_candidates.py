@@ -265,8 +265,8 @@ def test_gate_applies_the_suite_speedup_gate_per_candidate(tmp_path: Path) -> No
         elif info["role"] == "candidate":
             info["baseline_speedup"] = info["speedup"]
     decision = gate_decision(parse_run(data))
-    assert [p[:30] for p in decision.problems] == ["b: suite: speed-up 0.75 x the "]
-    assert [n[:30] for n in decision.notes] == ["a: suite: speed-up 1.00 x the "]
+    assert [p[:40] for p in decision.problems] == ["b: suite: regressed: speed-up 0.75 (no i"]
+    assert [n[:40] for n in decision.notes] == ["a: suite: unchanged: speed-up 1.00 (no i"]
 
 
 def test_compare_matches_rows_by_case_and_candidate(tmp_path: Path) -> None:

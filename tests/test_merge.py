@@ -128,8 +128,9 @@ def test_report_compare_and_gate_read_a_merged_run(
     assert "segbench: synthetic model, torch (reference) vs onnx (candidate)" in text
     assert "total (3 cases)" in text and "all ok" in text
     assert (
-        "min of 3 rounds after 2 warm-ups (the candidate's interleaved with reference "
-        "runs); gates from benchmarks.json"
+        "over the interleaved pairs (reference run, candidate round), 3 to 3 pairs per case "
+        "after 2 warm-up(s), with its 95% interval; seconds: min of the rounds; gates from "
+        "benchmarks.json"
     ) in text
     assert (
         "shard-2.json (group 2/2) on ci-2 (Test CPU, 2 CPUs, Python 3.11.7): scan_c.nii.gz" in text
@@ -257,7 +258,9 @@ def test_missing_group_without_cases_is_a_note(tmp_path: Path) -> None:
 
 def test_gate_on_a_run_saved_without_segbench_block(tmp_path: Path) -> None:
     code, text = run_cli("gate", write(tmp_path / "old.json", make_run()))
-    assert code == 0 and "min of the timed rounds" in text
+    assert (
+        code == 0 and "the timed pairs, with its 95% interval; seconds: min of the rounds" in text
+    )
     data = make_run(failed_dice=("phantom_a_s1.nii.gz",))
     assert run_cli("gate", write(tmp_path / "bad.json", copy.deepcopy(data)))[0] == 1
 
@@ -275,4 +278,5 @@ def test_gate_applies_the_suite_speedup_gate_of_a_baseline_run(
     write(out, data)
     code, text = run_cli("gate", out)
     assert code == 1, text
-    assert "suite: speed-up 0.75 x the baseline's" in text and "floor 0.85" in text
+    assert "suite: regressed: speed-up 0.75 (no interval: a case has one pair)" in text
+    assert "suite_speedup_drop_max 5%" in text

@@ -150,7 +150,8 @@ def test_slowdown_against_a_baseline_fails_speedup_gate(
     )
     assert out.returncode == 1, out.stdout[-3000:]
     assert "FAIL speedup" in out.stdout and "gate speedup_drop_max 30%" in out.stdout
-    assert "FAIL suite_speedup: suite: speed-up 0." in out.stdout
+    assert "regressed (gate speedup_drop_max 30%)" in out.stdout
+    assert "FAIL suite_speedup: suite: regressed: speed-up 0." in out.stdout
     assert f"baseline {base}" in out.stdout
 
 

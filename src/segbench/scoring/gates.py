@@ -118,6 +118,12 @@ FIX_INCONCLUSIVE = (
 )
 
 
+def point_verdict(value: float, drop_max: float) -> Verdict:
+    """The verdict of an estimate without an interval (fewer than two pairs, as in runs saved
+    without pair speed-ups): regressed below ``1 - drop_max``, else unchanged."""
+    return Verdict.REGRESSED if value < 1.0 - drop_max else Verdict.UNCHANGED
+
+
 def _verdict_passes(verdict: Verdict, gates: Gates) -> bool:
     return verdict is Verdict.UNCHANGED or (
         verdict is Verdict.INCONCLUSIVE and not gates.inconclusive_fails
@@ -156,8 +162,13 @@ def check_speedup(
     change = found = None
     if baseline is not None and pairs.n:
         change = change_interval([(pairs, baseline.pairs)], gates.confidence)
-        found = verdict(change, gates.speedup_drop_max)
-        against = change.text("") if change else f"{ratio / baseline.speedup:.2f}"
+        point = math.exp(pairs.mean - baseline.pairs.mean)
+        found = (
+            verdict(change, gates.speedup_drop_max)
+            if change
+            else point_verdict(point, gates.speedup_drop_max)
+        )
+        against = change.text("") if change else f"{point:.2f} (one pair: no interval)"
         message += (
             f"; baseline {baseline.speedup:.2f}x ({baseline.source}): {against} of it, "
             f"{found.value} (gate speedup_drop_max {gates.speedup_drop_max:.0%})"
@@ -183,7 +194,9 @@ def check_suite_speedup(
     speed-up / baseline speed-up, with its interval (each case a (this run's pairs, the
     baseline's pairs) pair, see :func:`~segbench.scoring.stats.change_interval`), and its
     verdict at ``suite_speedup_drop_max``. It fails when ``regressed`` (or ``inconclusive``
-    with ``inconclusive_fails``). ``None`` when no case has a baseline.
+    with ``inconclusive_fails``). Where a case has one pair only (a run saved without pair
+    speed-ups) there is no interval and the estimate alone is held to the threshold
+    (:func:`point_verdict`). ``None`` when no case has a baseline.
 
     One case's speed-up moves by a tenth between pairs on a shared 2-core runner; a regression
     of the candidate moves every case, so the mean over the cases' pairs separates the two.
@@ -194,7 +207,11 @@ def check_suite_speedup(
     change = change_interval(list(usable.values()), gates.confidence)
     logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
     point = math.exp(sum(logs.values()) / len(logs))
-    found = verdict(change, gates.suite_speedup_drop_max)
+    found = (
+        verdict(change, gates.suite_speedup_drop_max)
+        if change
+        else point_verdict(point, gates.suite_speedup_drop_max)
+    )
     passed = _verdict_passes(found, gates)
     floor = 1.0 - gates.suite_speedup_drop_max
     shown = change.text("") if change else f"{point:.2f} (no interval: a case has one pair)"
