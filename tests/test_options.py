@@ -113,3 +113,14 @@ def test_bad_ini_value_stops_the_session(tmp_path: Path) -> None:
     out = run_pytest(tmp_path, "--collect-only", "-o", "segbench_rounds=0")
     assert out.returncode != 0
     assert "segbench_rounds = '0'" in out.stderr and "must be >= 1" in out.stderr
+
+
+def test_rounds_and_budget_override_the_timing(tmp_path: Path) -> None:
+    from segbench.settings.config import BenchConfig
+
+    timing = _options(tmp_path, rounds="20", budget="60").apply(BenchConfig()).timing
+    assert (timing.rounds, timing.max_rounds, timing.budget_s) == (20, 20, 60.0)
+    kept = _options(tmp_path).apply(BenchConfig()).timing
+    assert kept == BenchConfig().timing
+    with pytest.raises(Exception, match="must be >= 0"):
+        _options(tmp_path, budget="-1")

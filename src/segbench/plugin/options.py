@@ -178,6 +178,14 @@ SPECS = (
         non_negative_int,
     ),
     Spec(
+        "budget",
+        "SECONDS",
+        "seconds of interleaved pairs per case before adaptive rounds stop (default: "
+        "benchmarks.json timing.budget_s, 15); a baseline saved with more pairs sharpens the "
+        "verdicts against it",
+        non_negative_float,
+    ),
+    Spec(
         "dice_min",
         "FRACTION",
         "override the mean-Dice gate for every case (default: benchmarks.json)",
@@ -320,6 +328,7 @@ class Options:
     onnx: Path | None
     rounds: int | None
     warmup: int | None
+    budget: float | None
     dice_min: float | None
     speedup_min: float | None
     baseline: Path | None
@@ -372,6 +381,7 @@ class Options:
             onnx=path("onnx"),
             rounds=get("rounds"),
             warmup=get("warmup"),
+            budget=get("budget"),
             dice_min=get("dice_min"),
             speedup_min=get("speedup_min"),
             baseline=path("baseline"),
@@ -393,6 +403,8 @@ class Options:
             )
         if self.warmup is not None:
             timing = replace(timing, warmup_rounds=self.warmup)
+        if self.budget is not None:
+            timing = replace(timing, budget_s=self.budget)
         gate_overrides: dict[str, Any] = {
             k: v
             for k, v in (("dice_min", self.dice_min), ("speedup_min", self.speedup_min))
