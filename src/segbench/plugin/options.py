@@ -168,7 +168,7 @@ SPECS = (
     Spec(
         "rounds",
         "N",
-        "the candidate's first timed pairs per case (default: benchmarks.json, 3)",
+        "timed pairs per case, exactly (no adaptive rounds; default: benchmarks.json, 3 and up)",
         positive_int,
     ),
     Spec(
@@ -398,9 +398,7 @@ class Options:
         """``cfg`` with the command line's timing and gate overrides."""
         timing = cfg.timing
         if self.rounds is not None:
-            timing = replace(
-                timing, rounds=self.rounds, max_rounds=max(timing.max_rounds, self.rounds)
-            )
+            timing = replace(timing, rounds=self.rounds, max_rounds=self.rounds)
         if self.warmup is not None:
             timing = replace(timing, warmup_rounds=self.warmup)
         if self.budget is not None:

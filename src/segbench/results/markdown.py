@@ -11,6 +11,7 @@ from segbench.results.decision import fastest_candidate, run_gates
 from segbench.results.mismatch import describe, injected_banner
 from segbench.results.record import STAGES, CaseRecord
 from segbench.results.runs import Run
+from segbench.results.table import speedup_text
 from segbench.settings.config import Gates
 
 
@@ -150,7 +151,7 @@ def render_report(
                 "shape": _shape(r),
                 "ref": _fmt(r.reference_s, ".3f"),
                 "cand": _fmt(r.candidate_s, ".3f"),
-                "speedup": _fmt(r.speedup, ".2f", "x"),
+                "speedup": speedup_text(r),
                 "own": _fmt(r.reference_own_s, ".3f"),
                 "dice": _fmt(r.mean_dice, ".5f"),
                 "worst": _worst(r, class_names),
