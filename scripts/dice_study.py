@@ -24,23 +24,26 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def main_job(path: Path, extra: list[str]) -> list[str]:
+    """The command of one main job (``pytest --benchmark-only``) saving its JSON to ``path``;
+    ``scripts/gate_study.py`` runs the same."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--benchmark-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--benchmark-json={path}",
+        *extra,
+    ]
+
+
 def run_once(index: int, out: Path, extra: list[str]) -> tuple[Path, float, int]:
     path = out / f"run_{index:02d}.json"
     start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--benchmark-only",
-            "-q",
-            f"--benchmark-json={path}",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = subprocess.run(main_job(path, extra), capture_output=True, text=True, check=False)
     return path, time.perf_counter() - start, proc.returncode
 
 

@@ -22,11 +22,12 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dice_study import main_job  # scripts/ is on sys.path when a script runs
 
 CONDITIONS = {"unchanged": [], "slow10": ["--segbench-inject=slowdown=0.1"]}
 CONDITIONS["slow30"] = ["--segbench-inject=slowdown=0.3"]
@@ -40,22 +41,7 @@ LABELS = {
 def run_job(path: Path, extra: list[str]) -> tuple[float, int]:
     """One main job writing ``path``; (wall seconds, exit code)."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--benchmark-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--benchmark-json={path}",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = subprocess.run(main_job(path, extra), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     path.with_suffix(".log").write_text(proc.stdout[-20000:] + proc.stderr[-5000:])
     meta = path.with_suffix(".meta.json")

@@ -32,7 +32,7 @@ TINY = GridSpec("wheel3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 wi
 GATE_FILE = {
     "$comment": "a user's gate file (distinctive class_dice_min, checked in the summary)",
     "gates": {"speedup_min": 0.0, "class_dice_min": 0.987},
-    "timing": {"rounds": 1, "warmup_rounds": 0, "estimator": "min"},
+    "timing": {"rounds": 1, "warmup_rounds": 0, "max_rounds": 1, "estimator": "min"},
 }
 FAST = ("--segbench-rounds=1", "--segbench-warmup=0", f"--segbench-cache-dir={default_cache_dir()}")
 
