@@ -16,6 +16,7 @@ from segbench.bench.runtime import Runtime, build_runtime
 from segbench.errors import ConfigError, SegbenchError
 from segbench.pipeline.backends import BackendKind, OrtBackend, TorchBackend
 from segbench.results.baseline import load_baselines
+from segbench.scoring.gates import BaselineSpeedup
 from segbench.settings.config import BenchConfig, Gates, Profile, Timing
 from segbench.settings.injection import Injection
 
@@ -349,3 +350,83 @@ def test_big_reference_logits_wait_on_disk_during_candidate_rounds(
     )
     pair.evaluate(timed=True)
     assert pair.logit_diff == expected
+
+
+class _Timed:
+    """A backend whose windows take scripted times: ``seconds[i % len(seconds)]`` for its i-th
+    window (a sleep), then the tiny network's output."""
+
+    def __init__(self, seconds: list[float], kind: BackendKind) -> None:
+        self.seconds, self.kind, self.calls = seconds, kind, 0
+        self.inner = TorchBackend(build_tiny_net())
+
+    @property
+    def provider(self) -> str:
+        return "cpu"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(self.seconds[self.calls % len(self.seconds)])
+        self.calls += 1
+        return self.inner(batch)
+
+
+def _scripted(
+    tmp_path: Path, candidate_s: list[float], baseline: Any = None, slowdown: float = 0.0
+) -> PairedRun:
+    """A case whose reference windows take 100 ms and the candidate's ``candidate_s``, timed
+    with 4 pairs (no adaptive rounds), gated against ``baseline``."""
+    tmp_path.mkdir()
+    image = write_nifti(tmp_path / "ct.nii.gz", shape=(30, 30, 24), zooms=(3.0, 3.0, 3.0))
+    candidate: Any = _Timed(candidate_s, BackendKind.ONNX)
+    if slowdown:
+        candidate = InjectedBackend(candidate, Injection(slowdown=slowdown))
+    runtime = Runtime(
+        tiny_card(),
+        {"reference": _Timed([0.1], BackendKind.TORCH), "candidate": candidate},
+        {"reference": Profile(BackendKind.TORCH), "candidate": Profile(BackendKind.ONNX)},
+        None,
+        "export",
+        None,
+    )
+    timing = Timing(rounds=4, warmup_rounds=1, reference_rounds=1, max_rounds=4)
+    gates = Gates(speedup_min=0.0, speedup_drop_max=0.1)
+    return PairedRun.load(
+        "ct.nii.gz", image, None, runtime, BenchConfig(timing=timing), gates, baseline=baseline
+    )
+
+
+def _verdict_of(pair: PairedRun) -> tuple[str | None, bool, dict[str, Any]]:
+    pair.measure("reference", None)
+    pair.measure("candidate", _Pedantic())
+    evaluation = pair.evaluate(timed=True)
+    assert evaluation.check is not None
+    info = pair.gate_info(evaluation, "none")
+    verdict = evaluation.check.verdict
+    return verdict.value if verdict else None, evaluation.check.gate.passed, info
+
+
+def test_verdicts_on_injected_timings(tmp_path: Path) -> None:
+    """Scripted window times through the real paired run: a steady candidate twice as fast,
+    saved as the baseline; the same again is unchanged; 30 % slower (the injected slowdown)
+    is regressed; a candidate whose windows jump between 25 and 100 ms is inconclusive."""
+    first = _scripted(tmp_path / "a", [0.05])
+    found, passed, info = _verdict_of(first)
+    assert found is None and passed  # no baseline: no verdict
+    ratios = tuple(info["pair_speedups"])
+    assert len(ratios) == 4 and all(1.6 < r < 2.4 for r in ratios)
+    assert info["speedup_interval"]["low"] <= info["speedup"] <= info["speedup_interval"]["high"]
+    baseline = BaselineSpeedup(info["speedup"], "base.json", ratios)
+
+    same, passed, info = _verdict_of(_scripted(tmp_path / "b", [0.05], baseline))
+    assert (same, passed) == ("unchanged", True), info
+    assert info["baseline_pair_speedups"] == list(ratios) and info["verdict"] == "unchanged"
+
+    slow, passed, info = _verdict_of(_scripted(tmp_path / "c", [0.05], baseline, slowdown=0.3))
+    assert (slow, passed) == ("regressed", False), info
+    assert info["baseline_change"]["high"] < 1.0
+
+    noisy = _scripted(tmp_path / "d", [0.025, 0.025, 0.1, 0.1, 0.1, 0.025], baseline)
+    unsure, passed, info = _verdict_of(noisy)
+    assert (unsure, passed) == ("inconclusive", True), info
