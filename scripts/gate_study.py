@@ -3,8 +3,9 @@ unchanged code, and how often it catches a candidate made 10 % and 30 % slower.
 
     python scripts/gate_study.py --runs 10 --out reports/gate_study --table docs/results/x.md
 
-One unchanged main job (``pytest --benchmark-only``) is saved as the baseline; then ``--runs``
-rounds of three main jobs against it, interleaved so that a change of the machine's state hits
+One unchanged main job (``pytest --benchmark-only``) is saved as the baseline (with
+``--baseline-budget S``, with more pairs); then ``--runs`` rounds of three main jobs against it
+(``--conditions`` picks fewer), interleaved so that a change of the machine's state hits
 every condition alike: unchanged, ``--segbench-inject=slowdown=0.1`` and ``slowdown=0.3``.
 Each job's pytest-benchmark JSON is kept in ``--out``; a job whose file is already there is not
 run again (an interrupted study resumes). Arguments after ``--`` go to every pytest run.
@@ -103,7 +104,19 @@ def summarise(out: Path) -> str:
             if change is not None and width is not None:
                 outcome.changes.append(change)
                 outcome.widths.append(width)
-    lines = [
+    lines = []
+    baseline = out / "baseline.json"
+    if baseline.is_file():
+        from segbench.results.runs import load_run
+
+        counts = [r.pairs.n for r in load_run(baseline).rows]
+        meta = json.loads(baseline.with_suffix(".meta.json").read_text())
+        lines += [
+            f"Baseline: one unchanged main job, {min(counts)}-{max(counts)} pairs per case, "
+            f"{meta['wall_s']:.0f} s.",
+            "",
+        ]
+    lines += [
         "| condition | runs failed | suite verdicts (regressed / unchanged / inconclusive) "
         "| suite speed-up vs baseline, min-max | interval half-width, median | cases regressed "
         "| pairs per case, min-max | wall per run, min / median / max |",
@@ -131,16 +144,37 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/gate_study"))
     parser.add_argument("--table", type=Path, default=None, help="also write the table here")
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument(
+        "--conditions",
+        default=",".join(CONDITIONS),
+        help=f"which conditions to run, comma-separated (default: {','.join(CONDITIONS)})",
+    )
+    parser.add_argument(
+        "--baseline-budget",
+        type=float,
+        default=None,
+        help="save the baseline with --segbench-budget=S (more pairs: a sharper baseline)",
+    )
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
+    conditions = [c for c in args.conditions.split(",") if c]
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        parser.error(f"unknown condition(s) {', '.join(unknown)}; choose from {list(CONDITIONS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.summarise_only:
         baseline = args.out / "baseline.json"
         if not baseline.is_file():
-            wall, code = run_job(baseline, extra)
+            budget = (
+                []
+                if args.baseline_budget is None
+                else [f"--segbench-budget={args.baseline_budget:g}"]
+            )
+            wall, code = run_job(baseline, [*extra, *budget])
             print(f"baseline: exit {code}, {wall:.0f} s", flush=True)
         for i in range(args.runs):
-            for name, inject in CONDITIONS.items():
+            for name in conditions:
+                inject = CONDITIONS[name]
                 path = args.out / f"{name}_{i:02d}.json"
                 if path.is_file():
                     continue
