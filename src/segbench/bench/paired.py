@@ -315,6 +315,7 @@ class PairedRun:
                     if interleave and i >= warmup:
                         self._paired_reference(slot, i - warmup + 1, rounds)
                     self.run(slot, progress=self._start(role, *phase(i)))
+                runs.warmup = start + warmup
                 if interleave:
                     self._add_pairs(slot)
             finally:
@@ -346,6 +347,7 @@ class PairedRun:
                 target, args=(), setup=setup, rounds=rounds, warmup_rounds=warmup, iterations=1
             )
             if interleave and not disabled:
+                runs.warmup = start + warmup  # before the added pairs: they pair timed rounds
                 self._add_pairs(slot)
         finally:
             self._end()
