@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from segbench.scoring.gates import BaselineSpeedup, check_speedup, check_suite_speedup
+from segbench.scoring.gates import BaselineSpeedup, check_speedup, check_suite_speedup, judge
 from segbench.scoring.stats import (
     Estimate,
     PairSample,
@@ -68,6 +68,10 @@ def test_the_three_verdicts() -> None:
     assert verdict(Estimate(0.99, 0.96, 1.02), 0.05) is Verdict.UNCHANGED
     assert verdict(Estimate(1.20, 1.10, 1.30), 0.05) is Verdict.UNCHANGED  # faster
     assert verdict(None, 0.05) is Verdict.INCONCLUSIVE
+    # no interval (runs saved without pairs): the estimate alone against the threshold
+    assert judge(None, 0.90, 0.05) is Verdict.REGRESSED
+    assert judge(None, 0.97, 0.05) is Verdict.UNCHANGED
+    assert judge(Estimate(0.92, 0.80, 1.06), 0.92, 0.05) is Verdict.INCONCLUSIVE
 
 
 @pytest.mark.parametrize(

@@ -95,11 +95,10 @@ def speedup_text(row: CaseRecord) -> str:
 
 def baseline_text(row: CaseRecord) -> str:
     """``0.96 unchanged``: speed-up / the baseline's, and the verdict (``-`` without one)."""
-    if row.verdict is None or row.speedup is None or not row.baseline_speedup:
-        return "-"
     base = row.baseline_pairs
-    ratio = row.speedup / (base.speedup if base is not None else row.baseline_speedup)
-    return f"{ratio:.2f} {row.verdict}"
+    if row.verdict is None or row.speedup is None or base is None or not base.n:
+        return "-"
+    return f"{row.speedup / base.speedup:.2f} {row.verdict}"
 
 
 def timing_line(timing: Mapping[str, Any], source: str, timed: bool = True) -> str:

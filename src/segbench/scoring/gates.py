@@ -118,10 +118,13 @@ FIX_INCONCLUSIVE = (
 )
 
 
-def point_verdict(value: float, drop_max: float) -> Verdict:
-    """The verdict of an estimate without an interval (fewer than two pairs, as in runs saved
-    without pair speed-ups): regressed below ``1 - drop_max``, else unchanged."""
-    return Verdict.REGRESSED if value < 1.0 - drop_max else Verdict.UNCHANGED
+def judge(change: Estimate | None, point: float, drop_max: float) -> Verdict:
+    """The verdict of a change against a baseline: from its interval (:func:`verdict`), or,
+    without one (fewer than two pairs, as in runs saved without pair speed-ups), from the
+    estimate ``point`` alone: regressed below ``1 - drop_max``, else unchanged."""
+    if change is not None:
+        return verdict(change, drop_max)
+    return Verdict.REGRESSED if point < 1.0 - drop_max else Verdict.UNCHANGED
 
 
 def _verdict_passes(verdict: Verdict, gates: Gates) -> bool:
@@ -163,11 +166,7 @@ def check_speedup(
     if baseline is not None and pairs.n:
         change = change_interval([(pairs, baseline.pairs)], gates.confidence)
         point = math.exp(pairs.mean - baseline.pairs.mean)
-        found = (
-            verdict(change, gates.speedup_drop_max)
-            if change
-            else point_verdict(point, gates.speedup_drop_max)
-        )
+        found = judge(change, point, gates.speedup_drop_max)
         against = change.text("") if change else f"{point:.2f} (one pair: no interval)"
         message += (
             f"; baseline {baseline.speedup:.2f}x ({baseline.source}): {against} of it, "
@@ -196,7 +195,7 @@ def check_suite_speedup(
     verdict at ``suite_speedup_drop_max``. It fails when ``regressed`` (or ``inconclusive``
     with ``inconclusive_fails``). Where a case has one pair only (a run saved without pair
     speed-ups) there is no interval and the estimate alone is held to the threshold
-    (:func:`point_verdict`). ``None`` when no case has a baseline.
+    (:func:`judge`). ``None`` when no case has a baseline.
 
     One case's speed-up moves by a tenth between pairs on a shared 2-core runner; a regression
     of the candidate moves every case, so the mean over the cases' pairs separates the two.
@@ -207,11 +206,7 @@ def check_suite_speedup(
     change = change_interval(list(usable.values()), gates.confidence)
     logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
     point = math.exp(sum(logs.values()) / len(logs))
-    found = (
-        verdict(change, gates.suite_speedup_drop_max)
-        if change
-        else point_verdict(point, gates.suite_speedup_drop_max)
-    )
+    found = judge(change, point, gates.suite_speedup_drop_max)
     passed = _verdict_passes(found, gates)
     floor = 1.0 - gates.suite_speedup_drop_max
     shown = change.text("") if change else f"{point:.2f} (no interval: a case has one pair)"

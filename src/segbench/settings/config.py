@@ -242,9 +242,7 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
         elif key == "threads":
             values[key] = None if value is None else _number(value, k, source, 1, 1024, True)
         elif key in ("use_gaussian", "fit_patch", "mem_arena"):
-            if not isinstance(value, bool):
-                raise _fail(source, k, f"must be true or false, got {value!r}")
-            values[key] = value
+            values[key] = _flag(value, k, source)
         elif key == "graph_level":
             if value not in GRAPH_LEVELS:
                 raise _fail(source, k, f"must be one of {list(GRAPH_LEVELS)}, got {value!r}")
