@@ -70,13 +70,12 @@ def judge(path: Path) -> tuple[str, float | None, float | None, int, list[int]]:
     case) of a saved run, recomputed from its pairs under the gates it ran with."""
     from segbench.results.decision import run_gates
     from segbench.results.runs import load_run
-    from segbench.scoring.gates import judge
-    from segbench.scoring.stats import change_interval
+    from segbench.scoring.gates import change_against, judge
 
     run = load_run(path)
     gates = run_gates(run)
     cases = [(r.pairs, b) for r in run.rows if (b := r.baseline_pairs) is not None]
-    change = change_interval(cases, gates.confidence)
+    change = change_against(cases, gates)
     point = math.exp(sum(s.mean - b.mean for s, b in cases) / len(cases)) if cases else math.nan
     found = judge(change, point, gates.suite_speedup_drop_max)
     regressed = sum(r.verdict == "regressed" for r in run.rows)

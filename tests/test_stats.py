@@ -8,12 +8,19 @@ import math
 import numpy as np
 import pytest
 
-from segbench.scoring.gates import BaselineSpeedup, check_speedup, check_suite_speedup, judge
+from segbench.scoring.gates import (
+    BaselineSpeedup,
+    change_against,
+    check_speedup,
+    check_suite_speedup,
+    judge,
+)
 from segbench.scoring.stats import (
     Estimate,
     PairSample,
     Verdict,
     change_interval,
+    decision_confidence,
     speedup_interval,
     verdict,
 )
@@ -105,6 +112,43 @@ def test_the_suite_catches_a_tenth_that_no_case_shows_alone() -> None:
     assert verdict(change_interval(cases), 0.05) is Verdict.REGRESSED
 
 
+def test_the_suite_pools_each_runs_pair_variance_over_its_cases() -> None:
+    """Two cases, log ratios known: the suite's variance is the pooled pair variance of each
+    run times the sum of 1 / n over k squared, with Welch-Satterthwaite over the two runs."""
+    a, b = PairSample((0.0, 0.2)), PairSample((0.1, 0.1, 0.4))  # variances 0.02, 0.03
+    base = PairSample((0.0, 0.1, 0.2))  # variance 0.01, per case
+    change = change_interval([(a, base), (b, base)], 0.90)
+    assert change is not None
+    this = (0.02 * 1 + 0.03 * 2) / 3 * (1 / 2 + 1 / 3) / 4  # pooled over 3 df
+    other = 0.01 * (1 / 3 + 1 / 3) / 4  # pooled over 4 df
+    df = (this + other) ** 2 / (this**2 / 3 + other**2 / 4)
+    from scipy import stats
+
+    half = stats.t.ppf(0.95, df) * math.sqrt(this + other)
+    mean = ((0.1 - 0.1) + (0.2 - 0.1)) / 2
+    assert change.value == pytest.approx(math.exp(mean))
+    assert change.low == pytest.approx(math.exp(mean - half))
+    assert change.high == pytest.approx(math.exp(mean + half))
+    assert change.confidence == 0.90
+
+
+def test_a_verdict_reads_one_sided_bounds() -> None:
+    """A 10 % drop whose 95 % interval reaches 1 but whose 90 % interval does not: regressed
+    at a one-sided 95 %, which is what the gates read (decision_confidence)."""
+    cases = [
+        (pairs(1.4, 3, 0.05, seed=i, slowdown=0.1), pairs(1.4, 3, 0.05, seed=200 + i))
+        for i in range(5)
+    ]
+    assert decision_confidence(0.95) == pytest.approx(0.90)
+    two_sided = change_interval(cases, 0.95)
+    one_sided = change_against(cases, Gates())
+    assert two_sided is not None and one_sided is not None
+    assert one_sided.confidence == pytest.approx(0.90)
+    assert one_sided.high < two_sided.high and one_sided.value == two_sided.value
+    assert verdict(two_sided, 0.05) is Verdict.INCONCLUSIVE
+    assert verdict(one_sided, 0.05) is Verdict.REGRESSED
+
+
 def test_a_noisy_baseline_widens_the_change() -> None:
     run = pairs(1.4, 6, 0.02, seed=3)
     exact = change_interval([(run, PairSample.from_ratios([1.4]))])  # an old single speed-up
@@ -124,16 +168,16 @@ def test_case_gate_verdicts_and_messages() -> None:
         "c", pairs(1.4, 8, 0.01, seed=2, slowdown=0.3), (2.0, 1.9), gates, "min", base
     )
     assert not slow.gate.passed and slow.verdict is Verdict.REGRESSED
-    for part in ("regressed", "speedup_drop_max 20%", "8 interleaved pairs", "95% interval"):
+    for part in ("regressed", "drop_max 20%", "8 interleaved pairs", "95%", "90% interval"):
         assert part in slow.gate.message, part
     assert slow.gate.message.endswith("save a new baseline run.")
     noisy = check_speedup(
-        "c", pairs(1.4, 3, 0.3, seed=5, slowdown=0.2), (2.0, 1.5), gates, "min", base
+        "c", pairs(1.4, 3, 0.3, seed=6, slowdown=0.2), (2.0, 1.5), gates, "min", base
     )
     assert noisy.verdict is Verdict.INCONCLUSIVE and noisy.gate.passed
     strict = check_speedup(
         "c",
-        pairs(1.4, 3, 0.3, seed=5, slowdown=0.2),
+        pairs(1.4, 3, 0.3, seed=6, slowdown=0.2),
         (2.0, 1.5),
         Gates(speedup_drop_max=0.2, speedup_min=0.0, inconclusive_fails=True),
         "min",

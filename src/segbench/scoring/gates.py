@@ -13,6 +13,7 @@ from segbench.scoring.stats import (
     PairSample,
     Verdict,
     change_interval,
+    decision_confidence,
     speedup_interval,
     verdict,
 )
@@ -118,6 +119,13 @@ FIX_INCONCLUSIVE = (
 )
 
 
+def change_against(cases: Sequence[tuple[PairSample, PairSample]], gates: Gates) -> Estimate | None:
+    """The change against a baseline (:func:`~segbench.scoring.stats.change_interval`) with
+    the interval its verdict reads: at :func:`~segbench.scoring.stats.decision_confidence` of
+    ``gates.confidence``, whose ends are one-sided bounds at ``gates.confidence``."""
+    return change_interval(cases, decision_confidence(gates.confidence))
+
+
 def judge(change: Estimate | None, point: float, drop_max: float) -> Verdict:
     """The verdict of a change against a baseline: from its interval (:func:`verdict`), or,
     without one (fewer than two pairs, as in runs saved without pair speed-ups), from the
@@ -164,10 +172,14 @@ def check_speedup(
     passed = ratio >= gates.speedup_min
     change = found = None
     if baseline is not None and pairs.n:
-        change = change_interval([(pairs, baseline.pairs)], gates.confidence)
+        change = change_against([(pairs, baseline.pairs)], gates)
         point = math.exp(pairs.mean - baseline.pairs.mean)
         found = judge(change, point, gates.speedup_drop_max)
-        against = change.text("") if change else f"{point:.2f} (one pair: no interval)"
+        against = (
+            f"{change.text('')} ({change.confidence:.0%} interval)"
+            if change
+            else f"{point:.2f} (one pair: no interval)"
+        )
         message += (
             f"; baseline {baseline.speedup:.2f}x ({baseline.source}): {against} of it, "
             f"{found.value} (gate speedup_drop_max {gates.speedup_drop_max:.0%})"
@@ -203,7 +215,7 @@ def check_suite_speedup(
     usable = {c: (s, b) for c, (s, b) in cases.items() if s.n and b.n}
     if not usable:
         return None
-    change = change_interval(list(usable.values()), gates.confidence)
+    change = change_against(list(usable.values()), gates)
     logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
     point = math.exp(sum(logs.values()) / len(logs))
     found = judge(change, point, gates.suite_speedup_drop_max)
@@ -213,7 +225,9 @@ def check_suite_speedup(
     worst = sorted(logs, key=logs.__getitem__)[:3]
     message = (
         f"suite: {found.value}: speed-up {shown} x the baseline's (geometric mean over "
-        f"{len(usable)} cases, {gates.confidence:.0%} interval; gate suite_speedup_drop_max "
+        f"{len(usable)} cases"
+        + (f", {change.confidence:.0%} interval" if change else "")
+        + f"; gate suite_speedup_drop_max "
         f"{gates.suite_speedup_drop_max:.0%}: regressed when the interval is below 1 and the "
         f"estimate below {floor:.2f}, unchanged when the interval is above {floor:.2f}); lowest: "
         + ", ".join(

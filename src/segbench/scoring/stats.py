@@ -9,9 +9,13 @@ a ratio of speed-ups is a difference:
 - a case's **speed-up** is the geometric mean of its pair ratios, and its interval the
   Student-t interval of the mean log ratio (``confidence``, two-sided);
 - a run's **change** against a baseline is the geometric mean over the cases of
-  speed-up / baseline speed-up; its interval combines each case's variance of the mean with the
-  baseline's (Welch-Satterthwaite degrees of freedom), so a noisy baseline widens it too. A
-  baseline saved without pair ratios (segbench < 0.19) counts as exact.
+  speed-up / baseline speed-up. Its variance is the sum of the cases' variances of the mean,
+  in this run and in the baseline. Each run's variance of one pair's log ratio is pooled over
+  its cases (the cases share the machine, its allocator and its neighbours), so that a suite of
+  five cases of three pairs each has ten degrees of freedom per run rather than two per case;
+  the two runs are combined with Welch-Satterthwaite degrees of freedom, so a noisy baseline
+  widens the interval too. A baseline saved without pair ratios (segbench < 0.19) counts as
+  exact.
 
 The **verdict** against a baseline, for a drop threshold ``drop_max`` (a fraction):
 
@@ -20,6 +24,12 @@ The **verdict** against a baseline, for a drop threshold ``drop_max`` (a fractio
 - ``unchanged``: the interval's lower end is at or above ``1 - drop_max``: a drop past the
   threshold is ruled out;
 - ``inconclusive``: neither (too few or too noisy pairs to say).
+
+Each verdict is a one-sided claim (below 1; above ``1 - drop_max``), so it reads one end of the
+interval at :func:`decision_confidence` (``2 * confidence - 1``, 90 % for 95 %): each claim is
+then made at the one-sided ``confidence``, as in the two one-sided tests (TOST) of equivalence
+testing. Reading one end of the 95 % interval would hold each claim to 97.5 % and leave a 10 %
+regression inconclusive on a noisy 2-core runner.
 
 Nothing here imports torch; scipy gives the t quantiles.
 """
@@ -146,19 +156,32 @@ def change_interval(
     cases: Sequence[tuple[PairSample, PairSample]], confidence: float = CONFIDENCE
 ) -> Estimate | None:
     """Geometric mean over ``cases`` of speed-up / baseline speed-up, each case a (this run's
-    sample, the baseline's sample) pair, with its interval. A baseline sample of one pair (an
-    old run's single speed-up) counts as exact; ``None`` when a case has fewer than two pairs
-    in this run, or when there is no case."""
+    sample, the baseline's sample) pair, with its interval (each run's pair variance pooled
+    over its cases, see the module). A baseline sample of one pair (an old run's single
+    speed-up) counts as exact; ``None`` when a case has fewer than two pairs in this run, or
+    when there is no case."""
     if not cases or any(s.n < 2 for s, _ in cases):
         return None
     k = len(cases)
     mean = math.fsum(s.mean - b.mean for s, b in cases) / k
-    parts: list[tuple[float, int]] = []
-    for s, b in cases:
-        parts.append((s.variance / s.n / k**2, s.n - 1))
-        if b.n >= 2:
-            parts.append((b.variance / b.n / k**2, b.n - 1))
-    return _interval(mean, parts, confidence)
+    parts = [_pooled([s for s, _ in cases], k), _pooled([b for _, b in cases if b.n >= 2], k)]
+    return _interval(mean, [p for p in parts if p is not None], confidence)
+
+
+def _pooled(samples: Sequence[PairSample], k: int) -> tuple[float, int] | None:
+    """(variance of the mean over ``k`` cases contributed by ``samples``, degrees of freedom):
+    the pooled pair variance times the sum of 1 / n, over k squared."""
+    df = sum(s.n - 1 for s in samples)
+    if df <= 0:
+        return None
+    pooled = math.fsum(s.variance * (s.n - 1) for s in samples) / df
+    return pooled * math.fsum(1.0 / s.n for s in samples) / k**2, df
+
+
+def decision_confidence(confidence: float) -> float:
+    """The two-sided level whose ends are one-sided bounds at ``confidence``
+    (``2 * confidence - 1``): the level of the interval a verdict reads (see the module)."""
+    return 2.0 * confidence - 1.0
 
 
 def verdict(change: Estimate | None, drop_max: float) -> Verdict:
