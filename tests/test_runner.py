@@ -94,10 +94,10 @@ def test_candidate_rounds_interleave_with_reference_runs(
     pair.measure("reference", None)
     log.clear()
     pair.measure("candidate", _Pedantic() if with_benchmark else None)
-    # two candidate warm-ups, then reference, candidate three times
-    windows = len(log) // 8
-    assert _calls(log) == "CRCRCRC" and len(log) == 8 * windows
-    assert log[: 2 * windows] == ["C"] * 2 * windows
+    # two warm-ups, then three timed pairs: reference, candidate, each time; the warm-ups'
+    # reference runs are not kept
+    windows = len(log) // 10
+    assert _calls(log) == "RCRCRCRCRC" and len(log) == 10 * windows
     assert len(pair.paired_reference["candidate"]) == 3
     assert len(pair.runs["reference"].times) == 5  # the reference test's own runs only
     assert len(pair.runs["candidate"].timed) == 3
@@ -167,8 +167,8 @@ def test_at_most_one_kept_logits_array_beside_a_running_round(
     )
     pair.measure("reference", None)
     pair.measure("candidate", _Pedantic())
-    # reference: 1 + 3 rounds; candidate: 1 warm-up, then (paired reference, candidate) x 3
-    assert kept_during == [0, 0, 0, 0] + [1] + [0, 1] * 3
+    # reference: 1 + 3 rounds; candidate: (reference, candidate) as 1 warm-up, then x 3 timed
+    assert kept_during == [0, 0, 0, 0] + [0, 1] + [0, 1] * 3
     assert pair.runs["reference"].last.logits is not None
     assert pair.runs["candidate"].last.logits is not None
     summary = pair.evaluate(timed=True)

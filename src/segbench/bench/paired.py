@@ -33,12 +33,13 @@ from segbench.scoring.gates import (
     BaselineSpeedup,
     GateResult,
     SpeedupCheck,
+    change_against,
     check_dice,
     check_speedup,
     speedup,
 )
 from segbench.scoring.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
-from segbench.scoring.stats import PairSample, Verdict, change_interval, speedup_interval, verdict
+from segbench.scoring.stats import PairSample, Verdict, speedup_interval, verdict
 from segbench.settings.config import BenchConfig, Gates
 from segbench.settings.kinds import role_of_slot
 
@@ -272,17 +273,26 @@ class PairedRun:
         name."""
         return slot.split(":", 1)[1] if ":" in slot else slot
 
-    def _paired_reference(self, slot: str, index: int = 1, count: int = 1) -> None:
+    def _paired_reference(
+        self, slot: str, index: int = 1, count: int = 1, warmup: bool = False
+    ) -> None:
         """One reference run right before a timed candidate round (not part of either
         benchmark's statistics): the speed-up compares runs made side by side. The candidate
         round that follows replaces the candidate's logits, so they are dropped first; the
         paired run's prediction replaces the reference's last one (the same model on the same
         volume), so no earlier reference logits are held while it runs; big logits are parked
-        on disk before the candidate round."""
+        on disk before the candidate round.
+
+        With ``warmup``, the run goes before a candidate warm-up and is not kept: the warm-ups
+        then alternate as the pairs do. Without it the first pair's reference run was the
+        first after the reference's logits were parked, and ran up to a third slower than the
+        later ones (its memory freshly mapped again), which widened every interval."""
         self._drop_logits(slot)
-        progress = self._start("reference", "paired", index, count)
+        phase = "paired warm-up" if warmup else "paired"
+        progress = self._start("reference", phase, index, count)
         times = self.run("reference", record=False, progress=progress).times
-        self.paired_reference.setdefault(slot, []).append(times)
+        if not warmup:
+            self.paired_reference.setdefault(slot, []).append(times)
         self._park_logits("reference")
 
     def measure(self, slot: str, benchmark: Any | None) -> None:
@@ -314,6 +324,8 @@ class PairedRun:
                 for i in range(warmup + rounds):
                     if interleave and i >= warmup:
                         self._paired_reference(slot, i - warmup + 1, rounds)
+                    elif interleave:
+                        self._paired_reference(slot, i + 1, warmup, warmup=True)
                     self.run(slot, progress=self._start(role, *phase(i)))
                 runs.warmup = start + warmup
                 if interleave:
@@ -337,6 +349,8 @@ class PairedRun:
                 return
             if interleave and calls[0] > warmup:
                 self._paired_reference(slot, calls[0] - warmup, rounds)
+            elif interleave:
+                self._paired_reference(slot, calls[0], warmup, warmup=True)
             progress[0] = self._start(role, *phase(calls[0] - 1))
 
         def target() -> Prediction:  # what pedantic times
@@ -372,7 +386,7 @@ class PairedRun:
         baseline = self.baselines.get(slot, self.baseline)
         if baseline is None:
             return True
-        change = change_interval([(pairs, baseline.pairs)], gates.confidence)
+        change = change_against([(pairs, baseline.pairs)], gates)
         return verdict(change, gates.speedup_drop_max) is not Verdict.INCONCLUSIVE
 
     def _add_pairs(self, slot: str) -> None:

@@ -154,7 +154,7 @@ class CaseProgress:
     def start(self, role: str, phase: str, index: int, count: int) -> Progress | None:
         label = self.label(role, phase, index, count)
         terminal = self.terminal
-        key = "reference" if phase == "paired" else role
+        key = "reference" if phase.startswith("paired") else role
         if not terminal.live:
             known = self._windows.get(key)
             terminal.line(label + (f"  windows {known}" if known else ""))
