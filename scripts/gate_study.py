@@ -3,10 +3,12 @@ unchanged code, and how often it catches a candidate made 10 % and 30 % slower.
 
     python scripts/gate_study.py --runs 10 --out reports/gate_study --table docs/results/x.md
 
-One unchanged main job (``pytest --benchmark-only``) is saved as the baseline (with
-``--baseline-budget S``, with more pairs); then ``--runs`` rounds of three main jobs against it
-(``--conditions`` picks fewer), interleaved so that a change of the machine's state hits
-every condition alike: unchanged, ``--segbench-inject=slowdown=0.1`` and ``slowdown=0.3``.
+One unchanged main job (``pytest --benchmark-only``) is saved as the baseline, with 60 s of
+pairs per case (``--segbench-budget=60``) as a push to main saves it in the benchmark workflow
+(``--baseline-budget S`` changes that; 0 keeps the main job's 15 s); then ``--runs`` rounds
+of three main jobs against it (``--conditions`` picks fewer), interleaved so that a change of
+the machine's state hits every condition alike: unchanged,
+``--segbench-inject=slowdown=0.1`` and ``slowdown=0.3``.
 Each job's pytest-benchmark JSON is kept in ``--out``; a job whose file is already there is not
 run again (an interrupted study resumes). Arguments after ``--`` go to every pytest run.
 
@@ -33,6 +35,7 @@ from dice_study import main_job  # scripts/ is on sys.path when a script runs
 
 CONDITIONS = {"unchanged": [], "slow10": ["--segbench-inject=slowdown=0.1"]}
 CONDITIONS["slow30"] = ["--segbench-inject=slowdown=0.3"]
+BASELINE_BUDGET_S = 60.0  # the baseline's pairs per case: as the benchmark workflow saves it
 LABELS = {
     "unchanged": "unchanged code (false alarm = session failed)",
     "slow10": "candidate 10 % slower (caught = session failed)",
@@ -154,8 +157,9 @@ def main() -> None:
     parser.add_argument(
         "--baseline-budget",
         type=float,
-        default=None,
-        help="save the baseline with --segbench-budget=S (more pairs: a sharper baseline)",
+        default=BASELINE_BUDGET_S,
+        help="save the baseline with --segbench-budget=S, as a push to main saves it in the "
+        f"benchmark workflow (default {BASELINE_BUDGET_S:g}; 0: the main job's own budget)",
     )
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
@@ -167,11 +171,7 @@ def main() -> None:
     if not args.summarise_only:
         baseline = args.out / "baseline.json"
         if not baseline.is_file():
-            budget = (
-                []
-                if args.baseline_budget is None
-                else [f"--segbench-budget={args.baseline_budget:g}"]
-            )
+            budget = [f"--segbench-budget={args.baseline_budget:g}"] if args.baseline_budget else []
             wall, code = run_job(baseline, [*extra, *budget])
             print(f"baseline: exit {code}, {wall:.0f} s", flush=True)
         for i in range(args.runs):

@@ -114,6 +114,23 @@ def test_versions_and_gates_only_warn(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "FORCED" not in text and "No threshold crossed in 3 common cases." in text
 
 
+def test_a_baseline_saved_with_more_pairs_still_compares() -> None:
+    """The pair budget (--segbench-budget=60 for a sharper baseline) adds pairs for the
+    speed-up gates only: pytest-benchmark's rounds, hence the latencies, are unchanged."""
+    old, new = full_run(), full_run()
+    timing = old["segbench"]["settings"]["config"].setdefault("timing", {})
+    timing.update(budget_s=60.0, max_rounds=24, precision=0.01)
+    new_timing = new["segbench"]["settings"]["config"].setdefault("timing", {})
+    new_timing.update(budget_s=15.0, max_rounds=12, precision=0.03)
+    found = run_differences(parse_run(old), parse_run(new))
+    assert [(d.text(), d.refuses) for d in found] == [
+        ("pair budget 60.0 vs 15.0", False),
+        ("max pairs 24 vs 12", False),
+        ("pair precision 0.01 vs 0.03", False),
+    ]
+    compare_runs(parse_run(old), parse_run(new))  # not refused
+
+
 def test_a_setting_one_run_did_not_record_is_not_refused() -> None:
     old, new = full_run(), full_run()
     new["segbench"]["settings"]["options"]["malloc"] = "steady"  # old lacks the key

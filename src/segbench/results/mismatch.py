@@ -29,6 +29,10 @@ KEYS: tuple[tuple[str, str, bool], ...] = (
     ("config.timing.rounds", "rounds", True),
     ("config.timing.warmup_rounds", "warm-up rounds", True),
     ("config.timing.estimator", "estimator", True),
+    # how many pairs the speed-up gates add (adaptive rounds) does not touch the timed rounds
+    ("config.timing.budget_s", "pair budget", False),
+    ("config.timing.max_rounds", "max pairs", False),
+    ("config.timing.precision", "pair precision", False),
     ("config.timing", "timing", True),
     ("model", "model", True),
     ("weights_sha256", "weights", True),
