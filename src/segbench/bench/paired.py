@@ -284,9 +284,9 @@ class PairedRun:
         on disk before the candidate round.
 
         With ``warmup``, the run goes before a candidate warm-up and is not kept: the warm-ups
-        then alternate as the pairs do. Without it the first pair's reference run was the
-        first after the reference's logits were parked, and ran up to a third slower than the
-        later ones (its memory freshly mapped again), which widened every interval."""
+        then alternate as the pairs do, and the first pair is measured in the same alternation
+        as the later ones (without it, the first pair's reference run was often the case's
+        slowest, up to a third slower)."""
         self._drop_logits(slot)
         phase = "paired warm-up" if warmup else "paired"
         progress = self._start("reference", phase, index, count)

@@ -63,7 +63,7 @@ class Gates:
     suite_speedup_drop_max: float = 0.05
     # a verdict against the baseline that the pairs cannot settle (see segbench.scoring.stats)
     inconclusive_fails: bool = False
-    confidence: float = 0.95  # of the speed-up intervals the verdicts read
+    confidence: float = 0.95  # of the speed-up intervals; one-sided for each verdict
 
 
 @dataclass(frozen=True)
