@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from segbench.scoring.gates import (
     BaselineSpeedup,
@@ -122,8 +123,6 @@ def test_the_suite_pools_each_runs_pair_variance_over_its_cases() -> None:
     this = (0.02 * 1 + 0.03 * 2) / 3 * (1 / 2 + 1 / 3) / 4  # pooled over 3 df
     other = 0.01 * (1 / 3 + 1 / 3) / 4  # pooled over 4 df
     df = (this + other) ** 2 / (this**2 / 3 + other**2 / 4)
-    from scipy import stats
-
     half = stats.t.ppf(0.95, df) * math.sqrt(this + other)
     mean = ((0.1 - 0.1) + (0.2 - 0.1)) / 2
     assert change.value == pytest.approx(math.exp(mean))
@@ -168,7 +167,13 @@ def test_case_gate_verdicts_and_messages() -> None:
         "c", pairs(1.4, 8, 0.01, seed=2, slowdown=0.3), (2.0, 1.9), gates, "min", base
     )
     assert not slow.gate.passed and slow.verdict is Verdict.REGRESSED
-    for part in ("regressed", "drop_max 20%", "8 interleaved pairs", "95%", "90% interval"):
+    for part in (
+        "regressed",
+        "speedup_drop_max 20%",
+        "8 interleaved pairs",
+        "95% interval",  # the case's speed-up
+        "90% interval",  # the change the verdict reads
+    ):
         assert part in slow.gate.message, part
     assert slow.gate.message.endswith("save a new baseline run.")
     noisy = check_speedup(

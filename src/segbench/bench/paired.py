@@ -319,13 +319,15 @@ class PairedRun:
         def phase(i: int) -> tuple[str, int, int]:  # the i-th run (from 0): warm-up or round
             return ("warm-up", i + 1, warmup) if i < warmup else ("round", i - warmup + 1, rounds)
 
+        def pair(i: int) -> None:  # the reference run before the i-th (kept for timed rounds)
+            if interleave:
+                _, index, count = phase(i)
+                self._paired_reference(slot, index, count, warmup=i < warmup)
+
         if benchmark is None:
             try:
                 for i in range(warmup + rounds):
-                    if interleave and i >= warmup:
-                        self._paired_reference(slot, i - warmup + 1, rounds)
-                    elif interleave:
-                        self._paired_reference(slot, i + 1, warmup, warmup=True)
+                    pair(i)
                     self.run(slot, progress=self._start(role, *phase(i)))
                 runs.warmup = start + warmup
                 if interleave:
@@ -347,10 +349,7 @@ class PairedRun:
             if disabled:  # one untimed run
                 progress[0] = self._start(role, "run", 1, 1)
                 return
-            if interleave and calls[0] > warmup:
-                self._paired_reference(slot, calls[0] - warmup, rounds)
-            elif interleave:
-                self._paired_reference(slot, calls[0], warmup, warmup=True)
+            pair(calls[0] - 1)
             progress[0] = self._start(role, *phase(calls[0] - 1))
 
         def target() -> Prediction:  # what pedantic times
