@@ -98,6 +98,18 @@ def test_ort_matches_torch_on_a_patch(exported: ExportResult) -> None:
     assert float(np.abs(torch_out).max()) > 1e-2  # not a trivially zero output
 
 
+@pytest.mark.parametrize(("spinning", "flag"), [(False, "0"), (True, "1")])
+def test_spinning_reaches_the_session(exported: ExportResult, spinning: bool, flag: str) -> None:
+    """Off by default: a spinning pool would take the cores from the reference run that
+    follows the candidate's in a pair."""
+    backend = OrtBackend(exported.path, providers=["CPUExecutionProvider"], spinning=spinning)
+    default = OrtBackend(exported.path, providers=["CPUExecutionProvider"])
+    for pool in ("intra_op", "inter_op"):
+        key = f"session.{pool}.allow_spinning"
+        assert backend.session.get_session_options().get_session_config_entry(key) == flag
+        assert default.session.get_session_options().get_session_config_entry(key) == "0"
+
+
 def test_io_binding_gives_the_same_logits(exported: ExportResult) -> None:
     """IO binding (on by default on GPU providers) runs here on the CPU provider: same output,
     for several window shapes in a row (the output is bound afresh per call)."""

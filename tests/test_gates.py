@@ -158,6 +158,16 @@ def test_profile_switches_parse() -> None:
         parse_config({"profiles": {"candidate": {"mem_arena": "no"}}}, "bench.json")
 
 
+def test_spinning_is_an_onnx_switch_off_by_default() -> None:
+    assert parse_config({}).candidate.spinning is False
+    cfg = parse_config({"profiles": {"candidate": {"spinning": True}}})
+    assert cfg.candidate.spinning and cfg.settings()["profiles"]["candidate"]["spinning"] is True
+    with pytest.raises(ConfigError, match=r"profiles\.candidate\.spinning.*true or false"):
+        parse_config({"profiles": {"candidate": {"spinning": "yes"}}}, "bench.json")
+    with pytest.raises(ConfigError, match=r"profiles\.reference\.spinning' is set.*drop spinning"):
+        parse_config({"profiles": {"reference": {"spinning": False}}}, "bench.json")
+
+
 def test_precision_is_validated_and_onnx_only() -> None:
     assert parse_config({}).candidate.precision == "fp32"
     cfg = parse_config({"profiles": {"candidate": {"precision": "fp16"}}})

@@ -70,6 +70,12 @@ class OrtBackend:
     to the device once and back once, and the timing holds those two copies and nothing more.
     ``mem_arena=False`` turns off the CPU memory arena, which otherwise keeps the peak of every
     window shape seen (measured with ``ts-fast``: 4.5 GB with it, 2.7 GB without).
+    ``spinning=False`` (segbench's default) stops onnxruntime's intra- and inter-op threads from
+    spinning after each run, waiting for the next (onnxruntime's own default). A spinning pool
+    holds CPU cores after ``run`` returns: in an interleaved pair, the PyTorch run that follows
+    the candidate's loses them (one 64^3 window of the demo model on 2 cores, 2 threads each:
+    0.13 s after a spinning session, 0.09-0.10 s without; the session's own time unchanged), so
+    the speed-up came out too high, and by how much moved with the machine.
     """
 
     kind = BackendKind.ONNX
@@ -82,6 +88,7 @@ class OrtBackend:
         graph_level: str = "all",
         io_binding: bool | None = None,
         mem_arena: bool = True,
+        spinning: bool = False,
         provider: str = "auto",
         provider_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -99,6 +106,9 @@ class OrtBackend:
         if threads:
             opts.intra_op_num_threads = threads
         opts.enable_cpu_mem_arena = mem_arena
+        flag = "1" if spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", flag)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", flag)
         # a raw ``providers`` list wins; else ``provider`` picks the list
         plan = None if providers else plan_providers(provider, provider_options, threads)
         requested: list[Any] = plan.providers if plan else list(providers or ())

@@ -37,6 +37,7 @@ def build_backend(
         threads=profile.threads,
         graph_level=profile.graph_level,
         mem_arena=profile.mem_arena,
+        spinning=profile.spinning,
         provider=profile.provider,
         provider_options=profile.provider_options,
     )

@@ -15,12 +15,14 @@ key and the file)::
     PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
                "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all",
                "use_gaussian": true | false, "fit_patch": true | false,
-               "mem_arena": true | false, "precision": "fp32" | "fp16",
+               "mem_arena": true | false, "spinning": true | false, "precision": "fp32" | "fp16",
                "provider": "auto" | "cpu" | "openvino" | "cuda" | "tensorrt",
                "provider_options": {<option of that provider>: value}}
 
     ``fit_patch`` shrinks the window to a volume smaller than the patch (see
     :func:`segbench.pipeline.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena;
+    ``spinning`` (onnx profiles only, default false) lets onnxruntime's intra-op threads spin
+    between runs (see :class:`segbench.pipeline.backends.OrtBackend`);
     ``precision`` ``fp16`` (onnx profiles only) runs a float16 copy of the ONNX file (see
     :func:`segbench.pipeline.export.to_float16`); ``provider`` and ``provider_options`` (onnx
     profiles only) choose onnxruntime's execution provider (see :mod:`segbench.settings.providers`).
@@ -99,6 +101,7 @@ class Profile:
     use_gaussian: bool = True
     fit_patch: bool = False
     mem_arena: bool = True
+    spinning: bool = False  # onnx profiles: onnxruntime's threads spin after a run (its default)
     precision: str = "fp32"  # "fp16": the ONNX file converted to float16 (float32 in and out)
     provider: str = "auto"  # onnx profiles: segbench.settings.providers.Provider's values
     provider_options: dict[str, Any] = field(default_factory=dict, hash=False)
@@ -241,7 +244,7 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
             values[key] = None if value is None else _number(value, k, source, 0.01, 1.0)
         elif key == "threads":
             values[key] = None if value is None else _number(value, k, source, 1, 1024, True)
-        elif key in ("use_gaussian", "fit_patch", "mem_arena"):
+        elif key in ("use_gaussian", "fit_patch", "mem_arena", "spinning"):
             values[key] = _flag(value, k, source)
         elif key == "graph_level":
             if value not in GRAPH_LEVELS:
@@ -259,13 +262,13 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
         check_options(provider, opts, f"{where}.provider_options", source)
         values["provider_options"] = dict(opts)
     profile = replace(base, **values)
-    set_keys = [key for key in ("provider", "provider_options") if key in data]
+    set_keys = [key for key in ("provider", "provider_options", "spinning") if key in data]
     if profile.backend is not BackendKind.ONNX and set_keys:
         raise _fail(
             source,
             f"{where}.{set_keys[0]}",
             f"is set, which only an onnx profile supports (backend {profile.backend.value!r}); "
-            "set backend to onnx or drop provider and provider_options",
+            f"set backend to onnx or drop {set_keys[0]}",
         )
     if profile.precision != "fp32" and profile.backend is not BackendKind.ONNX:
         raise _fail(
