@@ -181,7 +181,7 @@ SPECS = (
         "budget",
         "SECONDS",
         "seconds of interleaved pairs per case before adaptive rounds stop (default: "
-        "benchmarks.json timing.budget_s, 15); a baseline saved with more pairs sharpens the "
+        "benchmarks.json timing.budget_s, 25); a baseline saved with more pairs sharpens the "
         "verdicts against it",
         non_negative_float,
     ),

@@ -84,7 +84,7 @@ class Timing:
     warmup_rounds: int = 1
     reference_rounds: int = 1
     max_rounds: int = 12
-    budget_s: float = 15.0
+    budget_s: float = 25.0
     precision: float = 0.03
     estimator: str = "min"
 
