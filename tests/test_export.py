@@ -102,11 +102,18 @@ def test_ort_matches_torch_on_a_patch(exported: ExportResult) -> None:
 def test_spinning_reaches_the_session(exported: ExportResult, spinning: bool, flag: str) -> None:
     """Off by default: a spinning pool would take the cores from the reference run that
     follows the candidate's in a pair."""
+    from segbench.pipeline.factory import build_backend
+    from segbench.settings.config import Profile
+
     backend = OrtBackend(exported.path, providers=["CPUExecutionProvider"], spinning=spinning)
     default = OrtBackend(exported.path, providers=["CPUExecutionProvider"])
+    profile = Profile(BackendKind.ONNX, provider="cpu", spinning=spinning)
+    built = build_backend(profile, build_tiny_net(), exported.path, exported.path.parent)
+    assert isinstance(built, OrtBackend)
     for pool in ("intra_op", "inter_op"):
         key = f"session.{pool}.allow_spinning"
         assert backend.session.get_session_options().get_session_config_entry(key) == flag
+        assert built.session.get_session_options().get_session_config_entry(key) == flag
         assert default.session.get_session_options().get_session_config_entry(key) == "0"
 
 

@@ -21,7 +21,7 @@ key and the file)::
 
     ``fit_patch`` shrinks the window to a volume smaller than the patch (see
     :func:`segbench.pipeline.inference.fit_patch`); ``mem_arena`` is onnxruntime's CPU memory arena;
-    ``spinning`` (onnx profiles only, default false) lets onnxruntime's intra-op threads spin
+    ``spinning`` (onnx profiles only, default false) lets onnxruntime's thread pools spin
     between runs (see :class:`segbench.pipeline.backends.OrtBackend`);
     ``precision`` ``fp16`` (onnx profiles only) runs a float16 copy of the ONNX file (see
     :func:`segbench.pipeline.export.to_float16`); ``provider`` and ``provider_options`` (onnx
