@@ -23,6 +23,7 @@ pipeline reorients to RAS and writes the mask back on exactly this grid and affi
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,9 +85,17 @@ def _image_headers(folder: Path, pydicom: Any) -> list[tuple[Path, Any]]:
     for path in files:
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
+        except RecursionError:
+            raise InputError(
+                folder,
+                f"file {path.name} nests DICOM sequences too deeply to be read (Python's "
+                "recursion limit); no scanner writes such a header",
+                f"remove {path.name} from the folder, or re-export the series from the PACS",
+            ) from None
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
             continue  # not DICOM (a README, a thumbnail...)
         if "Rows" in header:  # an image, not a DICOMDIR or a structured report
+            _check_image_size(folder, path, header)
             images.append((path, header))
     if not images:
         raise InputError(
@@ -97,6 +106,44 @@ def _image_headers(folder: Path, pydicom: Any) -> list[tuple[Path, Any]]:
             "DICOM series",
         )
     return images
+
+
+def _header_int(folder: Path, path: Path, header: Any, keyword: str, default: int | None) -> int:
+    """``keyword`` of ``header`` as a positive integer (``default`` when absent and one is
+    given); anything else (absent without a default, not a number, zero or negative) is an
+    :class:`InputError` naming the file and the tag."""
+    try:
+        with warnings.catch_warnings():  # pydicom warns of an invalid IS, then keeps the text
+            warnings.simplefilter("ignore")
+            value = header.get(keyword)  # converted (IS, US) on first access
+    except (ValueError, TypeError, OverflowError) as exc:
+        value = f"unreadable: {exc}"
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise InputError(
+            folder,
+            f"file {path.name} has no {keyword} tag; the image's size is unknown",
+            "re-export the series with complete image headers (Rows and Columns)",
+        )
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InputError(
+            folder,
+            f"file {path.name} has {keyword} {str(value)[:40]!r}, not a positive whole number",
+            "re-export the series; a damaged header cannot be read as a CT slice",
+        )
+    return number
+
+
+def _check_image_size(folder: Path, path: Path, header: Any) -> None:
+    """Rows, Columns and NumberOfFrames (when present) are positive whole numbers."""
+    _header_int(folder, path, header, "Rows", None)
+    _header_int(folder, path, header, "Columns", None)
+    _header_int(folder, path, header, "NumberOfFrames", 1)
 
 
 def _uid_label(uid: str) -> str:
@@ -122,7 +169,7 @@ def _check_one_ct_series(folder: Path, images: Sequence[tuple[Path, Any]]) -> No
             "Hounsfield units",
             "pass a CT series (MR or PET intensities give meaningless masks)",
         )
-    frames = [p.name for p, h in images if int(h.get("NumberOfFrames", 1) or 1) > 1]
+    frames = [p.name for p, h in images if _header_int(folder, p, h, "NumberOfFrames", 1) > 1]
     if frames:
         raise InputError(
             folder,
@@ -156,12 +203,30 @@ def _vector(header: Any, keyword: str, path: Path, folder: Path, size: int) -> n
     return vec
 
 
+def _check_orientation(iop: np.ndarray, path: Path, folder: Path) -> None:
+    """ImageOrientationPatient must be two orthogonal unit vectors (the row and column
+    directions); all zeros, or any other pair, leaves no slice normal to sort along."""
+    row, col = iop[:3], iop[3:]
+    tol = 1e-2  # scanners round the cosines to a few digits
+    unit = abs(np.linalg.norm(row) - 1) < tol and abs(np.linalg.norm(col) - 1) < tol
+    if unit and abs(float(row @ col)) < tol:
+        return
+    raise InputError(
+        folder,
+        f"slice {path.name} has ImageOrientationPatient {[round(float(v), 4) for v in iop]}, "
+        "not two orthogonal unit vectors (row and column directions); the slice normal, and "
+        "so the slice order and spacing, are unknown",
+        "re-export the series with its geometry tags (an anonymiser may have blanked them)",
+    )
+
+
 def _sorted_slices(folder: Path, images: Sequence[tuple[Path, Any]]) -> list[Path]:
     """The slice files in ascending order along the slice normal, after checking that they
     form one regular grid: same orientation, size and pixel spacing, distinct positions,
     even spacing, and positions along the normal (no gantry tilt)."""
     first_path, first = images[0]
     iop = _vector(first, "ImageOrientationPatient", first_path, folder, 6)
+    _check_orientation(iop, first_path, folder)
     pixel = _vector(first, "PixelSpacing", first_path, folder, 2)
     size = (int(first.Rows), int(first.Columns))
     for path, header in images[1:]:
