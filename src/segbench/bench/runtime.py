@@ -82,7 +82,14 @@ def build_runtime(
     diff: float | None = None
     needs_onnx = any(p.backend is BackendKind.ONNX for p in profiles.values())
     if onnx is not None:
-        check_onnx_matches(onnx, card)
+        pipelines = [p.pipeline for p in profiles.values() if p.backend is BackendKind.ONNX]
+        check_onnx_matches(
+            onnx,
+            card,
+            fit=any(p.fit_patch for p in pipelines),
+            batch=max((p.batch_size for p in pipelines), default=1),
+            run=True,
+        )
         onnx_path = onnx
     elif needs_onnx:
         exported = export_onnx(net, card, cache_dir / "onnx", announce=announce)

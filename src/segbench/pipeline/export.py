@@ -27,7 +27,7 @@ from segbench.cachefiles import (
     write_meta,
 )
 from segbench.errors import ModelError
-from segbench.models.card import ModelCard, state_digest
+from segbench.models.card import ModelCard, Shape3, state_digest
 
 DEFAULT_OPSET = 17
 
@@ -52,8 +52,144 @@ def verification_input(card: ModelCard) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 
 
-def check_onnx_matches(path: Path, card: ModelCard) -> None:
-    """Refuse an ONNX file that is not ONNX or whose input/output do not fit ``card``."""
+ONNX_FIX = (
+    "Export the ONNX file from the same checkpoint (one float32 input (B, C, x, y, z), batch and "
+    "spatial axes dynamic, as segbench's own export), or choose the matching --segbench-model"
+)
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str] | None:
+    """The dims of a tensor's shape: an int where fixed, the symbol (or "?") where not; None
+    when the file records no shape at all."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim
+    ]
+
+
+def _tensor_problems(
+    kind: str, value: onnx.ValueInfoProto, channels: int, window: Shape3, fit: bool, batch: int
+) -> list[str]:
+    """What keeps the first input or output of an ONNX graph from carrying a batch of
+    ``batch`` windows of ``window`` voxels with ``channels`` channels, float32 in and out."""
+    elem = value.type.tensor_type.elem_type
+    float_types = (
+        (onnx.TensorProto.FLOAT,)
+        if kind == "input"
+        else (
+            onnx.TensorProto.FLOAT,
+            onnx.TensorProto.FLOAT16,
+            onnx.TensorProto.DOUBLE,
+            onnx.TensorProto.BFLOAT16,
+        )
+    )
+    problems = []
+    if elem not in float_types:
+        name = onnx.TensorProto.DataType.Name(elem) if elem else "undefined"
+        feeds = "segbench feeds float32 windows" if kind == "input" else "logits are float"
+        problems.append(f"its {kind} {value.name!r} is {name.lower()}, {feeds}")
+    dims = _dims(value)
+    if dims is None:
+        return problems
+    if len(dims) != 5:
+        return [*problems, f"its {kind} has rank {len(dims)}, expected 5 (B, C, X, Y, Z)"]
+    if isinstance(dims[1], str):
+        problems.append(
+            f"its {kind} channel count is symbolic ({dims[1]!r}), expected the fixed {channels}"
+        )
+    elif dims[1] != channels:
+        problems.append(f"its {kind} has {dims[1]} channels, expected {channels}")
+    if isinstance(dims[0], int) and (dims[0] != 1 or batch > 1):
+        sends = "one window" if batch == 1 else f"1 to {batch} windows (batch_size)"
+        problems.append(
+            f"its {kind} has a fixed batch of {dims[0]}, segbench sends {sends} at a time"
+        )
+    spatial = dims[2:]
+    if any(isinstance(d, int) for d in spatial) and (fit or tuple(spatial) != tuple(window)):
+        sizes = "windows fitted to each volume (fit_patch)" if fit else f"windows of {window}"
+        problems.append(f"its {kind} has the fixed size {tuple(spatial)}, segbench sends {sizes}")
+    return problems
+
+
+def graph_problems(
+    model: onnx.ModelProto, card: ModelCard, fit: bool = False, batch: int = 1
+) -> list[str]:
+    """Why the ONNX ``model`` cannot serve ``card``'s sliding window (none: it can, as far
+    as the graph's declared inputs and outputs tell): required inputs other than the image,
+    input and output types, ranks, channel counts, a fixed batch or window size."""
+    weights = {init.name for init in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in weights]
+    outputs = list(model.graph.output)
+    if outputs and _dims(outputs[0]) is None:  # no declared shape: infer it
+        try:
+            outputs = list(onnx.shape_inference.infer_shapes(model).graph.output)
+        except Exception:  # shape inference is best effort here
+            pass
+    problems = []
+    if not inputs:
+        problems.append("it has no input")
+    elif len(inputs) > 1:
+        names = ", ".join(repr(v.name) for v in inputs)
+        problems.append(f"it needs {len(inputs)} inputs ({names}), segbench feeds one, the image")
+    if not outputs:
+        problems.append("it has no output")
+    window = card.patch_size
+    if inputs:
+        problems += _tensor_problems("input", inputs[0], card.in_channels, window, fit, batch)
+    if outputs:
+        problems += _tensor_problems("output", outputs[0], card.num_classes, window, fit, batch)
+    return problems
+
+
+def smoke_input(model: onnx.ModelProto, card: ModelCard) -> np.ndarray:
+    """A seeded float32 batch of one the graph accepts: its fixed window (checked to be the
+    card's patch) or else twice the network's total stride per axis."""
+    weights = {init.name for init in model.graph.initializer}
+    first = next(v for v in model.graph.input if v.name not in weights)
+    dims = _dims(first) or []
+    spatial = [
+        d if isinstance(d, int) and d > 0 else 2 * s
+        for d, s in zip(dims[2:], card.total_stride, strict=False)
+    ]
+    shape = (1, card.in_channels, *(spatial or [2 * s for s in card.total_stride]))
+    return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+
+
+def smoke_run(path: Path, model: onnx.ModelProto, card: ModelCard) -> None:
+    """One small batch through onnxruntime (CPU), untimed, before anything else runs: what the
+    graph's declarations do not show (an operator that fails, an output of another shape) is
+    refused here, naming the file, instead of after the reference's runs."""
+    import onnxruntime as ort
+
+    x = smoke_input(model, card)
+    expected = (1, card.num_classes, *x.shape[2:])
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        out = np.asarray(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        detail = (str(exc).strip().splitlines() or [repr(exc)])[0][:300]
+        raise ModelError(
+            f"{path}: onnxruntime cannot run it on a {x.shape} float32 window "
+            f"({type(exc).__name__}: {detail}). {ONNX_FIX}"
+        ) from exc
+    if out.shape != expected:
+        raise ModelError(
+            f"{path}: a {x.shape} window gives logits of shape {out.shape}, expected {expected} "
+            f"for model {card.name!r}. {ONNX_FIX}"
+        )
+
+
+def check_onnx_matches(
+    path: Path, card: ModelCard, fit: bool = False, batch: int = 1, run: bool = False
+) -> None:
+    """Refuse an ONNX file that is not ONNX or cannot serve ``card``'s sliding window (see
+    :func:`graph_problems`; ``fit``: some profile fits the window to small volumes, ``batch``:
+    the largest batch of windows a profile sends), and with ``run`` also one that fails on a
+    small window (:func:`smoke_run`), before any case runs."""
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -61,31 +197,13 @@ def check_onnx_matches(path: Path, card: ModelCard) -> None:
             f"{path} is not a readable ONNX file ({type(exc).__name__}: {exc}); "
             "pass the .onnx exported from this model (or let segbench export it)"
         ) from exc
-    problems = []
-    for kind, values, channels in (
-        ("input", model.graph.input, card.in_channels),
-        ("output", model.graph.output, card.num_classes),
-    ):
-        if len(values) == 0:
-            problems.append(f"it has no {kind}")
-            continue
-        dims = values[0].type.tensor_type.shape.dim
-        if len(dims) != 5:
-            problems.append(f"its {kind} has rank {len(dims)}, expected 5 (B, C, X, Y, Z)")
-        elif not dims[1].HasField("dim_value") or dims[1].dim_value <= 0:
-            name = dims[1].dim_param if dims[1].HasField("dim_param") else "unknown"
-            problems.append(
-                f"its {kind} channel count is symbolic ({name!r}), expected the fixed {channels}"
-            )
-        elif dims[1].dim_value != channels:
-            problems.append(f"its {kind} has {dims[1].dim_value} channels, expected {channels}")
+    problems = graph_problems(model, card, fit, batch)
     if problems:
         raise ModelError(
-            f"{path} does not match model {card.name!r}: "
-            + "; ".join(problems)
-            + ". Export the ONNX file from the same checkpoint, or choose the matching "
-            "--segbench-model"
+            f"{path} does not match model {card.name!r}: " + "; ".join(problems) + f". {ONNX_FIX}"
         )
+    if run:
+        smoke_run(path, model, card)
 
 
 def max_abs_diff(net: nn.Module, path: Path, card: ModelCard) -> float:
