@@ -180,3 +180,21 @@ def clean_stale_temps(folder: Path, max_age_s: float = TEMP_MAX_AGE_S) -> list[P
                 continue
             removed.append(path)
     return removed
+
+
+MAX_NAME_BYTES = 150  # a cache file's name: room left for temp_path's ~50 bytes under 255
+
+
+def fit_name(stem: str, suffix: str, limit: int = MAX_NAME_BYTES) -> str:
+    """``stem + suffix`` as a file name of at most ``limit`` UTF-8 bytes: unchanged when it
+    fits, else the stem cut short and followed by a hash of the whole stem (so two long names
+    never share a file). For file names made from case ids (240 characters are allowed in a
+    case's own name, not in ``<case>-<key>.nii.gz`` or its temporary file); the case id
+    itself, in messages and saved runs, stays whole."""
+    name = stem + suffix
+    if len(name.encode()) <= limit:
+        return name
+    digest = "~" + hashlib.sha256(stem.encode()).hexdigest()[:16]
+    room = limit - len((digest + suffix).encode())
+    cut = stem.encode()[: max(room, 0)].decode(errors="ignore")
+    return cut + digest + suffix

@@ -19,13 +19,16 @@ from segbench.bench.memory import park, peak_rss_mb, reset_peak_rss
 from segbench.bench.runtime import Runtime
 from segbench.inputs.limits import DEFAULT_MAX_VOXELS
 from segbench.inputs.volumes import (
+    GridCheck,
     Volume,
     check_same_grid,
     check_truth_labels,
     label_names,
     load_volume,
 )
+from segbench.models.card import Shape3
 from segbench.pipeline.backends import Backend
+from segbench.pipeline.footprint import check_case_memory
 from segbench.pipeline.inference import Progress
 from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
 from segbench.results.record import gate_info, measurement_info
@@ -141,6 +144,17 @@ def load_truth(
     return Truth(array, labels.source, truth_label_check(array, names, class_names))
 
 
+def memory_check(runtime: Runtime) -> GridCheck:
+    """A case's grid is refused before its voxels are read when one run of the runtime's
+    profiles cannot fit in the memory available (see :mod:`segbench.pipeline.footprint`)."""
+    settings = [p.pipeline for p in runtime.profiles.values()]
+
+    def check(shape: Shape3, spacing: tuple[float, float, float], source: str) -> None:
+        check_case_memory(source, shape, spacing, runtime.card, settings)
+
+    return check
+
+
 @dataclass
 class Evaluation:
     """The gates of one case as evaluated in memory (mask agreement, latencies, verdicts)."""
@@ -212,7 +226,7 @@ class PairedRun:
     ) -> PairedRun:
         """Read the case's volume (and ground truth) and pair them with ``runtime``.
         ``truth_source`` names the ground truth in the extra_info (default: its path)."""
-        volume = load_volume(image, max_voxels)
+        volume = load_volume(image, max_voxels, check_grid=memory_check(runtime))
         loaded = (
             None
             if truth is None

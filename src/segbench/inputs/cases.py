@@ -25,6 +25,7 @@ import errno
 import os
 import re
 import stat
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -133,7 +134,31 @@ def builtin_cases(suite: str, shared_data: Path | None) -> list[Case]:
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """A regex for a glob over posix relative paths: ``*`` and ``?`` stay inside one folder
-    name, ``**/`` is any number of folders, ``[...]`` a character class."""
+    name, ``**/`` is any number of folders, ``[...]`` a character class. A pattern that can
+    match no relative path (absolute, with ``..``) or is no valid pattern (a reversed range
+    such as ``[z-a]``) is a :class:`ConfigError` naming the option."""
+    parts = PurePosixPath(pattern).parts
+    if pattern.startswith("/") or ".." in parts:
+        raise ConfigError(
+            f"--segbench-glob={pattern} "
+            + ("is an absolute path" if pattern.startswith("/") else "leaves the data folder (..)")
+            + ": it matches the paths of files relative to --segbench-data, so "
+            "it would select nothing. Fix: write it relative to the folder, e.g. "
+            "--segbench-glob=**/*.nii.gz, or point --segbench-data at the folder it names"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # re's FutureWarning of a set inside a set
+            return _glob_regex(pattern)
+    except (re.error, FutureWarning) as exc:
+        raise ConfigError(
+            f"--segbench-glob={pattern} is not a valid pattern ({exc}). Fix: use * and ? "
+            "within a folder name, **/ for any folders, [abc] or [a-z] (low to high) for one "
+            "character; put [ and ] in brackets ([[]) to match them literally"
+        ) from None
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
     out, i = "", 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
@@ -146,7 +171,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
             out, i = out + "[^/]", i + 1
         elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
             end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            body = pattern[i + 1 : end].replace("\\", "\\\\").replace("[", "\\[")
             out, i = out + "[" + ("^" + body[1:] if body.startswith("!") else body) + "]", end + 1
         else:
             out, i = out + re.escape(pattern[i]), i + 1

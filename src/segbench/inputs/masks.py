@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from segbench.cachefiles import fit_name
 from segbench.errors import InputError
 from segbench.inputs.volumes import NIFTI_SUFFIXES
 
@@ -56,11 +57,8 @@ def label_map_from_masks(
             f"classes {', '.join(too_big)} have indices above {MAX_LABEL}",
             "use a model with at most 256 classes for a ground truth of masks",
         )
-    out = (
-        Path(cache_dir)
-        / "truth"
-        / f"{folder.parent.name}-{_cache_key(matched, class_names)}.nii.gz"
-    )
+    stem = f"{folder.parent.name}-{_cache_key(matched, class_names)}"
+    out = Path(cache_dir) / "truth" / fit_name(stem, ".nii.gz")
     if out.is_file():
         return out, names
     first: Any = None

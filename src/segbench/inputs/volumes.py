@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +113,30 @@ def check_voxel_dtype(img: nib.Nifti1Image, source: str) -> None:
     )
 
 
+GridCheck = Callable[[tuple[int, int, int], tuple[float, float, float], str], object]
+
+
+def canonical_grid(
+    shape: tuple[int, int, int], affine: np.ndarray
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """(shape, spacing in mm) of a volume of ``shape`` and ``affine`` once reoriented to RAS
+    (as :func:`load_volume` does), from the header alone."""
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    axes = ornts.ornt_transform(ornts.io_orientation(affine), ornts.axcodes2ornt("RAS"))[:, 0]
+    out_shape, out_spacing = [0, 0, 0], [0.0, 0.0, 0.0]
+    for source, target in enumerate(int(a) for a in axes):
+        out_shape[target], out_spacing[target] = shape[source], float(zooms[source])
+    return (
+        (out_shape[0], out_shape[1], out_shape[2]),
+        (out_spacing[0], out_spacing[1], out_spacing[2]),
+    )
+
+
 def load_volume(
-    image: ImageLike, max_voxels: int | None = DEFAULT_MAX_VOXELS, expect_ct: bool = True
+    image: ImageLike,
+    max_voxels: int | None = DEFAULT_MAX_VOXELS,
+    expect_ct: bool = True,
+    check_grid: GridCheck | None = None,
 ) -> Volume:
     """Load ``image`` (a NIfTI file or image, or a DICOM series folder) as float32 HU, validated
     and reoriented to the closest canonical (RAS+).
@@ -122,7 +145,9 @@ def load_volume(
     data, a zero-length axis, more than ``max_voxels`` voxels (checked from the header, before
     reading the data), a singular affine, a voxel size outside ``SPACING_RANGE_MM`` and NaN/inf
     voxels. Warns (:class:`SegbenchWarning`) when ``expect_ct`` and the intensities do not look
-    like CT HU (``expect_ct=False`` for label maps).
+    like CT HU (``expect_ct=False`` for label maps). ``check_grid(shape, spacing, source)``, when
+    given, sees the RAS grid (:func:`canonical_grid`) before any voxel is decoded and may refuse
+    it (e.g. :func:`segbench.pipeline.footprint.check_case_memory`).
     """
     img, source = read_image(image, max_voxels)
     shape = _checked_shape(img, source)
@@ -145,6 +170,8 @@ def load_volume(
             "check the header's pixdim and units (a file written in m or um instead of mm is "
             "the usual cause) and fix the affine",
         )
+    if check_grid is not None:
+        check_grid(*canonical_grid(shape, affine), source)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
     except (OSError, EOFError, ValueError, zlib.error) as exc:

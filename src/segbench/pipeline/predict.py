@@ -23,6 +23,7 @@ from segbench.models import ModelCard, get_card, load_network
 from segbench.pipeline.backends import Backend
 from segbench.pipeline.export import export_onnx
 from segbench.pipeline.factory import build_backend
+from segbench.pipeline.footprint import check_case_memory
 from segbench.pipeline.inference import Progress, count_windows, fit_patch, sliding_window
 from segbench.pipeline.preprocess import resample, resampled_shape
 from segbench.scoring.metrics import slabs
@@ -213,7 +214,13 @@ def predict(
         check_output_path(output, [source])
     card = get_card(model) if isinstance(model, str) else model
     runner = make_backend(card, backend) if isinstance(backend, str | BackendKind) else backend
-    mask = predict_volume(load_volume(image), card, runner, settings, progress=progress).mask
+    volume = load_volume(
+        image,
+        check_grid=lambda shape, spacing, source: check_case_memory(
+            source, shape, spacing, card, [settings or PipelineSettings()]
+        ),
+    )
+    mask = predict_volume(volume, card, runner, settings, progress=progress).mask
     if output is not None:
         save_mask(mask, Path(output))
     return mask

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from segbench.cachefiles import fit_name
 from segbench.inputs.cases import Case
 from segbench.plugin.session import SegbenchSession
 from segbench.results.record import record_key
@@ -80,7 +82,10 @@ class CaseCheck:
 
         try:
             suffix = "" if self.candidate is None else f"-{self.candidate}"
-            path = self.session.options.report_dir / f"{self.case.id}{suffix}-disagreement.png"
+            stem = PurePosixPath(f"{self.case.id}{suffix}")  # a long case id: a short file name
+            path = self.session.options.report_dir.joinpath(
+                *stem.parent.parts, fit_name(stem.name, "-disagreement.png")
+            )
             index = plot_disagreement(
                 pair.volume.array,
                 ref.labels,
