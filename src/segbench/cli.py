@@ -185,6 +185,7 @@ def _title(run: Run) -> str:
 def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     run = load_run(args.run)
     folder: Path = args.out if args.out is not None else Path("reports") / args.run.stem
+    refuse_wrong_kind(folder, folder=True)
     rows = list(run.rows)
     models = {r.model for r in rows}
     names = class_names_of(models.pop()) if len(models) == 1 else None
@@ -311,6 +312,8 @@ def _gate(gates: Mapping[str, bool], name: str) -> str:
 
 def cmd_export_gab(args: argparse.Namespace, out: TextIO) -> int:
     if args.output is not None:
+        if args.kind is not None:  # one file (without --kind, -o is a base name)
+            refuse_wrong_kind(args.output, folder=False, example=f"gab-{args.kind}.json")
         refuse_overwrite(args.output, [args.run])
     entries = gab_entries(load_run(args.run))
     if args.kind is not None:
@@ -342,6 +345,23 @@ def _write(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def refuse_wrong_kind(output: Path, folder: bool, example: str = "run.json") -> None:
+    """Raise :class:`InputError`, before any work, when an output file name is a folder or an
+    output folder (``folder``) is a file: saying which, not "not writable"."""
+    if not folder and output.is_dir():
+        raise InputError(
+            output,
+            "is a folder, not a file name",
+            f"name the output file, e.g. {output / example}",
+        )
+    if folder and output.exists() and not output.is_dir():
+        raise InputError(
+            output,
+            "is a file, not a folder (--out names the report's folder)",
+            f"pass a folder for --out, e.g. {output.with_suffix('')}-report",
+        )
+
+
 def refuse_overwrite(output: Path, inputs: Sequence[Path]) -> None:
     """Raise :class:`InputError` when ``output`` is one of ``inputs`` (also through another
     spelling, a symlink or a hard link): writing it would destroy an input before it is read."""
@@ -358,6 +378,7 @@ def refuse_overwrite(output: Path, inputs: Sequence[Path]) -> None:
 
 
 def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    refuse_wrong_kind(args.output, folder=False, example="merged.json")
     refuse_overwrite(args.output, args.shards)
     merged = merge_shards(args.shards)
     _write(args.output, json.dumps(merged, indent=4) + "\n")
@@ -460,6 +481,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return COMMANDS[args.command](args, stream)
     except SegbenchError as exc:
         print(f"segbench {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except IsADirectoryError as exc:  # a folder appeared where the output file goes
+        print(
+            f"segbench {args.command}: {exc.filename2 or exc.filename} is a folder, not a "
+            "file name. Fix: name the output file",
+            file=sys.stderr,
+        )
         return 2
     except OSError as exc:
         print(

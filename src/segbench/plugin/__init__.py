@@ -19,6 +19,7 @@ import pytest
 
 from segbench.plugin.check import CaseCheck
 from segbench.plugin.fixtures import segbench, segbench_candidate, segbench_case, segbench_check
+from segbench.plugin.interrupts import drop_unfinished
 from segbench.plugin.options import Options, add_options
 from segbench.plugin.reporting import check_controller, check_session, shorten
 from segbench.plugin.rootdir import pytest_load_initial_conftests
@@ -35,6 +36,7 @@ __all__ = [
     "pytest_configure",
     "pytest_load_initial_conftests",
     "pytest_runtest_makereport",
+    "pytest_sessionfinish",
     "pytest_sessionstart",
     "segbench",
     "segbench_candidate",
@@ -78,6 +80,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     plugin = _session(session.config)
     if plugin is not None:
         check_controller(plugin, session.config)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    """Before pytest-benchmark writes the run (its own wrapper, inside this one): benchmarks a
+    Ctrl-C cut short are left out (see :mod:`segbench.plugin.interrupts`), so that the cases
+    that finished are saved."""
+    plugin = _session(session.config)
+    if plugin is not None:
+        plugin.unfinished = drop_unfinished(session.config)
+        plugin.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    return (yield)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

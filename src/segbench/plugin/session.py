@@ -16,7 +16,9 @@ from segbench.errors import ConfigError, SegbenchError
 from segbench.inputs.cases import Case, Skipped, builtin_cases, discover, folder_cases
 from segbench.plugin.collection import CASE_ARG, Collection, parametrize
 from segbench.plugin.fingerprint import fingerprint
+from segbench.plugin.interrupts import interrupted_line
 from segbench.plugin.options import Options
+from segbench.plugin.outputs import check_json_target
 from segbench.plugin.progress import Terminal, announcer
 from segbench.plugin.terminal import ordered, write_summary
 from segbench.results.baseline import load_baselines
@@ -78,6 +80,7 @@ class SegbenchSession:
         self.options = Options.from_config(config)
         self.malloc = configure_malloc(self.options.malloc)  # before any volume or window
         try:
+            check_json_target(getattr(config.option, "benchmark_json", None))
             self.bench = self.options.apply(load_config(self.options.config_path))
             self.cases, self.skipped = find_cases(self.options)
             self.baselines = (
@@ -99,6 +102,8 @@ class SegbenchSession:
         self.worker_records: dict[str, CaseRecord] = {}  # of pytest-xdist workers
         self.worker_class_names: dict[str, str] | None = None
         self.terminal = Terminal(config, self.options.progress)
+        self.interrupted = False  # Ctrl-C: see segbench.plugin.interrupts
+        self.unfinished: list[str] = []  # benchmarks it cut short, left out of the saved run
 
     @property
     def runtime(self) -> Runtime:
@@ -275,6 +280,12 @@ class SegbenchSession:
             self.worker_class_names = output["segbench_class_names"]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.interrupted:
+            finished = len({r.case for r in self.records()})
+            json_path = getattr(terminalreporter.config.option, "benchmark_json", None)
+            json_name = getattr(json_path, "name", json_path)
+            line = interrupted_line(self.unfinished, finished, json_name)
+            terminalreporter.write_line(line, yellow=True)
         rows = self.records()
         if not rows:
             return

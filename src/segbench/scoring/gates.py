@@ -39,13 +39,15 @@ def check_dice(
     logits: LogitDiff | None = None,
 ) -> GateResult:
     """Fail when the mean Dice < ``dice_min`` or any class with at least ``min_class_voxels``
-    voxels (in either mask) is below ``class_dice_min``."""
+    voxels (in either mask) is below ``class_dice_min``, or when either backend's logits hold
+    NaN or infinite values (named as such, never a difference of 0)."""
     low_classes = [
         c
         for c in dice.per_class
         if c.voxels >= gates.min_class_voxels and c.dice < gates.class_dice_min
     ]
-    passed = dice.mean >= gates.dice_min and not low_classes
+    non_finite = logits is not None and logits.non_finite > 0
+    passed = dice.mean >= gates.dice_min and not low_classes and not non_finite
     worst = dice.worst(3)
     worst_text = (
         ", ".join(
@@ -55,9 +57,7 @@ def check_dice(
         )
         or "no foreground class in either mask"
     )
-    logit_text = (
-        f"max |logit diff| {logits.max_abs:.3g}, mean {logits.mean_abs:.3g}; " if logits else ""
-    )
+    logit_text = _logit_text(logits)
     message = (
         f"{case}: mean Dice {dice.mean:.5f} (gate dice_min {gates.dice_min}); worst classes: "
         f"{worst_text}; class gate class_dice_min {gates.class_dice_min} for classes of >= "
@@ -69,13 +69,37 @@ def check_dice(
         )
         + f"; {logit_text}{dice.flipped_fraction:.3%} of voxels changed label."
     )
-    if not passed:
+    if non_finite:
+        message += (
+            " Fix: a backend produced NaN or infinite logits (an overflow in float16, a broken "
+            "export or a bad weight): check the ONNX file and its precision against the "
+            "checkpoint; no threshold can accept non-finite logits."
+        )
+    elif not passed:
         message += (
             " Fix: the candidate no longer reproduces the reference: re-export the ONNX file from "
             "the current checkpoint and compare the two profiles in benchmarks.json; if the change "
             'is intended, lower the thresholds for this case under "cases" in benchmarks.json.'
         )
     return GateResult("dice", passed, message)
+
+
+def _logit_text(logits: LogitDiff | None) -> str:
+    """The logit difference for the Dice gate's message; NaN/inf logits are named as such."""
+    if logits is None:
+        return ""
+    text = f"max |logit diff| {logits.max_abs:.3g}, mean {logits.mean_abs:.3g}"
+    if not logits.non_finite:
+        return text + "; "
+    counts = [
+        f"{n:,} in the {role}"
+        for role, n in (
+            ("reference", logits.reference_non_finite),
+            ("candidate", logits.candidate_non_finite),
+        )
+        if n
+    ]
+    return f"NaN/inf logits: {' and '.join(counts)} (gate failed); {text} over the finite ones; "
 
 
 def speedup(reference_s: float, candidate_s: float) -> float:

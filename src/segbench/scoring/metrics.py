@@ -74,8 +74,17 @@ def compute_dice(
 
 @dataclass(frozen=True)
 class LogitDiff:
+    """Max and mean absolute logit difference over the values finite in both arrays, and how
+    many values of each are NaN or infinite (a non-finite logit is no difference of 0)."""
+
     max_abs: float
     mean_abs: float
+    reference_non_finite: int = 0
+    candidate_non_finite: int = 0
+
+    @property
+    def non_finite(self) -> int:
+        return self.reference_non_finite + self.candidate_non_finite
 
 
 def slabs(shape: tuple[int, ...], elements: int = 1 << 22) -> list[slice]:
@@ -88,16 +97,23 @@ def slabs(shape: tuple[int, ...], elements: int = 1 << 22) -> list[slice]:
 
 def logit_diff(reference: np.ndarray, candidate: np.ndarray) -> LogitDiff:
     """Max and mean absolute difference between two float logit arrays of equal shape
-    ``(K, X, Y, Z)`` (any array of two or more axes), computed slab by slab along axis 1."""
+    ``(K, X, Y, Z)`` (any array of two or more axes), computed slab by slab along axis 1, over
+    the values finite in both; NaN and infinite values are counted per array instead."""
     if reference.shape != candidate.shape:
         raise ValueError(f"logits differ in shape: {reference.shape} vs {candidate.shape}")
     if reference.size == 0:
         return LogitDiff(0.0, 0.0)
     if reference.ndim < 2:
         reference, candidate = reference[np.newaxis], candidate[np.newaxis]
-    peak, total = 0.0, 0.0
+    peak, total, count, bad_ref, bad_cand = 0.0, 0.0, 0, 0, 0
     for s in slabs(reference.shape):
-        diff = np.abs(reference[:, s] - candidate[:, s])
+        ref, cand = reference[:, s], candidate[:, s]
+        ok_ref, ok_cand = np.isfinite(ref), np.isfinite(cand)
+        bad_ref += int(ok_ref.size - np.count_nonzero(ok_ref))
+        bad_cand += int(ok_cand.size - np.count_nonzero(ok_cand))
+        both = ok_ref & ok_cand
+        diff = np.abs(ref[both] - cand[both]) if not both.all() else np.abs(ref - cand)
         peak = max(peak, float(diff.max(initial=0.0)))
         total += float(diff.sum(dtype=np.float64))
-    return LogitDiff(peak, total / reference.size)
+        count += int(diff.size)
+    return LogitDiff(peak, total / count if count else 0.0, bad_ref, bad_cand)
