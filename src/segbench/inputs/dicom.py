@@ -22,6 +22,7 @@ pipeline reorients to RAS and writes the mask back on exactly this grid and affi
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections import Counter
@@ -112,12 +113,17 @@ def _header_int(folder: Path, path: Path, header: Any, keyword: str, default: in
     """``keyword`` of ``header`` as a positive integer (``default`` when absent and one is
     given); anything else (absent without a default, not a number, zero or negative) is an
     :class:`InputError` naming the file and the tag."""
-    try:
-        with warnings.catch_warnings():  # pydicom warns of an invalid IS, then keeps the text
+    pydicom_log = logging.getLogger("pydicom")
+    level = pydicom_log.level
+    try:  # pydicom warns of (and logs) an invalid IS, then keeps the text: said below instead
+        pydicom_log.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             value = header.get(keyword)  # converted (IS, US) on first access
     except (ValueError, TypeError, OverflowError) as exc:
         value = f"unreadable: {exc}"
+    finally:
+        pydicom_log.setLevel(level)
     if value is None or value == "":
         if default is not None:
             return default

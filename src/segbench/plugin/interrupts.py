@@ -37,6 +37,7 @@ def interrupted_line(dropped: list[str], finished: int, json_path: object | None
     saved = f" and saved to {json_path}" if json_path else ""
     cases = f"{finished} finished case{'s' if finished != 1 else ''}"
     return (
-        f"segbench: interrupted (KeyboardInterrupt): the {cases} are kept in the table{saved}"
+        f"segbench: interrupted (KeyboardInterrupt): the {cases} "
+        f"{'is' if finished == 1 else 'are'} kept in the table{saved}"
         f"{cut}. Fix: run the session again to measure the rest (-k selects cases)"
     )
