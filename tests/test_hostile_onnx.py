@@ -35,10 +35,14 @@ def conv_model(
     nodes: list[onnx.NodeProto] | None = None,
 ) -> Path:
     """A 1x1x1 convolution from 1 channel to ``channels`` (a real network as far as
-    onnxruntime can tell), with the declared input/output types and dims given; ``extra``
+    onnxruntime can tell: an input of another type is cast to float first), with the
+    declared input/output types and dims given; ``extra``
     adds a second graph input (required, or with a default value: an initializer)."""
     weight = numpy_helper.from_array(np.ones((channels, 1, 1, 1, 1), np.float32), "w")
     body = nodes or [helper.make_node("Conv", ["image", "w"], ["logits"])]
+    if nodes is None and in_type != TensorProto.FLOAT:  # a valid model: cast, then convolve
+        cast = helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT)
+        body = [cast, helper.make_node("Conv", ["image_f", "w"], ["logits"])]
     inputs = [helper.make_tensor_value_info("image", in_type, image)]
     initializers = [weight]
     if extra is not None:

@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from helpers import run_pytest, write_dicom_series, write_nifti
+from onnx import TensorProto
 from test_cli import make_run
 from test_hostile_dicom import insert_before_pixels, nested_sequences, set_number_of_frames
 from test_hostile_onnx import conv_model
@@ -125,13 +126,14 @@ def test_one_good_case_among_ten_bad_ones(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bad_user_onnx_stops_the_session_before_any_test(tmp_path: Path) -> None:
-    bad = conv_model(tmp_path / "prod.onnx", channels=5, logits=["b", 5, "x", "y", "z"])
+    logits: list[int | str] = ["b", 7, "x", "y", "z"]  # the demo model's 7 classes
+    bad = conv_model(tmp_path / "prod.onnx", channels=7, logits=logits, in_type=TensorProto.FLOAT16)
     out = run_pytest(tmp_path, *FAST, "--segbench-suite=quick", f"--segbench-onnx={bad}")
     assert out.returncode == 4, out.stdout[-2000:] + out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if line.startswith("ERROR: ")]
     assert len(errors) == 1, out.stderr
     assert f"{bad} does not match model 'demo'" in errors[0]
-    assert "its output has 5 channels, expected 7" in errors[0] and "Fix" not in out.stdout
+    assert "its input 'image' is float16, segbench feeds float32 windows" in errors[0]
     assert "passed" not in out.stdout and "reference" not in out.stdout  # nothing ran
 
 

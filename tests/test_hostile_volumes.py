@@ -20,6 +20,7 @@ from segbench.errors import ConfigError, InputError
 from segbench.inputs.cases import discover, glob_regex
 from segbench.inputs.masks import label_map_from_masks
 from segbench.inputs.volumes import canonical_grid, load_volume
+from segbench.models.card import ModelCard
 from segbench.pipeline.footprint import GIB, case_footprint, check_case_memory
 from segbench.settings.config import load_config
 from segbench.settings.pipeline import PipelineSettings
@@ -34,18 +35,19 @@ def lazy_volume(shape: tuple[int, int, int], zooms: tuple[float, float, float]) 
     return nib.Nifti1Image(data, np.diag([*zooms, 1.0]))
 
 
-def runtime(card: object = CARD) -> Runtime:
-    return Runtime(card, {}, {}, None, "export", None)  # type: ignore[arg-type]
+def load(image: nib.Nifti1Image, card: ModelCard = CARD) -> PairedRun:
+    """The paired run's loading of ``image`` (in memory: load_volume takes one) for ``card``."""
+    config = load_config(None)
+    runtime = Runtime(card, {}, {}, None, "export", None)
+    return PairedRun.load("case", image, None, runtime, config, config.gates)  # type: ignore[arg-type]
 
 
-def refused_before_reading(image: nib.Nifti1Image, card: object = CARD) -> str:
+def refused_before_reading(image: nib.Nifti1Image, card: ModelCard = CARD) -> str:
     """PairedRun.load refuses ``image``; the refusal allocated under 16 MB."""
     tracemalloc.start()
     try:
         with pytest.raises(InputError) as info:
-            PairedRun.load(
-                "big", image, None, runtime(card), load_config(None), load_config(None).gates
-            )  # type: ignore[arg-type]
+            load(image, card)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -75,7 +77,7 @@ def test_absurd_patch_is_refused_before_reading() -> None:
 def test_a_case_that_fits_is_loaded() -> None:
     data = np.full((40, 36, 20), -1000, np.int16)
     image = nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0]))
-    pair = PairedRun.load("ok", image, None, runtime(), load_config(None), load_config(None).gates)  # type: ignore[arg-type]
+    pair = load(image)
     assert pair.volume.shape == (40, 36, 20)
 
 
