@@ -73,6 +73,8 @@ def test_a_fitting_file_is_accepted_and_run(tmp_path: Path) -> None:
     check_onnx_matches(conv_model(tmp_path / "ok.onnx"), CARD, run=True)
     fixed = conv_model(tmp_path / "fixed.onnx", image=[1, 1, *TINY_PATCH], logits=None)
     check_onnx_matches(fixed, CARD, run=True)  # the patch itself, batch 1: it serves
+    one_axis = conv_model(tmp_path / "z.onnx", image=["b", 1, "x", "y", 32], logits=None)
+    check_onnx_matches(one_axis, CARD)  # the patch's z fixed, x and y free: it serves
     optional = conv_model(tmp_path / "opt.onnx", extra="scale", extra_with_default=True)
     check_onnx_matches(optional, CARD, run=True)  # an input with a default is not required
 

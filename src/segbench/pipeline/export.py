@@ -107,7 +107,8 @@ def _tensor_problems(
             f"its {kind} has a fixed batch of {dims[0]}, segbench sends {sends} at a time"
         )
     spatial = dims[2:]
-    if any(isinstance(d, int) for d in spatial) and (fit or tuple(spatial) != tuple(window)):
+    fixed = [(d, w) for d, w in zip(spatial, window, strict=True) if isinstance(d, int)]
+    if fixed and (fit or any(d != w for d, w in fixed)):
         sizes = "windows fitted to each volume (fit_patch)" if fit else f"windows of {window}"
         problems.append(f"its {kind} has the fixed size {tuple(spatial)}, segbench sends {sizes}")
     return problems
