@@ -128,7 +128,7 @@ def run_gates(run: Run, case: str | None = None) -> Gates:
         if f.name in saved and _same_kind(v := saved[f.name], getattr(defaults, f.name))
     }
     try:
-        return replace(Gates(), **values)  # type: ignore[arg-type]
+        return replace(Gates(), **values)
     except TypeError:
         return Gates()
 
@@ -138,8 +138,4 @@ def _same_kind(value: object, default: object) -> bool:
     (``inconclusive_fails``), a finite number (not a boolean) for a numeric one."""
     if isinstance(default, bool):
         return isinstance(value, bool)
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
