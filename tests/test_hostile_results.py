@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_cli import make_run, run_cli, write
 
 from segbench.results.decision import gate_decision, run_gates
+from segbench.results.escape import terminal
 from segbench.results.runs import parse_run
 
 NOISY = ([1.0, 2.0, 1.3], [1.6, 1.1, 1.9], [0.9, 1.7, 1.2])  # pairs too noisy to settle
@@ -48,3 +51,240 @@ def test_inconclusive_fails_reaches_the_gate_decision(tmp_path: Path) -> None:
     assert code == 1
     code, _ = run_cli("gate", str(write(tmp_path / "lenient.json", noisy_run(False))))
     assert code == 0
+
+
+# helpers -----------------------------------------------------------------------------------
+
+
+def cand(data: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    """The extra_info of the ``index``-th candidate benchmark of a run."""
+    return [b for b in data["benchmarks"] if b["extra_info"]["role"] == "candidate"][index][
+        "extra_info"
+    ]
+
+
+def gate_exit(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``segbench gate`` on ``data``: the exit code and what it printed (stdout + stderr)."""
+    capsys.readouterr()
+    code, out = run_cli("gate", str(write(tmp_path / "run.json", data)))
+    return code, out + capsys.readouterr().err
+
+
+def one_line_refusal(code: int, text: str, *needles: str) -> None:
+    """Exit 2 and one line on stderr that names the file, the key and the fix."""
+    assert code == 2, text
+    lines = [line for line in text.splitlines() if line.startswith("segbench ")]
+    assert len(lines) == 1, text
+    assert "run.json" in lines[0] and "Fix:" in lines[0], text
+    for needle in needles:
+        assert needle in lines[0], text
+
+
+# 1. the gate fails closed ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None, [], {}])
+def test_gate_results_that_are_not_booleans_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: Any
+) -> None:
+    data = make_run()
+    cand(data)["gates"]["dice"] = value
+    code, text = gate_exit(tmp_path, data, capsys)
+    one_line_refusal(code, text, "extra_info.gates.dice", "true or false")
+
+
+def test_a_record_reads_a_non_boolean_gate_as_failed() -> None:
+    """The session's own records (not validated files) fail closed too."""
+    from segbench.results.record import CaseRecord
+
+    row = CaseRecord.from_extra_info("c", {"candidate": {"gates": {"dice": "false"}}})
+    assert row.failed_gates == ["dice"] and not row.passed
+
+
+@pytest.mark.parametrize("role", ["candidate", "reference"])
+def test_a_case_recorded_twice_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str
+) -> None:
+    data = make_run()
+    first = next(b for b in data["benchmarks"] if b["extra_info"]["role"] == role)
+    failing = copy.deepcopy(first)
+    if role == "candidate":
+        failing["extra_info"]["gates"] = {"dice": False, "speedup": False}
+    data["benchmarks"].insert(0, failing)  # a failing duplicate ahead of the passing one
+    code, text = gate_exit(tmp_path, data, capsys)
+    one_line_refusal(code, text, f"second {role} benchmark", "phantom_a_s1.nii.gz")
+
+
+def test_a_named_candidate_recorded_twice_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_run()
+    cand(data)["candidate_name"] = "ort-cpu"
+    data["benchmarks"].append(copy.deepcopy(data["benchmarks"][1]))
+    code, text = gate_exit(tmp_path, data, capsys)
+    one_line_refusal(code, text, "second ort-cpu benchmark")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("inconclusive_fails", "true"), ("inconclusive_fails", 1), ("dice_min", "0.9")],
+)
+def test_saved_gate_thresholds_of_the_wrong_kind_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: Any
+) -> None:
+    data = noisy_run(True)
+    data["segbench"]["settings"]["config"]["gates"][key] = value
+    code, text = gate_exit(tmp_path, data, capsys)
+    one_line_refusal(code, text, f"segbench.settings.config.gates.{key}")
+
+
+def test_an_unchanged_run_still_passes_the_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, text = gate_exit(tmp_path, make_run(), capsys)
+    assert code == 0, text
+    code, text = gate_exit(tmp_path, make_run(failed_dice=("scan_c.nii.gz",)), capsys)
+    assert code == 1, text
+
+
+# 2. names are escaped for where they are printed -------------------------------------------
+
+HOSTILE_NAMES = [
+    "x.nii.gz\n::error file=a.py::pwned",  # a workflow command on a line of its own
+    "::add-mask::secret",  # a workflow command at the start of a table row
+    "red\x1b[31m\x1b]0;title\x07.nii.gz",  # ANSI colour and a window-title sequence
+    "row\r| forged | row |",  # a carriage return and table pipes
+    "bidi\u202egnp.exe",  # a right-to-left override
+]
+
+
+def _workflow_command(line: str) -> bool:
+    return line.strip().startswith("::")
+
+
+def _renamed(name: str) -> dict[str, Any]:
+    data = make_run()
+    for bench in data["benchmarks"][:2]:
+        bench["extra_info"]["case"] = name
+    return data
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_terminal_escape_keeps_a_name_on_one_inert_line(name: str) -> None:
+    text = terminal(name)
+    assert len(text.splitlines()) == 1 and "\x1b" not in text and "\r" not in text
+    assert "::" not in text and "\u202e" not in text and "\x07" not in text
+    assert terminal("phantom_a_s1.nii.gz") == "phantom_a_s1.nii.gz"  # plain names unchanged
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_gate_output_escapes_case_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    data = _renamed(name)
+    data["segbench"] = {"format": 1, "suite": [name, "missing::error::x.nii.gz"]}
+    code, text = gate_exit(tmp_path, data, capsys)
+    assert code == 1, text  # the second case of the suite is missing
+    assert not any(_workflow_command(line) for line in text.splitlines()), text
+    assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
+    widths = {len(line) for line in text.splitlines() if line.startswith("-----")}
+    assert len(widths) == 1  # the table's rules and rows stay aligned: no forged row
+
+
+def test_session_table_and_progress_escape_names() -> None:
+    from segbench.results.record import CaseRecord
+    from segbench.results.table import summary_table
+
+    rows = [parse_run(_renamed(n)).rows[0] for n in HOSTILE_NAMES]
+    rows.append(CaseRecord.failed_to_run("\x1b[2J::error::x", "boom"))
+    table = summary_table(rows, "torch\x1b[5m", "::warning::onnx")
+    assert len(table.splitlines()) == len(rows) + 4
+    assert "\x1b" not in table and not any(_workflow_command(x) for x in table.splitlines())
+
+    from test_plugin_progress import _Reporter, _terminal
+
+    reporter = _Reporter(tty=False)
+    terminal_ = _terminal(reporter, mode="on")
+    observer = terminal_.case(HOSTILE_NAMES[0])
+    assert observer is not None
+    observer.start("candidate", "round", 1, 3)
+    terminal_.announce("exporting \x1b[31mred\n::error::x")
+    text = "".join(reporter.out)
+    assert "\x1b" not in text and not any(_workflow_command(x) for x in text.splitlines())
+
+
+def test_session_summary_escapes_model_and_candidate_names() -> None:
+    from types import SimpleNamespace
+
+    from segbench.plugin.terminal import write_summary
+    from segbench.settings.config import BenchConfig
+    from segbench.settings.injection import Injection
+
+    lines: list[str] = []
+    reporter = SimpleNamespace(
+        write_sep=lambda sep, text: lines.append(text),
+        write_line=lines.append,
+        config=SimpleNamespace(_benchmarksession=None),
+    )
+    rows = [parse_run(_renamed(HOSTILE_NAMES[2])).rows[0]]
+    write_summary(
+        reporter,
+        rows,
+        model="demo\n::error::model",
+        bench=BenchConfig(),
+        class_names={"1": "liver\x1b[31m"},
+        baseline="base\r::add-mask::x.json",
+        malloc="system",
+        suite_gates=[],
+        injection=Injection(),
+    )
+    text = "\n".join(lines)
+    assert "\x1b" not in text and "\r" not in text
+    assert not any(_workflow_command(x) for x in text.splitlines()), text
+
+
+def test_report_markdown_escapes_names_models_and_machine_fields(tmp_path: Path) -> None:
+    data = _renamed("a|b\n# heading <script>x</script>.nii.gz")
+    for bench in data["benchmarks"]:
+        bench["extra_info"]["model"] = "# Owned <img src=x onerror=alert(1)>"
+    data["machine_info"]["cpu"]["brand_raw"] = "[click](javascript:alert(1))"
+    data["benchmarks"][2]["extra_info"]["machine"] = "<b>m</b>"
+    run_path = write(tmp_path / "evil`name.json", data)
+    code, _ = run_cli("report", str(run_path), "--out", str(tmp_path / "r"), "--no-plots")
+    assert code == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    for bad in ("<img", "<script", "<b>", "](javascript:", "[click]"):  # each escaped
+        assert not re.search(r"(?<!\\)" + re.escape(bad), text), bad
+    assert not re.search(r"^\s*#+ *(Owned|heading)", text, re.MULTILINE)
+    assert text.startswith("# segbench report: \\# Owned \\<img")
+    tables = re.findall(r"(?:^\|.*\n)+", text, re.MULTILINE)
+    assert len(tables) == 3  # cases, worst classes, stage times: no row forged or split
+    for table in tables:
+        cells = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(cells) == 1, table
+    assert "``evil`name.json``" in text  # the file name as a code span that holds its backtick
+
+
+def test_compare_and_merge_output_escape_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_merge import SUITE, shard
+
+    old = write(tmp_path / "old.json", _renamed("::error::x\n<b>.nii.gz"))
+    new_data = _renamed("::error::x\n<b>.nii.gz")
+    new_data["machine_info"]["cpu"]["brand_raw"] = "Other\x1b[31m CPU"
+    new = write(tmp_path / "new.json", new_data)
+    code, out = run_cli("compare", str(old), str(new))
+    text = out + capsys.readouterr().err
+    assert code == 2 and "\x1b" not in text, text  # refused: another CPU type
+    code, out = run_cli("compare", str(old), str(old))
+    assert code == 0 and "<b>" not in out
+    assert not any(_workflow_command(x) for x in out.splitlines()), out
+    a = write(tmp_path / "s1.json", shard(SUITE[:2], 1, node="ci\n::error::node"))
+    b = write(tmp_path / "s2.json", shard(SUITE[2:], 2, node="ci-2\x1b[31m"))
+    code, out = run_cli("merge", str(a), str(b), "-o", str(tmp_path / "m.json"))
+    assert code == 0 and "\x1b" not in out, out
+    assert not any(_workflow_command(x) for x in out.splitlines()), out
+    code, text = gate_exit(tmp_path, json.loads((tmp_path / "m.json").read_text()), capsys)
+    assert code == 0 and "\x1b" not in text, text
+    assert not any(_workflow_command(x) for x in text.splitlines()), text
