@@ -4,14 +4,17 @@ for their destination, run files written atomically, malformed runs refused in o
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_pytest
 from test_cli import make_run, run_cli, write
 
+from segbench.cachefiles import UnsafeWriteError, temp_path, write_atomic, write_text_atomic
 from segbench.results.decision import gate_decision, run_gates
 from segbench.results.escape import terminal
 from segbench.results.runs import parse_run
@@ -288,3 +291,150 @@ def test_compare_and_merge_output_escape_names(
     code, text = gate_exit(tmp_path, json.loads((tmp_path / "m.json").read_text()), capsys)
     assert code == 0 and "\x1b" not in text, text
     assert not any(_workflow_command(x) for x in text.splitlines()), text
+
+
+# 3. no run file lost -----------------------------------------------------------------------
+
+
+def _full_disk(tmp: Path, data: bytes = b"") -> None:
+    """A write that fills the disk part-way: a cut file, then ENOSPC."""
+    with open(tmp, "wb") as f:
+        f.write(b'{"truncat')
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "run.json"
+    target.write_text('{"good": true}')
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, _full_disk)
+    assert target.read_text() == '{"good": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]  # no temporary left
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new"
+
+
+def test_temporary_names_are_unique() -> None:
+    final = Path("/x/mask.nii.gz")
+    names = {temp_path(final, ".nii.gz") for _ in range(50)}
+    assert len(names) == 50 and all(n.name.endswith(".tmp.nii.gz") for n in names)
+
+
+def test_a_symlink_is_not_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link = tmp_path / "out" / "report.md"
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    with pytest.raises(UnsafeWriteError, match="is a symlink"):
+        write_text_atomic(link, "overwritten")
+    assert victim.read_text() == "precious" and link.is_symlink()
+
+
+def test_a_path_outside_the_output_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafeWriteError, match="outside the output folder"):
+        write_text_atomic(folder / "sub" / "report.md", "x", inside=folder)
+    assert not (tmp_path / "elsewhere" / "report.md").exists()
+
+
+@pytest.mark.parametrize("planted", ["report.md", "latency.png"])
+def test_report_out_refuses_a_planted_symlink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
+) -> None:
+    pytest.importorskip("matplotlib")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / planted).symlink_to(victim)
+    run_path = write(tmp_path / "run.json", make_run())
+    code, _ = run_cli("report", str(run_path), "--out", str(folder))
+    err = capsys.readouterr().err
+    assert code == 2 and "is a symlink" in err and "Fix:" in err, err
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in folder.iterdir()) == [planted]  # nothing written before
+
+
+def test_benchmark_json_is_written_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-benchmark opens --benchmark-json with open(path, "wb") at the session's end
+    (truncating the file first); the plugin's save_json writes it atomically instead."""
+    from types import SimpleNamespace
+
+    from pytest_benchmark.session import BenchmarkSession
+
+    from segbench.plugin import savejson
+
+    assert "save_json" in vars(BenchmarkSession)  # the method the plugin replaces
+    target = tmp_path / "run.json"
+    target.write_text('{"benchmarks": []}')
+    errors: list[str] = []
+    bench = SimpleNamespace(
+        json=target,
+        logger=SimpleNamespace(error=errors.append, info=lambda *a, **k: None),
+    )
+    session = SimpleNamespace(config=SimpleNamespace(_benchmarksession=bench), exitstatus=0)
+    savejson.install(session)  # type: ignore[arg-type]
+    monkeypatch.setattr(Path, "write_bytes", _full_disk)
+    bench.save_json({"benchmarks": [1]})
+    assert target.read_text() == '{"benchmarks": []}'  # the good file is intact
+    assert session.exitstatus == pytest.ExitCode.INTERNAL_ERROR
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "Fix:" in errors[0]
+    monkeypatch.undo()
+    session.exitstatus = 0
+    bench.save_json({"benchmarks": [1]})
+    assert json.loads(target.read_text()) == {"benchmarks": [1]} and session.exitstatus == 0
+
+
+def test_benchmark_json_survives_a_full_disk_in_a_pytest_session(tmp_path: Path) -> None:
+    """A whole pytest session with pytest-benchmark and the segbench plugin: a run file that
+    cannot be written leaves the previous one whole, and the session says so."""
+    (tmp_path / "test_tiny.py").write_text("def test_tiny(benchmark):\n    benchmark(len, 'x')\n")
+    (tmp_path / "conftest.py").write_text(FULL_DISK_CONFTEST)
+    target = tmp_path / "run.json"
+    out = run_pytest(
+        tmp_path,
+        str(tmp_path / "test_tiny.py"),
+        f"--benchmark-json={target}",
+        suite=None,
+        settings=False,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    good = target.read_text()
+    assert json.loads(good)["benchmarks"]
+    env_out = run_pytest(
+        tmp_path,
+        str(tmp_path / "test_tiny.py"),
+        f"--benchmark-json={target}",
+        "--full-disk",
+        suite=None,
+        settings=False,
+        timeout=300,
+    )
+    assert env_out.returncode == 3, env_out.stdout[-2000:] + env_out.stderr[-2000:]
+    assert "No space left on device" in env_out.stdout + env_out.stderr
+    assert target.read_text() == good
+
+
+FULL_DISK_CONFTEST = """
+import errno
+import pathlib
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full-disk", action="store_true")
+
+
+def pytest_configure(config):
+    if config.getoption("full_disk"):
+        def full(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        pathlib.Path.write_bytes = full
+"""
