@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import errno
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from test_cli import make_run, run_cli, write
 from segbench.cachefiles import UnsafeWriteError, temp_path, write_atomic, write_text_atomic
 from segbench.results.decision import gate_decision, run_gates
 from segbench.results.escape import terminal
-from segbench.results.runs import parse_run
+from segbench.results.runs import RunFileError, parse_run
 
 NOISY = ([1.0, 2.0, 1.3], [1.6, 1.1, 1.9], [0.9, 1.7, 1.2])  # pairs too noisy to settle
 NOISY_BASE = ([1.5, 1.2, 1.8], [1.3, 1.9, 1.2], [1.1, 1.6, 1.4])
@@ -438,3 +439,148 @@ def pytest_configure(config):
 
         pathlib.Path.write_bytes = full
 """
+
+
+# 4. malformed saved runs, baselines and gate files -----------------------------------------
+
+
+def _set(data: dict[str, Any], where: str, value: Any) -> dict[str, Any]:
+    """``data`` with the value at ``where`` (``cand.latency_s``, ``ref.stats``, ``top.x``,
+    ``block.x``) replaced."""
+    scope, _, key = where.partition(".")
+    if scope == "cand":
+        cand(data)[key] = value
+    elif scope == "ref":
+        ref = data["benchmarks"][0]
+        (ref if key == "stats" else ref["extra_info"])[key] = value
+    elif scope == "block":
+        data.setdefault("segbench", {"format": 1})[key] = value
+    else:
+        data[key] = value
+    return data
+
+
+MALFORMED = [  # (where, value, what the one line names)
+    ("cand.latency_s", math.nan, "extra_info.latency_s: must be a finite number"),
+    ("cand.candidate_s", math.inf, "extra_info.candidate_s: must be a finite number"),
+    ("cand.reference_s", -1.0, "extra_info.reference_s: must be >= 0"),
+    ("cand.reference_s", "1.0", "extra_info.reference_s: must be a number, not str"),
+    ("cand.latency_s", 10**400, "must be a number in range, not an integer of 401 digits"),
+    ("cand.shape", [10**30, 2, 2], "extra_info.shape[0]: must be an integer"),
+    ("cand.class_dice", [0.9], "extra_info.class_dice: must be a mapping, not a list"),
+    ("cand.gates", ["dice"], "extra_info.gates: must be a mapping, not a list"),
+    ("cand.stages_s", {"total": "fast"}, "extra_info.stages_s.total: must be a number"),
+    ("cand.pair_speedups", [1.2, None], "extra_info.pair_speedups[1]: is null"),
+    ("cand.pair_speedups", {"a": 1}, "extra_info.pair_speedups: must be a list"),
+    ("cand.case", ["a"], "extra_info.case: must be a string, not a list"),
+    ("cand.case", "x" * 5000, "extra_info.case: is a string of 5000 characters"),
+    ("ref.stats", [1.0], "benchmarks[0].stats: must be a mapping, not a list"),
+    ("top.machine_info", ["node"], "machine_info: must be a mapping, not a list"),
+    ("top.commit_info", "abc", "commit_info: must be a mapping"),
+    ("block.settings", [], "segbench.settings: must be a mapping, not a list"),
+    ("block.merged_from", [{}], "segbench.merged_from[0]: must be a record of one merged shard"),
+    ("block.merged_from", [None], "segbench.merged_from[0]: is null"),
+    ("block.suite", "abc", "segbench.suite: must be a list"),
+    ("block.shard", {"splits": "two", "group": 1}, "segbench.shard.splits: must be an integer"),
+    ("block.missing_groups", [1.5], "segbench.missing_groups[0]: must be an integer"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "needle"), MALFORMED)
+def test_malformed_runs_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, value: Any, needle: str
+) -> None:
+    data = _set(make_run(), where, value)
+    for command in ("gate", "report"):
+        capsys.readouterr()
+        path = write(tmp_path / "run.json", data)
+        args = ["--out", str(tmp_path / "r"), "--no-plots"] if command == "report" else []
+        code, _ = run_cli(command, str(path), *args)
+        one_line_refusal(code, capsys.readouterr().err, needle)
+
+
+def test_a_nan_latency_is_not_replaced_by_stats_min() -> None:
+    data = _set(make_run(), "ref.latency_s", math.nan)
+    with pytest.raises(RunFileError, match="latency_s: must be a finite number"):
+        parse_run(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nests too deeply"),
+        ('{"benchmarks": [' + "[" * 40 + "]" * 40 + "]}", "nests deeper than 32 levels"),
+        ('{"benchmarks": [], "x": ' + "9" * 5000 + "}", "holds a value JSON cannot read"),
+    ],
+)
+def test_deep_nesting_and_huge_integers_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, needle: str
+) -> None:
+    code, _ = run_cli("gate", str(write(tmp_path / "run.json", text)))
+    one_line_refusal(code, capsys.readouterr().err, needle)
+
+
+def test_an_oversized_run_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segbench.results import runs
+
+    monkeypatch.setattr(runs, "MAX_RUN_BYTES", 100)
+    code, _ = run_cli("gate", str(write(tmp_path / "run.json", make_run())))
+    one_line_refusal(code, capsys.readouterr().err, "more than the 100 a saved run may have")
+
+
+def test_merge_and_compare_refuse_malformed_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_merge import SUITE, shard
+
+    good = write(tmp_path / "good.json", make_run())
+    bad = write(tmp_path / "run.json", _set(make_run(), "cand.speedup", "fast"))
+    code, _ = run_cli("compare", str(good), str(bad))
+    one_line_refusal(code, capsys.readouterr().err, "extra_info.speedup: must be a number")
+    a = write(tmp_path / "a.json", shard(SUITE[:2], 1))
+    data = shard(SUITE[2:], 2)
+    data["segbench"]["settings"] = ["model"]
+    b = write(tmp_path / "run.json", data)
+    code, _ = run_cli("merge", str(a), str(b), "-o", str(tmp_path / "m.json"))
+    one_line_refusal(code, capsys.readouterr().err, "segbench.settings: must be a mapping")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_a_malformed_baseline_is_a_usage_error(tmp_path: Path) -> None:
+    from segbench.errors import SegbenchError
+    from segbench.results.baseline import current_cpu, load_baselines
+
+    bad = write(tmp_path / "base.json", _set(make_run(), "cand.gates", {"speedup": "yes"}))
+    with pytest.raises(SegbenchError, match="gates.speedup: must be true or false") as info:
+        load_baselines(bad)
+    assert len(str(info.value).splitlines()) == 1
+    data = _set(make_run(), "block.settings", None)
+    data["machine_info"]["cpu"]["brand_raw"] = current_cpu()
+    nulls = write(tmp_path / "nulls.json", data)
+    assert load_baselines(nulls)  # a block without settings reads (no malloc recorded)
+    out = run_pytest(tmp_path, f"--segbench-baseline={bad}", "--collect-only", "-q", timeout=300)
+    assert out.returncode == 4, out.stdout[-2000:] + out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert "gates.speedup: must be true or false" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"gates": ' * 5000 + "1" + "}" * 5000, "nests too deeply"),
+        ('{"gates": {"dice_min": ' + "9" * 5000 + "}}", "cannot be read"),
+    ],
+)
+def test_a_malformed_benchmarks_json_is_a_config_error(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    from segbench.errors import ConfigError
+    from segbench.settings.config import load_config
+
+    path = tmp_path / "benchmarks.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_config(path)
+    assert len(str(info.value).splitlines()) == 1
