@@ -553,7 +553,7 @@ def test_a_malformed_baseline_is_a_usage_error(tmp_path: Path) -> None:
     from segbench.results.baseline import current_cpu, load_baselines
 
     bad = write(tmp_path / "base.json", _set(make_run(), "cand.gates", {"speedup": "yes"}))
-    with pytest.raises(SegbenchError, match="gates.speedup: must be true or false") as info:
+    with pytest.raises(SegbenchError, match=r"gates\.speedup: must be true or false") as info:
         load_baselines(bad)
     assert len(str(info.value).splitlines()) == 1
     data = _set(make_run(), "block.settings", None)
