@@ -584,3 +584,22 @@ def test_a_malformed_benchmarks_json_is_a_config_error(
     with pytest.raises(ConfigError, match=needle) as info:
         load_config(path)
     assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [
+        ("a|b", "a\\|b"),
+        ("# h", "\\# h"),
+        ("<img src=x onerror=alert(1)>", "\\<img src=x onerror=alert(1)\\>"),
+        ("[x](javascript:alert(1))", "\\[x\\](javascript:alert(1))"),
+        ("$\\href{x}$", "\\$\\\\href\\{x\\}\\$"),
+        ("line\nbreak\r", "line\\nbreak\\r"),
+        ("phantom_a_s1.nii.gz", "phantom_a_s1.nii.gz"),
+    ],
+)
+def test_markdown_escape(name: str, escaped: str) -> None:
+    from segbench.results.escape import markdown, markdown_code
+
+    assert markdown(name) == escaped
+    assert markdown_code("a`b") == "``a`b``" and markdown_code("`a") == "`` `a ``"

@@ -8,8 +8,9 @@ read from a saved run) escaped for where they are printed: one helper per destin
   GitHub Actions workflow command (``::error::``, ``::add-mask::``, ``::set-output``) in a log.
 - :func:`markdown`: inline Markdown text, a table cell too (``report.md``, the comparison, the
   GitHub job summary): the control characters as above, and a backslash before every
-  character that starts Markdown or HTML structure (``| [ ] < > & # ` * ! \\ ~ { }``), so a name
-  cannot split a table cell, open a heading, a link (``javascript:``), an image or an HTML tag.
+  character that starts Markdown or HTML structure (``| [ ] < > & # ` * ! \\ ~ { } $``), so a
+  name cannot split a table cell, open a heading, a link (``javascript:``), an image, an HTML
+  tag or GitHub's ``$`` maths.
 - :func:`markdown_code`: an inline code span that holds any text.
 
 Each returns the text unchanged when it holds nothing to escape. Nothing here imports torch.
@@ -22,7 +23,7 @@ import re
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _WORKFLOW = re.compile(r"(?<=:):")  # the second colon of every "::"
-_MARKDOWN = re.compile(r"([\\`*\[\]<>&#|!~{}])")
+_MARKDOWN = re.compile(r"([\\`*\[\]<>&#|!~{}$])")
 
 
 def _visible(match: re.Match[str]) -> str:
