@@ -415,6 +415,8 @@ def load_config(path: Path | None) -> BenchConfig:
         )
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc}). Fix the syntax at that line") from exc
+    except ConfigError:  # a repeated key or NaN, from the hooks above
+        raise
     except RecursionError:
         raise ConfigError(
             f"{path}: nests too deeply to be a benchmarks.json. Fix: keep the documented layout "
