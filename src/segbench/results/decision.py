@@ -138,4 +138,6 @@ def _same_kind(value: object, default: object) -> bool:
     (``inconclusive_fails``), a finite number (not a boolean) for a numeric one."""
     if isinstance(default, bool):
         return isinstance(value, bool)
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # a huge int has no float
