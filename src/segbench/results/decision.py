@@ -140,4 +140,6 @@ def _same_kind(value: object, default: object) -> bool:
         return isinstance(value, bool)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return isinstance(value, int) or math.isfinite(value)  # a huge int has no float
+    if isinstance(value, int):
+        return abs(value) < 2**53  # a larger one would overflow the float arithmetic
+    return math.isfinite(value)
