@@ -282,9 +282,10 @@ def read_run_json(path: str | Path) -> Any:
             path, "nests too deeply to be a saved run", "pass the JSON file pytest-benchmark wrote"
         ) from None
     except ValueError as exc:  # an integer of more than 4300 digits
+        what = "an integer of more than 4300 digits" if "digits" in str(exc) else "a value"
         raise RunFileError(
             path,
-            f"holds a value JSON cannot read ({str(exc).splitlines()[0][:120]})",
+            f"holds {what}, which JSON cannot read as a number",
             "pass the JSON file pytest-benchmark wrote",
         ) from None
     return data

@@ -31,12 +31,15 @@ class Malformed(Exception):
     """A saved run's key of the wrong kind: ``key`` (dotted), ``problem``, ``fix``."""
 
     def __init__(self, key: str, problem: str, fix: str = REWRITE) -> None:
+        key = key if len(key) <= 80 else key[:60] + "..." + key[-17:]
         self.key, self.problem, self.fix = key, problem, fix
         super().__init__(f"key {key}: {problem}")
 
 
 def _shown(value: Any) -> str:
     """A short, one-line description of a refused value (its type and the start of it)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     kind = type(value).__name__
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INT:
         return f"an integer of {len(str(abs(value)))} digits"
@@ -136,6 +139,11 @@ def _mapping_of(item: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
 
 def _boolean(key: str, value: Any) -> None:
     if not isinstance(value, bool):
+        raise Malformed(key, f"must be true or false, not {_shown(value)}")
+
+
+def _gate_result(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
         raise Malformed(
             key,
             f"must be true or false, not {_shown(value)} (a gate result that is not a boolean "
@@ -164,7 +172,7 @@ EXTRA_INFO: dict[str, Callable[[str, Any], None]] = {
     ),
     "max_abs_logit_diff": _number(None, nan_ok=True),  # NaN logits are saved as NaN
     "class_dice": _mapping_of(FIGURE),
-    "gates": _mapping_of(_boolean),
+    "gates": _mapping_of(_gate_result),
     "stages_s": _mapping_of(LATENCY),
     "pair_speedups": _list_of(_number(0.0)),
     "baseline_pair_speedups": _list_of(_number(0.0)),
