@@ -1,6 +1,11 @@
 """Files of the on-disk caches (ONNX exports, float16 and perturbed copies, phantoms): written
 atomically, verified on read, and their leftover temporary files cleaned.
 
+:func:`write_atomic` (and :func:`write_text_atomic`, :func:`write_bytes_atomic`) is the one way
+segbench writes a file, in every layer: a temporary file with a unique name in the same folder,
+flushed to disk (``fsync``), then ``os.replace``; it refuses to write through a symlink, and,
+given the output folder, to a path that resolves outside it.
+
 An entry is a data file plus a JSON metadata file written after it: both go through a temporary
 file in the same folder and ``os.replace``, so a killed writer leaves either no entry or a whole
 one. The metadata holds the data file's SHA-256 and size; :func:`read_entry` checks them, and an
@@ -22,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from segbench.errors import SegbenchWarning
+from segbench.errors import SegbenchError, SegbenchWarning
 
 TEMP_MAX_AGE_S = 3600.0  # a temporary file older than this is a writer's leftover
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
@@ -46,24 +51,84 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def temp_path(final: Path) -> Path:
+class UnsafeWriteError(SegbenchError, ValueError):
+    """An output path that a write would follow out of place: a symlink, or a path that
+    resolves outside the output folder."""
+
+
+def temp_path(final: Path, ext: str | None = None) -> Path:
     """A fresh temporary name beside ``final`` (same folder, so ``os.replace`` is atomic) that
-    names this host and process and keeps ``final``'s extension (onnx infers the format)."""
-    ext = "".join(final.suffixes[-1:])
+    names this host and process and keeps ``final``'s extension (onnx infers the format), or
+    ``ext`` (``".nii.gz"``: nibabel reads two)."""
+    ext = "".join(final.suffixes[-1:]) if ext is None else ext
     return final.with_name(f".{final.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp{ext}")
 
 
-def write_atomic(final: Path, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside ``final`` and move the result into place;
-    the temporary file is removed whatever happens."""
+def check_target(final: Path, inside: Path | None = None) -> None:
+    """Raise :class:`UnsafeWriteError` when ``final`` is a symlink (writing would replace or
+    follow it), or, given ``inside`` (the output folder), resolves outside that folder."""
+    if final.is_symlink():
+        raise UnsafeWriteError(
+            f"{final}: is a symlink (to {os.readlink(final)}); segbench does not write through "
+            "links. Fix: remove the link, or choose another output path"
+        )
+    if inside is not None and not final.resolve().is_relative_to(inside.resolve()):
+        raise UnsafeWriteError(
+            f"{final}: resolves to {final.resolve()}, outside the output folder {inside}. "
+            "Fix: remove the link on the way, or choose another output folder"
+        )
+
+
+def _fsync(path: Path, folder: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if folder:  # some file systems cannot open a folder: its entry is flushed anyway
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomic(
+    final: Path,
+    write: Callable[[Path], object],
+    *,
+    inside: Path | None = None,
+    ext: str | None = None,
+) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``final`` (:func:`temp_path`, with
+    ``ext``), flush it to disk and move it into place: a failed or interrupted write (a full
+    disk) leaves the previous file whole. The temporary file is removed whatever happens.
+    Refused (:func:`check_target`): ``final`` a symlink, or outside ``inside``."""
+    final = Path(final)
+    check_target(final, inside)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(final)
+    tmp = temp_path(final, ext)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync(final.parent, folder=True)
     return final
+
+
+def write_text_atomic(final: Path, text: str, *, inside: Path | None = None) -> Path:
+    """:func:`write_atomic` of UTF-8 ``text``."""
+    return write_atomic(final, lambda tmp: tmp.write_text(text, encoding="utf-8"), inside=inside)
+
+
+def write_bytes_atomic(final: Path, data: bytes, *, inside: Path | None = None) -> Path:
+    """:func:`write_atomic` of ``data``."""
+    return write_atomic(final, lambda tmp: tmp.write_bytes(data), inside=inside)
 
 
 def sha256_file(path: Path) -> str:

@@ -23,16 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from segbench.cachefiles import same_file
+from segbench.cachefiles import check_target, same_file, write_text_atomic
 from segbench.errors import InputError, SegbenchError
 from segbench.results.compare import compare_runs
 from segbench.results.decision import fastest_candidate, gate_decision, run_gates
+from segbench.results.escape import terminal
 from segbench.results.markdown import render_comparison, render_report
 from segbench.results.merge import merge_shards
 from segbench.results.mismatch import injected_banner
@@ -190,6 +190,8 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     models = {r.model for r in rows}
     names = class_names_of(models.pop()) if len(models) == 1 else None
     images: list[tuple[str, str]] = []
+    for name in ("report.md", *([] if args.no_plots else PLOTS.values())):
+        check_target(folder / name, inside=folder)  # before anything is written
     if not args.no_plots:
         from segbench.results import plots
 
@@ -207,10 +209,11 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         ]
     text = render_report(rows, args.title or _title(run), run=run, class_names=names, images=images)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.md").write_text(text, encoding="utf-8")
+    write_text_atomic(folder / "report.md", text, inside=folder)
     out.write(text)
     written = ["report.md", *(p for _, p in images)]
-    print(f"segbench: wrote {', '.join(str(folder / w) for w in written)}", file=sys.stderr)
+    wrote = ", ".join(str(folder / w) for w in written)
+    print(f"segbench: wrote {terminal(wrote)}", file=sys.stderr)
     return 0
 
 
@@ -221,10 +224,11 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     old, new = load_run(args.old), load_run(args.new)
     comparison = compare_runs(old, new, args.max_slowdown, args.max_dice_drop, force=args.force)
     for diff in comparison.warnings:
-        print(f"segbench compare: warning: {diff.text()} (old vs new)", file=sys.stderr)
+        print(f"segbench compare: warning: {terminal(diff.text())} (old vs new)", file=sys.stderr)
     if comparison.forced:
         print(
-            "segbench compare: FORCED past: " + "; ".join(d.text() for d in comparison.refused),
+            "segbench compare: FORCED past: "
+            + terminal("; ".join(d.text() for d in comparison.refused)),
             file=sys.stderr,
         )
     out.write(render_comparison(comparison))
@@ -322,27 +326,24 @@ def cmd_export_gab(args: argparse.Namespace, out: TextIO) -> int:
             out.write(text)
         else:
             _write(args.output, text)
-            print(f"segbench: wrote {args.output} ({GAB_KINDS[args.kind]})", file=sys.stderr)
+            print(
+                f"segbench: wrote {terminal(args.output)} ({GAB_KINDS[args.kind]})",
+                file=sys.stderr,
+            )
         return 0
     base: Path = args.output if args.output is not None else Path("gab.json")
     stem = base.name[: -len(".json")] if base.name.endswith(".json") else base.name
     for kind, tool in GAB_KINDS.items():
         path = base.with_name(f"{stem}-{kind}.json")
         _write(path, json.dumps(entries[kind], indent=2) + "\n")
-        out.write(f"{path}\t{tool}\t{len(entries[kind])} entries\n")
+        out.write(f"{terminal(path)}\t{tool}\t{len(entries[kind])} entries\n")
     return 0
 
 
 def _write(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder: an interrupted write never leaves a
-    truncated file under ``path``'s name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write atomically (:func:`~segbench.cachefiles.write_text_atomic`): an interrupted write
+    never leaves a truncated file under ``path``'s name, and a symlink is not written through."""
+    write_text_atomic(path, text)
 
 
 def refuse_wrong_kind(output: Path, folder: bool, example: str = "run.json") -> None:
@@ -385,10 +386,13 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     block = merged["segbench"]
     for shard in block["merged_from"]:
         group = f"group {shard['group']}/{shard['splits']}" if shard["group"] else "-"
-        out.write(f"{shard['file']}\t{group}\t{len(shard['cases'])} cases\t{shard['machine']}\n")
+        out.write(
+            f"{terminal(shard['file'])}\t{group}\t{len(shard['cases'])} cases\t"
+            f"{terminal(shard['machine'])}\n"
+        )
     out.write(
         f"merged {len(block['merged_from'])} shards, {len(block['cases'])} cases into "
-        f"{args.output}\n"
+        f"{terminal(args.output)}\n"
     )
     if block["missing_groups"]:
         print(
@@ -416,22 +420,25 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
     title = f" segbench: {', '.join(sorted(models))} model, {backends[0]} (reference) vs {versus} "
     if named:
         backends[1] = "candidate"
+    title = terminal(title)
     if run.injected:
-        out.write(injected_banner(run.injection) + "\n")
+        out.write(terminal(injected_banner(run.injection)) + "\n")
     out.write(title.center(max(len(title) + 20, 80), "=") + "\n")
     out.write(summary_table(rows, backends[0], backends[1], class_names=names) + "\n")
     if named:
-        out.write(fastest_candidate(rows) + "\n")
+        out.write(terminal(fastest_candidate(rows)) + "\n")
     settings = run.segbench.get("settings") if run.segbench else None
     config = settings.get("config") if isinstance(settings, Mapping) else None
     timing = config.get("timing") if isinstance(config, Mapping) else None
     out.write(
-        timing_line(
-            timing
-            if isinstance(timing, Mapping)
-            else {"estimator": run.rows[0].estimator if run.rows else "min"},
-            str(run.segbench.get("config_source") or "the saved run"),
-            timed=any(r.reference_s is not None for r in rows),
+        terminal(
+            timing_line(
+                timing
+                if isinstance(timing, Mapping)
+                else {"estimator": run.rows[0].estimator if run.rows else "min"},
+                str(run.segbench.get("config_source") or "the saved run"),
+                timed=any(r.reference_s is not None for r in rows),
+            )
         )
         + "\n"
     )
@@ -442,19 +449,20 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"merged from {len(shards)} shards:\n")
         for shard in shards:
             group = f" (group {shard['group']}/{shard['splits']})" if shard.get("group") else ""
-            out.write(
+            text = (
                 f"  {shard['file']}{group} on {shard['machine']}: "
-                f"{', '.join(shard['cases']) or 'no case'}\n"
+                f"{', '.join(shard['cases']) or 'no case'}"
             )
+            out.write(terminal(text) + "\n")
     decision = gate_decision(run)
     for note in decision.notes:
-        out.write(f"note: {note}\n")
+        out.write(f"note: {terminal(note)}\n")
     for problem in decision.problems:
-        out.write(f"FAILED: {problem}\n")
+        out.write(f"FAILED: {terminal(problem)}\n")
     out.write(
         f"segbench gate: {'passed' if decision.passed else 'FAILED'} "
         f"({len(rows)} cases, {sum(not r.passed for r in rows)} not ok)"
-        + (f" - {injected_banner(run.injection)}" if run.injected else "")
+        + (f" - {terminal(injected_banner(run.injection))}" if run.injected else "")
         + "\n"
     )
     return 0 if decision.passed else 1
@@ -480,7 +488,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return COMMANDS[args.command](args, stream)
     except SegbenchError as exc:
-        print(f"segbench {args.command}: {exc}", file=sys.stderr)
+        print(f"segbench {args.command}: {terminal(exc)}", file=sys.stderr)
         return 2
     except IsADirectoryError as exc:  # a folder appeared where the output file goes
         print(
@@ -491,7 +499,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     except OSError as exc:
         print(
-            f"segbench {args.command}: {exc}. Fix: check that the output folder is writable",
+            f"segbench {args.command}: {terminal(exc)}. Fix: check that the output folder is "
+            "writable",
             file=sys.stderr,
         )
         return 2

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from segbench.cachefiles import fit_name
+from segbench.cachefiles import fit_name, write_atomic
 from segbench.errors import InputError
 from segbench.inputs.volumes import NIFTI_SUFFIXES
 
@@ -81,7 +81,6 @@ def label_map_from_masks(
         labels[mask > 0] = index[name]
     assert first is not None and labels is not None
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.nii.gz")
-    nib.save(nib.Nifti1Image(labels, first.affine), tmp)
-    tmp.replace(out)
+    image = nib.Nifti1Image(labels, first.affine)
+    write_atomic(out, lambda tmp: nib.save(image, tmp), ext=".nii.gz")
     return out, names

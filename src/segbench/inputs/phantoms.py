@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from nibabel import orientations as ornts
 from scipy import ndimage
 
-from segbench.cachefiles import clean_stale_temps
+from segbench.cachefiles import clean_stale_temps, write_atomic
 
 LABELS: dict[int, str] = {
     0: "background",
@@ -340,17 +339,14 @@ def default_cache_dir() -> Path:
 
 
 def _write_gz_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
+    def write(tmp: Path) -> None:
         with (
-            os.fdopen(fd, "wb") as raw,
+            tmp.open("wb") as raw,
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz,
         ):
             gz.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write)
 
 
 def ensure_phantom(

@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from segbench.cachefiles import same_file
+from segbench.cachefiles import same_file, write_atomic
 from segbench.errors import ConfigError, InputError
 from segbench.inputs.phantoms import default_cache_dir
 from segbench.inputs.volumes import NIFTI_SUFFIXES, ImageLike, Volume, load_volume, mask_image
@@ -231,9 +231,4 @@ def save_mask(mask: nib.Nifti1Image, output: Path) -> None:
     write never leaves a truncated file under ``output``'s name."""
     suffix = ".nii.gz" if str(output).endswith(".nii.gz") else ".nii"
     # a name of this process (not mkstemp's 0600 file): the mask gets the usual permissions
-    tmp = output.parent / f".{output.name}.{os.getpid()}.tmp{suffix}"
-    try:
-        nib.save(mask, tmp)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(output, lambda tmp: nib.save(mask, tmp), ext=suffix)

@@ -6,7 +6,8 @@ The pieces: :mod:`~segbench.plugin.options` (the option group and :class:`Option
 ``"segbench"`` block), :mod:`~segbench.plugin.terminal` (the table),
 :mod:`~segbench.plugin.fixtures`, :mod:`~segbench.plugin.check` (:class:`CaseCheck`),
 :mod:`~segbench.plugin.reporting` (a session's errors once, a case's errors in one line),
-:mod:`~segbench.plugin.progress` (the live line) and :mod:`~segbench.plugin.rootdir` (the space
+:mod:`~segbench.plugin.progress` (the live line), :mod:`~segbench.plugin.savejson`
+(``--benchmark-json`` written atomically) and :mod:`~segbench.plugin.rootdir` (the space
 form of a path option must not move pytest's rootdir).
 Importing the plugin imports no torch: the runtime is built once per-volume tests are collected.
 """
@@ -23,6 +24,7 @@ from segbench.plugin.interrupts import drop_unfinished
 from segbench.plugin.options import Options, add_options
 from segbench.plugin.reporting import check_controller, check_session, shorten
 from segbench.plugin.rootdir import pytest_load_initial_conftests
+from segbench.plugin.savejson import install as install_atomic_json
 from segbench.plugin.session import SESSION_NAME, SegbenchSession, session_of
 
 __all__ = [
@@ -80,6 +82,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     plugin = _session(session.config)
     if plugin is not None:
         check_controller(plugin, session.config)
+    install_atomic_json(session)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from segbench.pipeline.inference import Progress
+from segbench.results.escape import terminal as escape_terminal
 
 INTERVAL = 0.1  # seconds between two rewrites of the live line
 ROLE_WIDTH = len("reference")
@@ -98,7 +99,7 @@ class Terminal:
     def announce(self, message: str) -> None:
         """A line that stays: ``segbench: <message>``."""
         if self.enabled:
-            self.line(f"segbench: {message}")
+            self.line(f"segbench: {escape_terminal(message)}")
             self.release()
 
     def line(self, text: str) -> None:
@@ -143,7 +144,7 @@ class CaseProgress:
 
     def __init__(self, terminal: Terminal, case_id: str) -> None:
         self.terminal = terminal
-        self.case_id = case_id
+        self.case_id = escape_terminal(case_id)  # a file name: shown escaped
         self._column = -1  # where the live line starts; -1: not shown
         self._windows: dict[str, int] = {}  # role -> windows of its last run
 

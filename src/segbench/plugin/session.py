@@ -23,6 +23,7 @@ from segbench.plugin.progress import Terminal, announcer
 from segbench.plugin.terminal import ordered, write_summary
 from segbench.results.baseline import load_baselines
 from segbench.results.decision import suite_gates
+from segbench.results.escape import terminal as escape_terminal
 from segbench.results.record import CaseRecord, record_key
 from segbench.results.runs import machine_label
 from segbench.scoring.gates import GateResult
@@ -211,7 +212,8 @@ class SegbenchSession:
         where = f"--segbench-suite={self.options.suite}" if data is None else f"{data}"
         count = f"{len(self.cases)} case{'s' if len(self.cases) != 1 else ''}"
         lines = [f"segbench: {count} from {where}; gates from {self.bench.source}"]
-        return lines + ([] if data is None else skipped_lines(data, self.skipped))
+        lines += [] if data is None else skipped_lines(data, self.skipped)
+        return [escape_terminal(line) for line in lines]  # file names: escaped
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if CASE_ARG in metafunc.fixturenames:

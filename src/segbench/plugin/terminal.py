@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from segbench.results.decision import fastest_candidate
+from segbench.results.escape import terminal
 from segbench.results.mismatch import INJECTED_NOTE
 from segbench.results.record import CaseRecord
 from segbench.results.table import REFERENCE_LINE, summary_table, timing_line
@@ -70,14 +71,14 @@ def write_summary(
         f"{len(named)} candidates ({', '.join(named)})" if named else f"{profiles[1]} (candidate)"
     )
     terminalreporter.write_sep(
-        "=", f"segbench: {model} model, {profiles[0]} (reference) vs {versus}" + injected
+        "=", terminal(f"segbench: {model} model, {profiles[0]} (reference) vs {versus}" + injected)
     )
     table_names = (profiles[0], "candidate") if named else profiles
     terminalreporter.write_line(summary_table(rows, *table_names, class_names=class_names))
     if named:
-        terminalreporter.write_line(fastest_candidate(rows))
+        terminalreporter.write_line(terminal(fastest_candidate(rows)))
     timing = bench.timing
-    terminalreporter.write_line(
+    line = (
         timing_line(
             {
                 "estimator": timing.estimator,
@@ -93,12 +94,13 @@ def write_summary(
         + f"; malloc {malloc}"
         + threads_text(rows)
     )
+    terminalreporter.write_line(terminal(line))
     if not benchmarks_disabled(terminalreporter.config):
         terminalreporter.write_line(REFERENCE_LINE)
     for suite_gate in suite_gates:
         status = "ok" if suite_gate.passed else "FAIL"
-        terminalreporter.write_line(f"{status} suite_speedup: {suite_gate.message}")
+        terminalreporter.write_line(f"{status} suite_speedup: {terminal(suite_gate.message)}")
     if injection.active:
         terminalreporter.write_line(
-            f"INJECTED into the candidate: {injection.describe()} - {INJECTED_NOTE}"
+            terminal(f"INJECTED into the candidate: {injection.describe()} - {INJECTED_NOTE}")
         )

@@ -3,6 +3,7 @@ allocator mode, read into per-case :class:`~segbench.scoring.gates.BaselineSpeed
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from segbench.errors import ConfigError
@@ -17,8 +18,8 @@ def load_baselines(path: Path, malloc: str | None = None) -> dict[str, BaselineS
     likewise refused when ``malloc`` (this session's, see :mod:`segbench.bench.allocator`) differs
     from the run's (runs saved before the option ran with glibc's defaults: ``system``)."""
     run = load_run(path)
-    options = run.segbench.get("settings", {}).get("options", {}) if run.segbench else {}
-    saved = options.get("malloc", "system") if isinstance(options, dict) else "system"
+    options = (run.settings or {}).get("options")  # the run's block is validated on load
+    saved = (options.get("malloc") or "system") if isinstance(options, Mapping) else "system"
     if malloc is not None and saved != malloc:
         raise ConfigError(
             f"--segbench-baseline {path}: saved with --segbench-malloc {saved!r}, but this "

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from segbench.cachefiles import write_atomic
 from segbench.errors import SegbenchError
 
 DPI = 110
@@ -72,7 +73,7 @@ def save(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (white background) at its own size."""
     path = prepare_target(path)
     try:
-        fig.savefig(path, format="png", facecolor="white")
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", facecolor="white"))
     except OSError as exc:
         raise _unwritable(path, exc) from exc
     return path

@@ -121,13 +121,25 @@ def run_gates(run: Run, case: str | None = None) -> Gates:
         saved = cases[case]
     if not isinstance(saved, Mapping):
         return Gates()
-    known = {f.name for f in fields(Gates)}
+    defaults = Gates()
     values = {
-        k: v
-        for k, v in saved.items()
-        if k in known and isinstance(v, int | float) and not isinstance(v, bool)
+        f.name: v
+        for f in fields(Gates)
+        if f.name in saved and _same_kind(v := saved[f.name], getattr(defaults, f.name))
     }
     try:
-        return replace(Gates(), **values)  # type: ignore[arg-type]
+        return replace(Gates(), **values)
     except TypeError:
         return Gates()
+
+
+def _same_kind(value: object, default: object) -> bool:
+    """Whether a saved gate value can stand for ``default``: a boolean for a boolean gate
+    (``inconclusive_fails``), a finite number (not a boolean) for a numeric one."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return abs(value) < 2**53  # a larger one would overflow the float arithmetic
+    return math.isfinite(value)

@@ -3,11 +3,13 @@ rows, and the case-by-case comparison of two runs."""
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 
 from segbench.results.compare import Comparison, summary_numbers
 from segbench.results.decision import fastest_candidate, run_gates
+from segbench.results.escape import markdown, markdown_code
 from segbench.results.mismatch import describe, injected_banner
 from segbench.results.record import STAGES, CaseRecord
 from segbench.results.runs import Run
@@ -20,8 +22,12 @@ def _fmt(value: float | int | None, spec: str, suffix: str = "") -> str:
 
 
 def _cell(text: object) -> str:
-    """A table cell: pipes escaped, line breaks flattened."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell: pipes escaped (unless :func:`markdown` escaped them), line breaks
+    flattened."""
+    return _PIPE.sub("\\|", str(text)).replace("\n", " ").replace("\r", " ")
+
+
+_PIPE = re.compile(r"(?<!\\)\|")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str) -> list[str]:
@@ -41,7 +47,7 @@ def _worst(row: CaseRecord, class_names: Mapping[str, str] | None) -> str:
         return "-"
     label, dice = worst
     name = (class_names or {}).get(label, f"label {label}")
-    return f"{name} {dice:.5f}"
+    return f"{markdown(name)} {dice:.5f}"
 
 
 def _result(row: CaseRecord) -> str:
@@ -50,7 +56,7 @@ def _result(row: CaseRecord) -> str:
     if not row.gates:
         return "not scored"
     failed = row.failed_gates
-    return "FAIL " + ", ".join(failed) if failed else "ok"
+    return "FAIL " + markdown(", ".join(failed)) if failed else "ok"
 
 
 def _profile(rows: Sequence[CaseRecord], role: str) -> str:
@@ -58,7 +64,7 @@ def _profile(rows: Sequence[CaseRecord], role: str) -> str:
     for r in rows:
         res = r.roles.get(role)
         if res is not None:
-            text = f"{res.backend} ({res.provider})"
+            text = markdown(f"{res.backend} ({res.provider})")
             if text not in seen:
                 seen.append(text)
     return ", ".join(seen) or "-"
@@ -98,31 +104,41 @@ def render_report(
     pairs linked at the end (the plots written beside the report)."""
     rows = list(rows)
     s = summary_numbers(rows)
-    estimator = rows[0].estimator if rows else "min"
+    estimator = markdown(rows[0].estimator) if rows else "min"
     injection = run.injection if run is not None else _injection(rows)
-    lines = [f"# {title}" + (f" (INJECTED: {injection})" if injection != "none" else ""), ""]
+    lines = [
+        f"# {markdown(title)}"
+        + (f" (INJECTED: {markdown(injection)})" if injection != "none" else ""),
+        "",
+    ]
     if injection != "none":
-        lines += [f"**{injected_banner(injection)}**", ""]
+        lines += [f"**{markdown(injected_banner(injection))}**", ""]
     facts = [
         f"- reference: {_profile(rows, 'reference')}; candidate: {_profile(rows, 'candidate')}",
-        f"- model: {', '.join(sorted({r.model for r in rows})) or '-'}; latency = "
+        f"- model: {markdown(', '.join(sorted({r.model for r in rows}))) or '-'}; latency = "
         f"{estimator} of the timed rounds, end to end per volume",
         f"- {reference_figures_note(estimator)}",
     ]
     if any(r.candidate is not None for r in rows):
-        facts.append(f"- {fastest_candidate(rows)}")
+        facts.append(f"- {markdown(fastest_candidate(rows))}")
     if run is not None:
         when = ", ".join(
             t for t in (run.datetime, f"commit {run.commit}" if run.commit else None) if t
         )
-        facts.insert(0, f"- run: `{run.path.name}`" + (f" ({when})" if when else ""))
+        facts.insert(
+            0,
+            f"- run: {markdown_code(run.path.name)}" + (f" ({markdown(when)})" if when else ""),
+        )
         if run.machine:
-            facts.append(f"- machine: {run.machine}")
+            facts.append(f"- machine: {markdown(run.machine)}")
         timing = ((run.settings or {}).get("config") or {}).get("timing")
         if isinstance(timing, Mapping) and "rounds" in timing:
             facts.append(
-                f"- timing: {timing['rounds']} rounds after {timing.get('warmup_rounds', 0)} "
-                f"warm-ups, {timing.get('estimator', estimator)}"
+                markdown(
+                    f"- timing: {timing['rounds']} rounds after "
+                    f"{timing.get('warmup_rounds', 0)} warm-ups, "
+                    f"{timing.get('estimator', estimator)}"
+                )
             )
     lines += [*facts, ""]
 
@@ -147,7 +163,7 @@ def render_report(
         truth = r.dice_vs_ground_truth
         body.append(
             {
-                "case": r.label,
+                "case": markdown(r.label),
                 "shape": _shape(r),
                 "ref": _fmt(r.reference_s, ".3f"),
                 "cand": _fmt(r.candidate_s, ".3f"),
@@ -159,7 +175,7 @@ def render_report(
                 f"{_fmt(truth.get('candidate'), '.4f')}"
                 if truth
                 else "-",
-                "machine": r.machine or "-",
+                "machine": markdown(r.machine or "-"),
                 "gates": _result(r),
             }
         )
@@ -259,10 +275,10 @@ def worst_classes(
     ]
     table = [
         [
-            names.get(label, f"label {label}"),
-            label,
+            markdown(names.get(label, f"label {label}")),
+            markdown(label),
             f"{worst[label][0]:.5f}",
-            worst[label][1],
+            markdown(worst[label][1]),
             f"{below.get(label, 0)} of {sum(label in r.class_dice for r in rows)}"
             + (f" ({small[label]} too small to gate)" if small.get(label) else ""),
         ]
@@ -301,7 +317,9 @@ def _stage_table(rows: Sequence[CaseRecord], estimator: str) -> list[str]:
             else:
                 shown = f"{_fmt(res.latency_s, '.3f')} ({r.estimator} of own rounds)"
             stages = [_fmt(st.get(k), ".3f") for k in STAGES]
-            stage_rows.append([r.label, f"{role} ({res.backend})", *stages, shown])
+            stage_rows.append(
+                [markdown(r.label), markdown(f"{role} ({res.backend})"), *stages, shown]
+            )
     return lines + _table(
         ["subject", "role", *STAGES, "latency in the table"], stage_rows, "llrrrrl"
     )
@@ -322,24 +340,26 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
     if c.forced:
         lines += [
             "**FORCED: compared with --force although the runs were measured differently, so "
-            "their latencies do not compare (old vs new): " + _cell(describe(c.refused)) + "**",
+            "their latencies do not compare (old vs new): " + markdown(describe(c.refused)) + "**",
             "",
         ]
     for which, run in (("old", c.old), ("new", c.new)):
         if run.injected:
-            lines += [f"**{which} run {injected_banner(run.injection)}**", ""]
+            lines += [f"**{which} run {markdown(injected_banner(run.injection))}**", ""]
     lines += [
-        f"- old: `{c.old.path.name}`" + (f" (commit {c.old.commit})" if c.old.commit else ""),
-        f"- new: `{c.new.path.name}`" + (f" (commit {c.new.commit})" if c.new.commit else ""),
+        f"- old: {markdown_code(c.old.path.name)}"
+        + (f" (commit {markdown(c.old.commit)})" if c.old.commit else ""),
+        f"- new: {markdown_code(c.new.path.name)}"
+        + (f" (commit {markdown(c.new.commit)})" if c.new.commit else ""),
         f"- thresholds: latency ratio new/old <= {c.max_slowdown:g} per role, mean Dice drop "
         f"<= {c.max_dice_drop:g}, no gate newly failing",
-        f"- {reference_figures_note(c.new.rows[0].estimator if c.new.rows else 'min')}; "
+        f"- {reference_figures_note(markdown(c.new.rows[0].estimator) if c.new.rows else 'min')}; "
         f"this comparison uses `{REF_GATE}`",
     ]
     if c.warnings:
         lines.append(
             "- settings that differ (latencies still compare; old vs new): "
-            + _cell(describe(c.warnings))
+            + markdown(describe(c.warnings))
         )
     if c.old.settings is None or c.new.settings is None:
         lines.append(
@@ -352,7 +372,7 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
         delta = f" ({ch.dice_delta:+.5f})" if ch.dice_delta is not None else ""
         body.append(
             [
-                ch.case,
+                markdown(ch.case),
                 _change(
                     ch.old.reference_s, ch.new.reference_s, ".3f", ch.latency_ratio["reference"]
                 ),
@@ -372,11 +392,11 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
     if c.regressions:
         lines += ["", "## Thresholds crossed", ""]
         for ch in c.regressions:
-            lines += [f"- {_cell(ch.case)}: " + "; ".join(ch.exceeded)]
+            lines += [f"- {markdown(ch.case)}: " + markdown("; ".join(ch.exceeded))]
     if c.only_old or c.only_new:
         lines += ["", "## Cases in one run only", ""]
-        lines += [f"- only in old: {_cell(case)}" for case in c.only_old]
-        lines += [f"- only in new: {_cell(case)}" for case in c.only_new]
+        lines += [f"- only in old: {markdown(case)}" for case in c.only_old]
+        lines += [f"- only in new: {markdown(case)}" for case in c.only_new]
     verdict = (
         f"{len(c.regressions)} of {len(c.changes)} cases crossed a threshold."
         if c.regressed

@@ -261,7 +261,10 @@ class CaseRecord:
             max_abs_logit_diff=number(cand.get("max_abs_logit_diff")),
             candidate_gflops=number(cand.get("inference_gflops")),
             baseline_speedup=number(cand.get("baseline_speedup")),
-            gates={str(k): bool(v) for k, v in gates.items()} if isinstance(gates, Mapping) else {},
+            # fail closed: only a saved ``true`` is a passed gate
+            gates={str(k): v is True for k, v in gates.items()}
+            if isinstance(gates, Mapping)
+            else {},
             machine=str(first["machine"]) if first.get("machine") else None,
             injected=str(cand["injected"]) if cand.get("injected") else None,
             gated_class_dice_min=number(cand.get("gated_class_dice_min")),

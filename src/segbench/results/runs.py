@@ -19,9 +19,11 @@ from typing import Any
 
 from segbench.errors import SegbenchError
 from segbench.results.record import CaseRecord
+from segbench.results.validate import Malformed, check_document
 from segbench.settings.kinds import ROLES
 
 FORMAT = 1  # of the "segbench" block a session adds to its saved run
+MAX_RUN_BYTES = 512 * 2**20  # a saved run larger than this is not one segbench wrote
 
 
 class RunFileError(SegbenchError, ValueError):
@@ -134,19 +136,26 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
             "pass the file written by `pytest --benchmark-only --benchmark-json=run.json` or one "
             "saved under .benchmarks/ by --benchmark-autosave",
         )
+    try:
+        check_document(data)
+    except Malformed as exc:
+        raise RunFileError(path, f"key {exc.key}: {exc.problem}", exc.fix) from None
     cases: dict[str, dict[str, Mapping[str, Any]]] = {}
     named: dict[str, dict[str, Mapping[str, Any]]] = {}  # case -> candidate name -> benchmark
-    for bench in data["benchmarks"]:
+    for index, bench in enumerate(data["benchmarks"]):
         info = bench.get("extra_info") if isinstance(bench, Mapping) else None
         if not isinstance(info, Mapping) or info.get("role") not in ROLES:
             continue
         case = str(info.get("case") or bench.get("group") or bench.get("name"))
         name = info.get("candidate_name")
         if info["role"] == "candidate" and isinstance(name, str) and name:
-            named.setdefault(case, {})[name] = bench
+            slot, role = named.setdefault(case, {}), name
             cases.setdefault(case, {})
         else:
-            cases.setdefault(case, {})[str(info["role"])] = bench
+            slot, role = cases.setdefault(case, {}), str(info["role"])
+        if role in slot:
+            raise _duplicate(path, index, case, role)
+        slot[role] = bench
     if not cases:
         raise RunFileError(
             path,
@@ -176,6 +185,20 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
         else (_machine_text(machine) if isinstance(machine, Mapping) else None),
         cpu=_cpu_brand(machine),
         segbench=block if isinstance(block, Mapping) else {},
+    )
+
+
+def _duplicate(path: str | Path, index: int, case: str, role: str) -> RunFileError:
+    """A case (and candidate) recorded twice: which of the two decides is anyone's guess, so
+    the run is refused, as ``segbench merge`` refuses a case in two shards."""
+    from segbench.results.escape import terminal
+
+    return RunFileError(
+        path,
+        f"key benchmarks[{index}]: a second {role} benchmark of case {terminal(case)!r} (each "
+        "case and candidate is recorded once)",
+        "save each case once: rerun the suite, or merge shards with `segbench merge`, which "
+        "refuses a case in two shards",
     )
 
 
@@ -227,6 +250,13 @@ def read_run_json(path: str | Path) -> Any:
     """The decoded JSON of a saved run (not yet checked for segbench's content)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_RUN_BYTES:
+            raise RunFileError(
+                path,
+                f"has {size} bytes, more than the {MAX_RUN_BYTES} a saved run may have",
+                "pass the JSON file that pytest-benchmark wrote for one run",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RunFileError(
@@ -247,6 +277,17 @@ def read_run_json(path: str | Path) -> Any:
             "pass the JSON file that pytest-benchmark wrote; a run cut short by a killed job "
             "is truncated: rerun the benchmark",
         ) from exc
+    except RecursionError:
+        raise RunFileError(
+            path, "nests too deeply to be a saved run", "pass the JSON file pytest-benchmark wrote"
+        ) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        what = "an integer of more than 4300 digits" if "digits" in str(exc) else "a value"
+        raise RunFileError(
+            path,
+            f"holds {what}, which JSON cannot read as a number",
+            "pass the JSON file pytest-benchmark wrote",
+        ) from None
     return data
 
 

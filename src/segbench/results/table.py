@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from segbench.results.escape import terminal
 from segbench.results.record import OK, CaseRecord
 from segbench.scoring.stats import CONFIDENCE
 
@@ -30,7 +31,8 @@ def summary_table(
     rounds), candidate s, speed-up (the geometric mean of the pairs' ratios with its interval,
     ``1.37x [1.33, 1.41]``), with a baseline the speed-up / the baseline's and the verdict,
     the candidate's achieved GFLOP/s in the sliding window (PlainConvUNet models), mean Dice,
-    worst class, result; then totals (sum of latencies, their ratio, mean and min Dice)."""
+    worst class, result; then totals (sum of latencies, their ratio, mean and min Dice). Every
+    cell is escaped for the terminal (:func:`~segbench.results.escape.terminal`)."""
     with_baseline = any(r.verdict is not None for r in rows)
     header = (
         "subject",
@@ -78,7 +80,7 @@ def summary_table(
         f"min Dice {min(dices):.5f}" if dices else "-",
         f"{n_failed} failed" if n_failed else "all ok",
     )
-    table = [header, *body, totals]
+    table = [[terminal(c) for c in row] for row in (header, *body, totals)]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     rule = "-" * len(lines[0])

@@ -415,6 +415,18 @@ def load_config(path: Path | None) -> BenchConfig:
         )
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc}). Fix the syntax at that line") from exc
+    except ConfigError:  # a repeated key or NaN, from the hooks above
+        raise
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: nests too deeply to be a benchmarks.json. Fix: keep the documented layout "
+            "(gates, timing, profiles, cases)"
+        ) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ConfigError(
+            f"{path}: holds a number that cannot be read ({str(exc).splitlines()[0][:80]}). "
+            "Fix: write the value as a plain number"
+        ) from None
     return parse_config(data, str(path))
 
 
