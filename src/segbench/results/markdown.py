@@ -59,6 +59,8 @@ def _profile(rows: Sequence[CaseRecord], role: str) -> str:
         res = r.roles.get(role)
         if res is not None:
             text = f"{res.backend} ({res.provider})"
+            if res.precision not in (None, "fp32"):
+                text = f"{res.backend} ({res.provider}, {res.precision})"
             if text not in seen:
                 seen.append(text)
     return ", ".join(seen) or "-"
@@ -118,6 +120,12 @@ def render_report(
         facts.insert(0, f"- run: `{run.path.name}`" + (f" ({when})" if when else ""))
         if run.machine:
             facts.append(f"- machine: {run.machine}")
+        if run.cpu_flags:
+            facts.append(f"- CPU instruction sets: {', '.join(run.cpu_flags)}")
+        if run.openvino_precisions:
+            facts.append(
+                "- OpenVINO's default inference precision: " + ", ".join(run.openvino_precisions)
+            )
         timing = ((run.settings or {}).get("config") or {}).get("timing")
         if isinstance(timing, Mapping) and "rounds" in timing:
             facts.append(
@@ -129,9 +137,11 @@ def render_report(
     own = any(r.reference_own_s is not None for r in rows)
     with_truth = any(r.dice_vs_ground_truth for r in rows)
     machines = {r.machine for r in rows if r.machine}
+    with_precision = any(r.precision not in (None, "fp32") for r in rows)
     columns: list[tuple[str, str, str]] = [  # key, header, alignment
         ("case", "subject", "l"),
         ("shape", "shape", "l"),
+        *([("precision", "precision", "l")] if with_precision else []),
         ("ref", REF_GATE, "r"),
         ("cand", "candidate s", "r"),
         ("speedup", "speed-up", "r"),
@@ -149,6 +159,7 @@ def render_report(
             {
                 "case": r.label,
                 "shape": _shape(r),
+                "precision": r.precision or "-",
                 "ref": _fmt(r.reference_s, ".3f"),
                 "cand": _fmt(r.candidate_s, ".3f"),
                 "speedup": speedup_text(r),
