@@ -161,7 +161,7 @@ def test_bf16_is_accepted_on_an_openvino_onnx_profile() -> None:
         ),
         (
             {**BF16, "provider_options": {"load_config": "{CPU"}},
-            r"load_config' is not JSON",
+            r"load_config' is not a JSON object \('\{CPU'\), so the bf16 hint cannot be added",
         ),
     ],
 )
@@ -187,6 +187,9 @@ def test_bf16_sets_openvinos_precision_hint_in_load_config() -> None:
     # fp32 leaves the options alone (the provider's own default is f32)
     plan = session_providers("openvino", None, OPENVINO, cpu_flags=OLD_FLAGS)
     assert plan.providers[0] == OPENVINO_EP
+    # a load_config that names a file is left to onnxruntime-openvino in an fp32 profile
+    plan = session_providers("openvino", {"load_config": "ov.json"}, OPENVINO)
+    assert plan.providers[0] == (OPENVINO_EP, {"load_config": "ov.json"})
 
 
 def test_bf16_without_openvino_names_the_extra() -> None:

@@ -441,7 +441,15 @@ def precision_options(
     if parse_provider(provider, source=source) is not Provider.OPENVINO:
         return out
     device = out.get("device_type", "CPU")
-    config = _load_config(out.get("load_config"), f"{where}.load_config", source)
+    config = _load_config(out.get("load_config"))
+    if config is None:  # a file path (older onnxruntime-openvino), not JSON: left as it is
+        if precision == "bf16":
+            raise ConfigError(
+                f"{source}: key '{where}.load_config' is not a JSON object "
+                f"({out['load_config']!r}), so the bf16 hint cannot be added to it. Fix: write "
+                'its settings inline as JSON, {"CPU": {"KEY": "value"}}'
+            )
+        return out
     entry = config.get(device)
     given = entry.get(PRECISION_HINT) if isinstance(entry, dict) else None
     want = _HINTS.get(precision)
@@ -464,20 +472,13 @@ def precision_options(
     return out
 
 
-def _load_config(text: str | None, key: str, source: str) -> dict[str, Any]:
-    """OpenVINO's ``load_config`` option decoded (``{}`` when not given)."""
+def _load_config(text: str | None) -> dict[str, Any] | None:
+    """OpenVINO's ``load_config`` option decoded: ``{}`` when not given, ``None`` when it is not
+    a JSON object (onnxruntime-openvino also takes the path of a JSON file)."""
     if text is None:
         return {}
     try:
         config = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{source}: key {key!r} is not JSON ({exc}). Fix: write it as a JSON object "
-            '{"CPU": {"KEY": "value"}}'
-        ) from None
-    if not isinstance(config, dict):
-        raise ConfigError(
-            f"{source}: key {key!r} must be a JSON object of device: properties, got "
-            f"{text!r}. Fix the key in {source}"
-        )
-    return config
+    except ValueError:
+        return None
+    return config if isinstance(config, dict) else None
