@@ -26,6 +26,7 @@ from segbench.inputs.phantoms import (
 from segbench.plugin import progress
 from segbench.plugin.progress import INTERVAL, Terminal, announcer
 from segbench.plugin.session import SegbenchSession
+from segbench.settings.cpu import read_cpu_flags
 
 PYTEST_LINE = "tests/test_regression.py ."  # pytest's text on the line when a test runs
 TINY = GridSpec("wheel3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window of demo
@@ -234,6 +235,8 @@ def test_suite_shows_progress_and_records_the_truth_relative_to_the_data(tmp_pat
     assert str(tmp_path) not in text  # no absolute path of the case or its truth
     saved = json.loads(text)
     assert saved["segbench"]["paths"] == {"mode": "relative", "cases_from": "data"}
+    # the machine facts: the CPU's instruction sets (no profile runs on OpenVINO)
+    assert saved["segbench"]["machine"] == {"cpu_flags": read_cpu_flags() or "unknown"}
     for bench in saved["benchmarks"]:
         info = bench["extra_info"]
         assert bench["params"] == {"segbench_case_id": "s0001"}

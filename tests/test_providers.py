@@ -290,7 +290,7 @@ def test_ort_backend_refuses_a_silent_fallback(
 
     provider = _missing_provider()
 
-    def claims_it(provider: str, options: Any, threads: Any) -> Any:
+    def claims_it(provider: str, options: Any, threads: Any, precision: str = "fp32") -> Any:
         return session_providers(provider, options, [*GPU, OPENVINO_EP], threads=threads)
 
     monkeypatch.setattr(backends, "plan_providers", claims_it)

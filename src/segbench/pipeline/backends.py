@@ -76,6 +76,9 @@ class OrtBackend:
     the candidate's loses them (one 64^3 window of the demo model on 2 cores, 2 threads each:
     0.13 s after a spinning session, 0.09-0.10 s without; the session's own time unchanged), so
     the speed-up came out too high, and by how much moved with the machine.
+    ``precision`` ``bf16`` runs the float32 file in bfloat16 on OpenVINO (its inference precision
+    hint; a machine without OpenVINO or bf16 instructions is a ConfigError, see
+    :func:`segbench.settings.providers.check_precision`).
     """
 
     kind = BackendKind.ONNX
@@ -91,6 +94,7 @@ class OrtBackend:
         spinning: bool = False,
         provider: str = "auto",
         provider_options: Mapping[str, Any] | None = None,
+        precision: str = "fp32",
     ) -> None:
         import onnxruntime as ort
 
@@ -110,7 +114,7 @@ class OrtBackend:
         opts.add_session_config_entry("session.intra_op.allow_spinning", flag)
         opts.add_session_config_entry("session.inter_op.allow_spinning", flag)
         # a raw ``providers`` list wins; else ``provider`` picks the list
-        plan = None if providers else plan_providers(provider, provider_options, threads)
+        plan = None if providers else plan_providers(provider, provider_options, threads, precision)
         requested: list[Any] = plan.providers if plan else list(providers or ())
         try:
             self.session = ort.InferenceSession(str(model_path), opts, providers=requested)
@@ -120,6 +124,7 @@ class OrtBackend:
                 "check that it is an ONNX model exported from this network"
             ) from exc
         self.requested = requested
+        self.precision = precision  # fp32, fp16 (the file's) or bf16 (OpenVINO's hint)
         self.model_path = Path(model_path)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name

@@ -25,7 +25,8 @@ def build_backend(
 ) -> Backend:
     """The backend ``profile`` describes. A torch profile runs ``net`` on ``torch_device``
     (default: CUDA when available, else the CPU); an onnx profile runs ``onnx_path`` (for
-    ``precision`` fp16, its float16 copy, converted once into ``onnx_dir``)."""
+    ``precision`` fp16, its float16 copy, converted once into ``onnx_dir``; for bf16, the file
+    itself with OpenVINO's bf16 precision hint)."""
     if profile.backend is BackendKind.TORCH:
         device = torch_device or ("cuda" if torch.cuda.is_available() else "cpu")
         return TorchBackend(net, threads=profile.threads, device=device)
@@ -40,4 +41,5 @@ def build_backend(
         spinning=profile.spinning,
         provider=profile.provider,
         provider_options=profile.provider_options,
+        precision=profile.precision,
     )

@@ -14,6 +14,7 @@ import pytest
 from segbench import __version__ as SEGBENCH_VERSION
 from segbench.results.runs import FORMAT
 from segbench.settings.config import BenchConfig
+from segbench.settings.cpu import UNKNOWN, read_cpu_flags
 
 if TYPE_CHECKING:
     from segbench.bench.runtime import Runtime
@@ -90,7 +91,25 @@ def fingerprint(
         "model_option": options.model,
         "config_source": Path(bench.source).name,
         "paths": recorded_paths(options),
+        "machine": machine_facts(bench),
     }
+
+
+def machine_facts(bench: BenchConfig) -> dict[str, Any]:
+    """What of the machine moves a speed-up beyond its CPU model (which pytest-benchmark's
+    ``machine_info`` holds): the instruction sets of :mod:`segbench.settings.cpu` (``"unknown"``
+    where ``/proc/cpuinfo`` is not there) and, when a profile runs on OpenVINO, what OpenVINO's
+    CPU plugin reports (its default inference precision and capabilities, see
+    :mod:`segbench.pipeline.openvino`). ``segbench compare`` and ``--segbench-baseline`` treat a
+    change of either as a change of machine."""
+    flags = read_cpu_flags()
+    facts: dict[str, Any] = {"cpu_flags": flags if flags is not None else UNKNOWN}
+    profiles = [bench.reference, *bench.candidate_profiles.values()]
+    if any(p.provider == "openvino" for p in profiles):
+        from segbench.pipeline.openvino import openvino_cpu_info
+
+        facts["openvino"] = openvino_cpu_info() or UNKNOWN
+    return facts
 
 
 def recorded_paths(options: Options) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from segbench.bench.allocator import configure_malloc
 from segbench.errors import ConfigError, SegbenchError
 from segbench.inputs.cases import Case, Skipped, builtin_cases, discover, folder_cases
 from segbench.plugin.collection import CASE_ARG, Collection, parametrize
-from segbench.plugin.fingerprint import fingerprint
+from segbench.plugin.fingerprint import fingerprint, machine_facts
 from segbench.plugin.interrupts import interrupted_line
 from segbench.plugin.options import Options
 from segbench.plugin.outputs import check_json_target
@@ -29,6 +29,7 @@ from segbench.results.runs import machine_label
 from segbench.scoring.gates import GateResult
 from segbench.settings.config import load_config
 from segbench.settings.kinds import ROLES, candidate_slot
+from segbench.settings.providers import check_precisions_here
 
 if TYPE_CHECKING:
     from segbench.bench.paired import PairedRun
@@ -73,6 +74,11 @@ def skipped_lines(data: Path, skipped: list[Skipped], limit: int = SKIPPED_LINES
     return lines
 
 
+def profile_key(name: str | None) -> str:
+    """The key of a candidate's profile in ``benchmarks.json``."""
+    return "profiles.candidate" if name is None else f"profiles.candidates.{name}"
+
+
 class SegbenchSession:
     """Session state: options, gate settings, cases, the runtime (built lazily, once), the
     paired runs and the case records."""
@@ -83,11 +89,15 @@ class SegbenchSession:
         try:
             check_json_target(getattr(config.option, "benchmark_json", None))
             self.bench = self.options.apply(load_config(self.options.config_path))
+            check_precisions_here(
+                (f"{self.bench.source}: {profile_key(name)}.precision", p.precision, p.provider)
+                for name, p in self.bench.candidate_profiles.items()
+            )
             self.cases, self.skipped = find_cases(self.options)
             self.baselines = (
                 {}
                 if self.options.baseline is None
-                else load_baselines(self.options.baseline, self.malloc)
+                else load_baselines(self.options.baseline, self.malloc, machine_facts(self.bench))
             )
         except SegbenchError as exc:
             raise pytest.UsageError(str(exc)) from exc

@@ -64,7 +64,10 @@ def _profile(rows: Sequence[CaseRecord], role: str) -> str:
     for r in rows:
         res = r.roles.get(role)
         if res is not None:
-            text = markdown(f"{res.backend} ({res.provider})")
+            text = f"{res.backend} ({res.provider})"
+            if res.precision not in (None, "fp32"):
+                text = f"{res.backend} ({res.provider}, {res.precision})"
+            text = markdown(text)
             if text not in seen:
                 seen.append(text)
     return ", ".join(seen) or "-"
@@ -131,6 +134,13 @@ def render_report(
         )
         if run.machine:
             facts.append(f"- machine: {markdown(run.machine)}")
+        if run.cpu_flags:
+            facts.append(f"- CPU instruction sets: {markdown(', '.join(run.cpu_flags))}")
+        if run.openvino_precisions:
+            facts.append(
+                "- OpenVINO's default inference precision: "
+                + markdown(", ".join(run.openvino_precisions))
+            )
         timing = ((run.settings or {}).get("config") or {}).get("timing")
         if isinstance(timing, Mapping) and "rounds" in timing:
             facts.append(
@@ -145,9 +155,11 @@ def render_report(
     own = any(r.reference_own_s is not None for r in rows)
     with_truth = any(r.dice_vs_ground_truth for r in rows)
     machines = {r.machine for r in rows if r.machine}
+    with_precision = any(r.precision not in (None, "fp32") for r in rows)
     columns: list[tuple[str, str, str]] = [  # key, header, alignment
         ("case", "subject", "l"),
         ("shape", "shape", "l"),
+        *([("precision", "precision", "l")] if with_precision else []),
         ("ref", REF_GATE, "r"),
         ("cand", "candidate s", "r"),
         ("speedup", "speed-up", "r"),
@@ -165,6 +177,7 @@ def render_report(
             {
                 "case": markdown(r.label),
                 "shape": _shape(r),
+                "precision": markdown(r.precision or "-"),
                 "ref": _fmt(r.reference_s, ".3f"),
                 "cand": _fmt(r.candidate_s, ".3f"),
                 "speedup": speedup_text(r),

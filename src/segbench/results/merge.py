@@ -10,7 +10,11 @@ plugin through ``pytest_benchmark_update_json``)::
                   "versions": {segbench, torch, onnxruntime, numpy, scipy},
                   "options": {injection, baseline, max_voxels, require_gpu, benchmarks}},
      "suite": [case ids that reached the splitter], "cases": [case ids this session ran],
-     "shard": {"splits": N, "group": i} or null, "model_option", "config_source"}
+     "shard": {"splits": N, "group": i} or null, "model_option", "config_source",
+     "machine": {"cpu_flags": {avx2, avx512f, ...: bool} or "unknown", "openvino"?}}
+
+(``machine`` is not a setting: shards of one suite may run on different machines; each merged
+shard keeps its own in ``merged_from``.)
 
 Shards merge only when every ``settings`` value is equal (a value that is ``null`` in a shard
 that ran no case is not compared), no case is in two shards and, for pytest-split shards, all
@@ -248,6 +252,7 @@ def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
                 "splits": group[0] if group else None,
                 "machine": machine,
                 "machine_info": shard.data.get("machine_info"),
+                "segbench_machine": shard.block.get("machine"),
                 "datetime": shard.data.get("datetime"),
                 "cases": shard.cases,
                 "index": index,
@@ -266,6 +271,7 @@ def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
         "shard": None,
         "model_option": shards[0].block.get("model_option"),
         "config_source": shards[0].block.get("config_source"),
+        "machine": shards[0].block.get("machine"),
         "merged_from": described,
         "missing_groups": missing,
     }

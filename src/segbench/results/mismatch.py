@@ -3,9 +3,10 @@
 ``segbench merge`` applies to shards) and of their CPU types.
 
 Some differences make a latency comparison meaningless and refuse it (``refuses``): the CPU
-type, an injection, the malloc mode, the timing (rounds, warm-up rounds, estimator), the model
-and its weights. The others are worth a word but leave latencies comparable (package versions,
-gates, profiles, the ONNX file). Nothing here imports torch.
+type and its instruction sets (AVX-512, AMX; OpenVINO's default precision), an injection, the
+malloc mode, the timing (rounds, warm-up rounds, estimator), the model and its weights. The
+others are worth a word but leave latencies comparable (package versions, gates, profiles, the
+ONNX file). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ INJECTED_NOTE = "this run was deliberately made worse; its verdict is not the co
 # dotted settings key (or its prefix) -> (label, refuses the comparison)
 KEYS: tuple[tuple[str, str, bool], ...] = (
     ("cpu", "CPU", True),
+    ("cpu_flags", "CPU instruction sets", True),
+    ("openvino_precision", "OpenVINO's default inference precision", True),
     ("options.injection", "injected:", True),
     ("options.malloc", "malloc", True),
     ("config.timing.rounds", "rounds", True),
@@ -121,6 +124,12 @@ def run_differences(old: Run, new: Run) -> list[Difference]:
     found: list[Difference] = []
     if old.cpus and new.cpus and old.cpus != new.cpus:
         found.append(Difference("cpu", _one(old.cpus), _one(new.cpus)))
+    for key, olds, news in (
+        ("cpu_flags", old.cpu_flags, new.cpu_flags),
+        ("openvino_precision", old.openvino_precisions, new.openvino_precisions),
+    ):  # a run that did not record them (saved before, no /proc/cpuinfo) is not different
+        if olds and news and olds != news:
+            found.append(Difference(key, _one(olds), _one(news)))
     a, b = old.settings, new.settings
     if a is None or b is None:
         a, b = _derived(old), _derived(new)
@@ -150,10 +159,10 @@ class RunsNotComparable(SegbenchError, ValueError):
             f"{old.path} and {new.path} were measured differently, so their latencies do not "
             "compare (old vs new):\n  "
             + "\n  ".join(d.text() for d in refused)
-            + "\nFix: compare runs made the same way (same CPU type, no --segbench-inject, the "
-            "same --segbench-malloc, rounds, warm-up rounds, estimator, model and weights), or "
-            "pass --force to compare anyway (the report then says FORCED and lists these "
-            "differences)"
+            + "\nFix: compare runs made the same way (same CPU type and instruction sets, no "
+            "--segbench-inject, the same --segbench-malloc, rounds, warm-up rounds, estimator, "
+            "model and weights), or pass --force to compare anyway (the report then says FORCED "
+            "and lists these differences)"
         )
 
 

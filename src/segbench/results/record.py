@@ -40,6 +40,7 @@ class RoleResult:
     dice_vs_ground_truth: float | None = None
     own_latency_s: float | None = None  # the role's own test: its timed rounds (estimator)
     threads: int | None = None  # the backend's thread count (runs saved before: None)
+    precision: str | None = None  # fp32, fp16 or bf16 (OpenVINO's hint); runs saved before: None
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,13 @@ class CaseRecord:
         """The candidate's execution provider (e.g. ``CPUExecutionProvider``)."""
         cand = self.roles.get("candidate")
         return cand.provider if cand else "-"
+
+    @property
+    def precision(self) -> str | None:
+        """The precision the candidate ran in (``fp32``, ``fp16``, ``bf16``; ``None``: not
+        recorded)."""
+        cand = self.roles.get("candidate")
+        return cand.precision if cand else None
 
     @property
     def reference_s(self) -> float | None:
@@ -328,6 +336,7 @@ def _role_result(
         dice_vs_ground_truth=number(info.get("dice_vs_ground_truth")),
         own_latency_s=own,
         threads=threads if isinstance(threads := info.get("threads"), int) else None,
+        precision=str(p) if (p := info.get("precision")) else None,
     )
 
 

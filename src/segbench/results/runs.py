@@ -12,7 +12,7 @@ missing, from pytest-benchmark's ``stats.min``. Nothing here imports torch or ma
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from segbench.errors import SegbenchError
 from segbench.results.record import CaseRecord
 from segbench.results.validate import Malformed, check_document
+from segbench.settings.cpu import UNKNOWN, flags_text
 from segbench.settings.kinds import ROLES
 
 FORMAT = 1  # of the "segbench" block a session adds to its saved run
@@ -102,6 +103,43 @@ class Run:
         if not found and self.cpu:
             found = [self.cpu]
         return tuple(sorted(set(found)))
+
+    @property
+    def cpu_flags(self) -> tuple[str, ...]:
+        """The instruction sets of the machines that ran the cases (the flags present, by name:
+        :func:`~segbench.settings.cpu.flags_text`): each merged shard's, else the run's own;
+        empty where not recorded (a run saved before, or no ``/proc/cpuinfo``: unknown)."""
+        return self._machine_values(
+            lambda m: (
+                flags_text(m["cpu_flags"]) if isinstance(m.get("cpu_flags"), Mapping) else None
+            )
+        )
+
+    @property
+    def openvino_precisions(self) -> tuple[str, ...]:
+        """OpenVINO's default inference precision on the machines that ran the cases, as its CPU
+        plugin reported it (empty: no profile ran on OpenVINO, or a run saved before)."""
+
+        def precision(machine: Mapping[str, Any]) -> str | None:
+            found = machine.get("openvino")
+            value = found.get("inference_precision") if isinstance(found, Mapping) else None
+            return str(value) if value and value != UNKNOWN else None
+
+        return self._machine_values(precision)
+
+    def _machine_values(self, read: Callable[[Mapping[str, Any]], str | None]) -> tuple[str, ...]:
+        """``read`` of each merged shard's ``"machine"`` facts, else of the run's own."""
+        block = self.segbench if isinstance(self.segbench, Mapping) else {}
+        shards = block.get("merged_from")
+        machines = [
+            shard.get("segbench_machine")
+            for shard in (shards if isinstance(shards, list) else [])
+            if isinstance(shard, Mapping)
+        ]
+        if not any(isinstance(m, Mapping) for m in machines):
+            machines = [block.get("machine")]
+        found = {v for m in machines if isinstance(m, Mapping) and (v := read(m)) is not None}
+        return tuple(sorted(found))
 
     @property
     def expected_candidates(self) -> list[str]:

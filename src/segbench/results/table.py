@@ -27,16 +27,20 @@ def summary_table(
     candidate: str,
     class_names: Mapping[str, str] | None = None,
 ) -> str:
-    """A fixed-width table: subject, shape, reference s (the runs paired with the candidate's
+    """A fixed-width table: subject, shape, the candidate's precision (when a row ran in another
+    than fp32), reference s (the runs paired with the candidate's
     rounds), candidate s, speed-up (the geometric mean of the pairs' ratios with its interval,
     ``1.37x [1.33, 1.41]``), with a baseline the speed-up / the baseline's and the verdict,
     the candidate's achieved GFLOP/s in the sliding window (PlainConvUNet models), mean Dice,
     worst class, result; then totals (sum of latencies, their ratio, mean and min Dice). Every
     cell is escaped for the terminal (:func:`~segbench.results.escape.terminal`)."""
     with_baseline = any(r.verdict is not None for r in rows)
+    # the precision the candidate ran in, once a row ran in another than fp32
+    with_precision = any(r.precision not in (None, "fp32") for r in rows)
     header = (
         "subject",
         "shape",
+        *(("precision",) if with_precision else ()),
         f"{reference} s (paired, gate)",
         f"{candidate} s",
         "speed-up [interval]",
@@ -50,6 +54,7 @@ def summary_table(
         (
             r.label,
             "x".join(str(s) for s in r.shape),
+            *((r.precision or "-",) if with_precision else ()),
             _fmt(r.reference_s, ".3f"),
             _fmt(r.candidate_s, ".3f"),
             speedup_text(r),
@@ -71,6 +76,7 @@ def summary_table(
         if all(r.candidate is None for r in rows)
         else f"total ({len({r.case for r in rows})} cases, {len(rows)} rows)",
         "",
+        *(("",) if with_precision else ()),
         _fmt(ref_total if timed else None, ".3f"),
         _fmt(cand_total if timed else None, ".3f"),
         (f"{ref_total / cand_total:.2f}x" if timed and cand_total > 0 else "-"),

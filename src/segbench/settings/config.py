@@ -15,7 +15,8 @@ key and the file)::
     PROFILE = {"backend": "torch" | "onnx", "resample_order": 0-3, "tile_step": (0, 1] | null,
                "threads": int | null, "graph_level": "disable" | "basic" | "extended" | "all",
                "use_gaussian": true | false, "fit_patch": true | false,
-               "mem_arena": true | false, "spinning": true | false, "precision": "fp32" | "fp16",
+               "mem_arena": true | false, "spinning": true | false,
+               "precision": "fp32" | "fp16" | "bf16",
                "provider": "auto" | "cpu" | "openvino" | "cuda" | "tensorrt",
                "provider_options": {<option of that provider>: value}}
 
@@ -24,8 +25,12 @@ key and the file)::
     ``spinning`` (onnx profiles only, default false) lets onnxruntime's thread pools spin
     between runs (see :class:`segbench.pipeline.backends.OrtBackend`);
     ``precision`` ``fp16`` (onnx profiles only) runs a float16 copy of the ONNX file (see
-    :func:`segbench.pipeline.export.to_float16`); ``provider`` and ``provider_options`` (onnx
-    profiles only) choose onnxruntime's execution provider (see :mod:`segbench.settings.providers`).
+    :func:`segbench.pipeline.export.to_float16`), ``bf16`` (provider openvino only) sets
+    OpenVINO's inference precision hint (see :func:`segbench.settings.providers.precision_options`;
+    a machine without OpenVINO or bf16 instructions is refused when the session starts,
+    :func:`segbench.settings.providers.check_precision`); ``provider`` and ``provider_options``
+    (onnx profiles only) choose onnxruntime's execution provider (see
+    :mod:`segbench.settings.providers`).
 
 ``candidates`` names several candidates (names of ``[a-z0-9_-]``), each gated and benchmarked
 against the one reference per case; it replaces ``candidate`` (both together are an error). A
@@ -48,7 +53,7 @@ from typing import Any
 from segbench.errors import ConfigError
 from segbench.settings.kinds import ESTIMATORS, GRAPH_LEVELS, PRECISIONS, BackendKind
 from segbench.settings.pipeline import PipelineSettings
-from segbench.settings.providers import check_options, parse_provider
+from segbench.settings.providers import check_options, parse_provider, precision_options
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,8 @@ class Profile:
     fit_patch: bool = False
     mem_arena: bool = True
     spinning: bool = False  # onnx profiles: onnxruntime's threads spin after a run (its default)
-    precision: str = "fp32"  # "fp16": the ONNX file converted to float16 (float32 in and out)
+    precision: str = "fp32"  # "fp16": the ONNX file converted to float16 (float32 in and out);
+    # "bf16": OpenVINO's inference precision hint (provider openvino, a CPU with bf16)
     provider: str = "auto"  # onnx profiles: segbench.settings.providers.Provider's values
     provider_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
@@ -277,7 +283,28 @@ def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
             f"is {profile.precision!r}, which only an onnx profile supports (backend "
             f"{profile.backend.value!r}); set backend to onnx or precision to fp32",
         )
+    if profile.backend is BackendKind.ONNX:
+        _check_precision(profile, where, source)
     return profile
+
+
+def _check_precision(profile: Profile, where: str, source: str) -> None:
+    """``bf16`` is OpenVINO's inference precision hint: an onnx profile on provider openvino
+    only; a precision hint in ``provider_options.load_config`` must agree with ``precision``.
+    Whether this machine can run it is checked when the session starts
+    (:func:`segbench.settings.providers.check_precision`)."""
+    if profile.precision == "bf16" and profile.provider != "openvino":
+        raise _fail(
+            source,
+            f"{where}.precision",
+            f"is 'bf16', which runs on the OpenVINO execution provider only (its inference "
+            f"precision hint), but provider is {profile.provider!r}; set provider to openvino "
+            '(pip install "segbench[openvino]") or precision to fp32',
+        )
+    options = check_options(profile.provider, profile.provider_options, source=source)
+    precision_options(
+        profile.provider, options, profile.precision, f"{where}.provider_options", source
+    )
 
 
 def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:

@@ -12,7 +12,9 @@ class BackendKind(str, enum.Enum):
 
 
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")  # onnxruntime's graph optimisation levels
-PRECISIONS = ("fp32", "fp16")  # of an onnx profile's network; see segbench.pipeline.export
+# of an onnx profile's network: fp16, a float16 copy (segbench.pipeline.export); bf16, OpenVINO's
+# inference precision (segbench.settings.providers.precision_options)
+PRECISIONS = ("fp32", "fp16", "bf16")
 ESTIMATORS = ("min", "median")  # of the timed rounds
 MALLOC_MODES = ("steady", "system")  # see segbench.bench.allocator
 ROLES = ("reference", "candidate")  # the two sides of a paired run

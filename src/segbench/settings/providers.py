@@ -15,12 +15,14 @@ of them can be installed at a time.
 from __future__ import annotations
 
 import enum
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from segbench.errors import ConfigError, ModelError
+from segbench.settings.cpu import flags_text, has_bf16, read_cpu_flags
 
 CPU_EP = "CPUExecutionProvider"
 OPENVINO_EP = "OpenVINOExecutionProvider"
@@ -279,6 +281,8 @@ def session_providers(
     *,
     threads: int | None = None,
     gpu: bool = True,
+    precision: str = "fp32",
+    cpu_flags: Mapping[str, bool] | None = None,
 ) -> SessionProviders:
     """The providers list for ``InferenceSession``, the IO-binding device and IO binding's
     default, for ``provider`` given onnxruntime's ``available`` providers.
@@ -286,9 +290,14 @@ def session_providers(
     ``auto`` keeps segbench's original choice: TensorRT and CUDA when listed and ``gpu`` (a GPU
     is present: onnxruntime-gpu lists them without one), then the CPU. An explicit provider that
     ``available`` lacks is a ConfigError naming the package to install; the providers after the
-    first run only the nodes it cannot (TensorRT's CUDA only where onnxruntime-gpu has it)."""
+    first run only the nodes it cannot (TensorRT's CUDA only where onnxruntime-gpu has it).
+    ``precision`` ``bf16`` is checked against ``available`` and ``cpu_flags`` (see
+    :func:`check_precision`; ``None``: not known) and set as OpenVINO's precision hint (see
+    :func:`precision_options`)."""
     provider = parse_provider(provider)
+    check_precision(precision, provider, available, cpu_flags)
     opts = thread_options(provider, check_options(provider, options), threads)
+    opts = precision_options(provider, opts, precision)
     if provider is Provider.AUTO:
         gpus = [p for p in (TENSORRT_EP, CUDA_EP) if p in available and gpu]
         chosen: list[ProviderEntry] = [*gpus, CPU_EP]
@@ -329,12 +338,21 @@ def gpu_present() -> bool:
 
 
 def plan_providers(
-    provider: Provider | str, options: Mapping[str, Any] | None, threads: int | None = None
+    provider: Provider | str,
+    options: Mapping[str, Any] | None,
+    threads: int | None = None,
+    precision: str = "fp32",
 ) -> SessionProviders:
-    """:func:`session_providers` for this machine's onnxruntime and GPU."""
+    """:func:`session_providers` for this machine's onnxruntime, GPU and CPU flags."""
     auto = parse_provider(provider) is Provider.AUTO
     return session_providers(
-        provider, options, available_providers(), threads=threads, gpu=auto and gpu_present()
+        provider,
+        options,
+        available_providers(),
+        threads=threads,
+        gpu=auto and gpu_present(),
+        precision=precision,
+        cpu_flags=read_cpu_flags() if precision == "bf16" else None,
     )
 
 
@@ -351,3 +369,116 @@ def check_ran_on(plan: SessionProviders, actual: str, model: object) -> None:
         f"on stderr). Fix: install what {plan.requested} needs ({spec.fix}; for CUDA and "
         "TensorRT, the CUDA / cuDNN / TensorRT libraries) or set provider to 'auto' or 'cpu'"
     )
+
+
+# OpenVINO's inference precision: a key of its device properties, set through the provider
+# option ``load_config`` (JSON: {device: {key: value}}); "f32" is the EP's own default on a CPU
+PRECISION_HINT = "INFERENCE_PRECISION_HINT"
+_HINTS = {"fp32": "f32", "bf16": "bf16"}  # a profile's precision -> OpenVINO's hint
+
+
+def check_precision(
+    precision: str,
+    provider: Provider | str,
+    available: Sequence[str],
+    cpu_flags: Mapping[str, bool] | None,
+    where: str = "precision",
+) -> None:
+    """Refuse ``precision`` ``bf16`` where it cannot run: it needs the OpenVINO execution provider
+    (``provider`` openvino, listed in onnxruntime's ``available``) and a CPU with AVX512_BF16 or
+    AMX-BF16 (``cpu_flags``, see :mod:`segbench.settings.cpu`; ``None``, not known, is let
+    through). The ConfigError names everything that is missing."""
+    if precision != "bf16":
+        return
+    provider = parse_provider(provider)
+    missing: list[str] = []
+    if provider is not Provider.OPENVINO:
+        missing.append(f"provider is {provider.value!r}, not 'openvino'")
+    elif OPENVINO_EP not in available:
+        missing.append(
+            f"the installed onnxruntime lacks {OPENVINO_EP} (it has: "
+            f"{', '.join(available) or 'none'})"
+        )
+    if has_bf16(cpu_flags) is False:
+        missing.append(
+            f"this CPU has neither avx512_bf16 nor amx_bf16 (its flags: {flags_text(cpu_flags)})"
+        )
+    if missing:
+        raise ConfigError(
+            f"{where} is 'bf16', which needs the OpenVINO execution provider "
+            '(pip install "segbench[openvino]") and a CPU with AVX512_BF16 or AMX; '
+            + "; ".join(missing)
+            + ". Fix: run the bf16 candidate where both are (install onnxruntime-openvino in "
+            "place of onnxruntime), or set precision to fp32"
+        )
+
+
+def check_precisions_here(profiles: Iterable[tuple[str, str, str | Provider]]) -> None:
+    """:func:`check_precision` on this machine (onnxruntime's providers, ``/proc/cpuinfo``) for
+    each ``(where, precision, provider)`` of a session's profiles, before anything runs;
+    onnxruntime is imported only when a profile asks for bf16."""
+    wanted = [(where, p, provider) for where, p, provider in profiles if p == "bf16"]
+    if not wanted:
+        return
+    available, flags = available_providers(), read_cpu_flags()
+    for where, precision, provider in wanted:
+        check_precision(precision, provider, available, flags, where)
+
+
+def precision_options(
+    provider: Provider | str,
+    options: Mapping[str, str],
+    precision: str,
+    where: str = "provider_options",
+    source: str = "<arguments>",
+) -> dict[str, str]:
+    """``options`` with OpenVINO's inference precision hint for ``precision`` ``bf16`` written
+    into ``load_config`` (kept with the rest of a ``load_config`` given, under the device of
+    ``device_type``, default CPU). A hint in ``load_config`` that contradicts the profile's
+    precision (bf16 asked in a fp32 profile, or the reverse) or OpenVINO's own ``precision``
+    option beside bf16 is a ConfigError: the profile's precision is what the record says ran."""
+    out = dict(options)
+    if parse_provider(provider, source=source) is not Provider.OPENVINO:
+        return out
+    device = out.get("device_type", "CPU")
+    config = _load_config(out.get("load_config"))
+    if config is None:  # a file path (older onnxruntime-openvino), not JSON: left as it is
+        if precision == "bf16":
+            raise ConfigError(
+                f"{source}: key '{where}.load_config' is not a JSON object "
+                f"({out['load_config']!r}), so the bf16 hint cannot be added to it. Fix: write "
+                'its settings inline as JSON, {"CPU": {"KEY": "value"}}'
+            )
+        return out
+    entry = config.get(device)
+    given = entry.get(PRECISION_HINT) if isinstance(entry, dict) else None
+    want = _HINTS.get(precision)
+    if given is not None and want is not None and str(given).lower() != want:
+        raise ConfigError(
+            f"{source}: key '{where}.load_config' sets {device}.{PRECISION_HINT} to {given!r} "
+            f"but the profile's precision is {precision!r}; the record would name the wrong "
+            f'precision. Fix: drop {PRECISION_HINT} from load_config and set "precision" '
+            "(fp32 or bf16) in the profile"
+        )
+    if precision != "bf16":
+        return out
+    if "precision" in out:
+        raise ConfigError(
+            f"{source}: key '{where}.precision' ({out['precision']!r}) is set beside the "
+            "profile's precision 'bf16'. Fix: drop provider_options.precision"
+        )
+    config[device] = {**(entry if isinstance(entry, dict) else {}), PRECISION_HINT: "bf16"}
+    out["load_config"] = json.dumps(config, sort_keys=True)
+    return out
+
+
+def _load_config(text: str | None) -> dict[str, Any] | None:
+    """OpenVINO's ``load_config`` option decoded: ``{}`` when not given, ``None`` when it is not
+    a JSON object (onnxruntime-openvino also takes the path of a JSON file)."""
+    if text is None:
+        return {}
+    try:
+        config = json.loads(text)
+    except ValueError:
+        return None
+    return config if isinstance(config, dict) else None
