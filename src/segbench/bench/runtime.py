@@ -9,7 +9,12 @@ from pathlib import Path
 
 from torch import nn
 
-from segbench.bench.inject import InjectedBackend, candidate_profile, perturb_onnx
+from segbench.bench.inject import (
+    InjectedBackend,
+    candidate_profile,
+    perturb_onnx,
+    resolve_class,
+)
 from segbench.errors import SegbenchError
 from segbench.models import ModelCard, load_network, state_digest
 from segbench.models.unet import PlainConvUNet, count_flops
@@ -50,6 +55,8 @@ class Runtime:
     network: nn.Module | None = None
     weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
     _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
+    # the session's injection: its mask edits apply to each candidate's mask before scoring
+    injection: Injection = field(default_factory=Injection)
 
     def gflop_per_window(self, window: tuple[int, int, int] | None) -> float | None:
         """Convolution GFLOP of one window (2 per multiply-add), for PlainConvUNet networks."""
@@ -72,6 +79,8 @@ def build_runtime(
     ``injection`` makes the candidate deliberately worse (see :mod:`segbench.bench.inject`).
     An ONNX export (not a cache hit) is announced to ``announce``."""
     injection = injection or Injection()
+    for edit in injection.mask_edits:
+        resolve_class(edit, card.class_names)  # a class the model has, before anything runs
     threads = session_threads()
     net = load_network(card)
     profiles = {"reference": with_threads(config.reference, threads)}
@@ -116,4 +125,5 @@ def build_runtime(
         diff,
         net,
         weights_sha256=state_digest(net),
+        injection=injection,
     )
