@@ -115,8 +115,8 @@ def edit_mask(
     """A copy of the label map ``(X, Y, Z)`` (voxel size ``spacing`` mm) with ``edit`` applied
     to its class: ``erode`` sets the class's surface voxels (a background neighbour along an
     axis) to background, ``drop`` sets the whole class to background, ``grow`` gives the class
-    the ``percent`` % of its voxel count that are nearest to it (in mm) among the voxels of
-    other labels. A class absent from the map is left as it is."""
+    the ``percent`` % of its voxel count that are nearest to it (in mm) among the background
+    voxels (other classes keep theirs). A class absent from the map is left as it is."""
     from scipy import ndimage
 
     from segbench.scoring.surface import label_boxes, surface, widen
@@ -137,10 +137,10 @@ def edit_mask(
     count = round(int((labels == label).sum()) * edit.percent / 100.0)
     reach = 2 + int(np.ceil(max(b.stop - b.start for b in box) * edit.percent / 100.0))
     crop = widen([box], labels.shape, margin=reach)
-    mask = out[crop] == label
-    dist = ndimage.distance_transform_edt(~mask, sampling=spacing)
-    outside = np.flatnonzero(~mask.ravel())
-    nearest = outside[np.argsort(dist.ravel()[outside], kind="stable")[:count]]
     view = out[crop]
+    mask = view == label
+    dist = ndimage.distance_transform_edt(~mask, sampling=spacing)
+    outside = np.flatnonzero((view == 0).ravel())
+    nearest = outside[np.argsort(dist.ravel()[outside], kind="stable")[:count]]
     view[np.unravel_index(nearest, mask.shape)] = label
     return out

@@ -3,7 +3,7 @@ weights, or the user's, checked) and both backends, each from its profile."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from segbench.bench.inject import (
     perturb_onnx,
     resolve_class,
 )
-from segbench.errors import SegbenchError
+from segbench.errors import ConfigError, SegbenchError
 from segbench.models import ModelCard, load_network, state_digest
 from segbench.models.unet import PlainConvUNet, count_flops
 from segbench.pipeline.backends import Backend
@@ -67,6 +67,24 @@ class Runtime:
         return self._flops[window]
 
 
+def check_tolerance_classes(config: BenchConfig, class_names: Sequence[str]) -> None:
+    """Refuse a ``class_nsd_tolerance_mm`` key that names no class of the model (a typo would
+    leave the class on the default tolerance)."""
+    known = set(class_names[1:]) | {str(k) for k in range(1, len(class_names))}
+    for where, gates in [
+        ("gates", config.gates),
+        *((f"cases.{c}", g) for c, g in config.case_gates.items()),
+    ]:
+        for key in gates.class_nsd_tolerance_mm:
+            if key not in known:
+                shown = ", ".join(class_names[1:6]) + (", ..." if len(class_names) > 6 else "")
+                raise ConfigError(
+                    f"{config.source}: key '{where}.class_nsd_tolerance_mm.{key}' names no class "
+                    f"of the model ({shown}). Fix: name one of its classes or label numbers in "
+                    f"{config.source}"
+                )
+
+
 def build_runtime(
     card: ModelCard,
     config: BenchConfig,
@@ -81,6 +99,7 @@ def build_runtime(
     injection = injection or Injection()
     for edit in injection.mask_edits:
         resolve_class(edit, card.class_names)  # a class the model has, before anything runs
+    check_tolerance_classes(config, card.class_names)
     threads = session_threads()
     net = load_network(card)
     profiles = {"reference": with_threads(config.reference, threads)}

@@ -210,11 +210,11 @@ def class_agreement(
             nsd, hd95 = 1.0, 0.0
         else:
             ref_surface, cand_surface = surface(ref), surface(cand)
-            a = surface_distances(ref_surface, cand_surface, spacing)
-            b = surface_distances(cand_surface, ref_surface, spacing)
-            within = int((a <= tolerance_mm).sum() + (b <= tolerance_mm).sum())
-            nsd = within / (a.size + b.size)
-            hd95 = float(max(np.percentile(a, 95), np.percentile(b, 95)))
+            there = surface_distances(ref_surface, cand_surface, spacing)
+            back = surface_distances(cand_surface, ref_surface, spacing)
+            within = int((there <= tolerance_mm).sum() + (back <= tolerance_mm).sum())
+            nsd = within / (there.size + back.size)
+            hd95 = float(max(np.percentile(there, 95), np.percentile(back, 95)))
     else:
         nsd, hd95 = (1.0, 0.0) if n_ref == n_cand == 0 else (0.0, math.inf)
     return ClassAgreement(
