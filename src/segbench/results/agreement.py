@@ -208,3 +208,34 @@ def agreement_info(
     if ground_truth:
         info["ground_truth"] = {role: dict(f) for role, f in ground_truth.items()}
     return info
+
+
+MAX_NSD_DROP = 0.01  # segbench compare's default --max-nsd-drop
+
+
+def agreement_changes(
+    old: AgreementRecord | None, new: AgreementRecord | None, max_nsd_drop: float = MAX_NSD_DROP
+) -> list[str]:
+    """What ``segbench compare`` reports between two runs' figures of a case, one sentence
+    each: a class that vanished from the candidate's mask in the new run and not in the old,
+    and a class whose NSD fell by more than ``max_nsd_drop`` (both runs at the same
+    tolerance). Empty when either run has no figures."""
+    if old is None or new is None:
+        return []
+    out = []
+    gone = [k for k in new.vanished if k not in old.vanished]
+    if gone:
+        out.append(f"newly vanished from the candidate's mask: label(s) {', '.join(gone)}")
+    drops = [
+        (k, o.nsd, n.nsd, n.tolerance_mm)
+        for k, n in new.classes.items()
+        if (o := old.classes.get(k)) is not None
+        and k not in gone
+        and o.tolerance_mm == n.tolerance_mm
+        and o.nsd - n.nsd > max_nsd_drop
+    ]
+    if drops:
+        shown = ", ".join(f"label {k} {o:.4f} -> {n:.4f} at {t:g} mm" for k, o, n, t in drops[:5])
+        more = f" (+{len(drops) - 5} more)" if len(drops) > 5 else ""
+        out.append(f"NSD drops more than --max-nsd-drop {max_nsd_drop:g}: {shown}{more}")
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
+from segbench.results.agreement_report import agreement_section
 from segbench.results.compare import Comparison, summary_numbers
 from segbench.results.decision import fastest_candidate, run_gates
 from segbench.results.mismatch import describe, injected_banner
@@ -210,6 +211,7 @@ def render_report(
         "latencies; mean and median are over the per-case speed-ups.",
     ]
     lines += worst_classes(rows, class_names, run)
+    lines += agreement_section(rows, class_names, run_gates(run) if run else Gates())
     lines += _stage_table(rows, estimator)
     if images:
         lines += [""] + [f"![{caption}]({path})" for caption, path in images]
@@ -332,7 +334,8 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
         f"- old: `{c.old.path.name}`" + (f" (commit {c.old.commit})" if c.old.commit else ""),
         f"- new: `{c.new.path.name}`" + (f" (commit {c.new.commit})" if c.new.commit else ""),
         f"- thresholds: latency ratio new/old <= {c.max_slowdown:g} per role, mean Dice drop "
-        f"<= {c.max_dice_drop:g}, no gate newly failing",
+        f"<= {c.max_dice_drop:g}, no gate newly failing, a class's NSD drop <= "
+        f"{c.max_nsd_drop:g}, no class newly vanished",
         f"- {reference_figures_note(c.new.rows[0].estimator if c.new.rows else 'min')}; "
         f"this comparison uses `{REF_GATE}`",
     ]
