@@ -46,6 +46,7 @@ PLOTS = {
     "latency": "latency.png",
     "speedup_vs_voxels": "speedup_vs_voxels.png",
     "class_dice": "class_dice.png",
+    "class_nsd": "class_nsd.png",
 }
 GAB_KINDS = {"smaller": "customSmallerIsBetter", "bigger": "customBiggerIsBetter"}
 
@@ -214,6 +215,13 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             ("speed-up against voxels", PLOTS["speedup_vs_voxels"]),
             ("Dice per class", PLOTS["class_dice"]),
         ]
+        if any(r.agreement is not None for r in rows):  # runs saved before have no NSD
+            from segbench.results.agreement_plots import plot_class_nsd
+
+            plot_class_nsd(
+                rows, folder / PLOTS["class_nsd"], class_names=names, gates=run_gates(run)
+            )
+            images.append(("normalised surface Dice per class", PLOTS["class_nsd"]))
     text = render_report(rows, args.title or _title(run), run=run, class_names=names, images=images)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text(text, encoding="utf-8")
