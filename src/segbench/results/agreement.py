@@ -12,8 +12,7 @@ Layout (labels as strings, distances in mm, volumes in mL)::
                         "presence": "present" | "vanished" | "appeared", "voxels": 402113}},
       "vanished": ["5"], "appeared": [],
       "noise_floor": {"reference": FLOOR, "candidate": FLOOR},
-      "seconds": 0.41,
-      "ground_truth": {"reference": {"mean_nsd": ..}, "candidate": {"mean_nsd": ..}}}
+      "seconds": 0.41}
 
     FLOOR = {"changed_voxels": 0, "min_nsd": 1.0, "max_hd95_mm": 0.0,
              "max_volume_diff_pct": 0.0, "vanished": 0}
@@ -89,7 +88,6 @@ class AgreementRecord:
     classes: Mapping[str, ClassFigures]
     noise_floor: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     seconds: float | None = None
-    ground_truth: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def vanished(self) -> list[str]:
@@ -134,13 +132,10 @@ class AgreementRecord:
             for k, v in info["classes"].items()
             if isinstance(v, Mapping) and (figures := ClassFigures.from_info(v)) is not None
         }
-        floors = info.get("noise_floor")
-        truth = info.get("ground_truth")
         return cls(
             classes=classes,
-            noise_floor=_nested_numbers(floors),
+            noise_floor=_nested_numbers(info.get("noise_floor")),
             seconds=_num(info.get("seconds")),
-            ground_truth=_nested_numbers(truth),
         )
 
 
@@ -181,7 +176,6 @@ def agreement_info(
     agreement: Agreement,
     floors: Mapping[str, Mapping[str, float]] | None = None,
     seconds: float | None = None,
-    ground_truth: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The ``"agreement"`` value of the candidate's ``extra_info`` (the module's layout)."""
     classes = {
@@ -198,16 +192,13 @@ def agreement_info(
         }
         for c in agreement.per_class
     }
-    info: dict[str, Any] = {
+    return {
         "classes": classes,
         "vanished": [str(k) for k in agreement.vanished],
         "appeared": [str(k) for k in agreement.appeared],
         "noise_floor": {role: dict(f) for role, f in (floors or {}).items()},
         "seconds": round(seconds, 4) if seconds is not None else None,
     }
-    if ground_truth:
-        info["ground_truth"] = {role: dict(f) for role, f in ground_truth.items()}
-    return info
 
 
 MAX_NSD_DROP = 0.01  # segbench compare's default --max-nsd-drop
