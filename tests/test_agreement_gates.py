@@ -58,13 +58,13 @@ def test_eroded_organ_fails_nsd_while_mean_dice_is_high(labels: np.ndarray) -> N
     found = agreement(labels, eroded, SPACING)
     result = check_nsd("case", found, Gates(), NAMES)
     assert not result.passed
-    assert "liver" in result.message and "nsd_min 0.9" in result.message
+    assert "liver" in result.message and "nsd_min 0.99" in result.message
     assert "Fix:" in result.message and "nsd_tolerance_mm" in result.message
     liver = found.of(3)
     assert liver is not None and liver.nsd < 0.5 and liver.hd95_mm == pytest.approx(2.0)
     assert compute_dice(labels, eroded).mean > 0.97
-    # a wider tolerance for the liver alone (2 mm: one voxel along every axis) passes it
-    wide = replace(Gates(), class_nsd_tolerance_mm={"liver": 2.0})
+    # a wider tolerance for the liver alone (3 mm: one voxel along every axis at once) passes it
+    wide = replace(Gates(), class_nsd_tolerance_mm={"liver": 3.0})
     tol = {k: wide.nsd_tolerance(n, k) for k, n in enumerate(NAMES) if k}
     assert check_nsd("case", agreement(labels, eroded, SPACING, tol), wide, NAMES).passed
 
@@ -95,7 +95,7 @@ def test_far_off_piece_fails_hd95(labels: np.ndarray) -> None:
     far[0:14, 0:14, 0:14] = 1  # a piece of spleen 60+ mm away from the spleen
     found = agreement(labels, far, SPACING)
     result = check_hd95("case", found, Gates(), NAMES)
-    assert not result.passed and "spleen" in result.message and "hd95_max_mm 10" in result.message
+    assert not result.passed and "spleen" in result.message and "hd95_max_mm 5" in result.message
     assert found.of(1) is not None and found.of(1).components_change == 1  # type: ignore[union-attr]
     assert check_hd95("case", found, replace(Gates(), hd95_max_mm=1000.0), NAMES).passed
 

@@ -70,11 +70,11 @@ class Gates:
     confidence: float = 0.95  # of the speed-up intervals; one-sided for each verdict
     # agreement in millimetres (segbench.scoring.surface), classes of >= min_class_voxels
     # except vanished_max, which counts every class
-    nsd_min: float = 0.9  # normalised surface Dice at nsd_tolerance_mm
+    nsd_min: float = 0.99  # normalised surface Dice at nsd_tolerance_mm
     nsd_tolerance_mm: float = 1.0
     class_nsd_tolerance_mm: dict[str, float] = field(default_factory=dict, hash=False)
-    hd95_max_mm: float = 10.0
-    volume_diff_max_pct: float = 3.0
+    hd95_max_mm: float = 5.0
+    volume_diff_max_pct: float = 1.0
     vanished_max: int = 0  # classes in the reference's mask and not in the candidate's
 
     def nsd_tolerance(self, class_name: str, label: int) -> float:
