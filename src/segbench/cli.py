@@ -2,7 +2,8 @@
 
 - ``segbench report RUN.json [--out DIR] [--no-plots]``: DIR/report.md and three PNGs
   (latency.png, speedup_vs_voxels.png, class_dice.png); prints the Markdown.
-- ``segbench compare OLD.json NEW.json [--max-slowdown 1.15] [--max-dice-drop 0.002] [--force]``:
+- ``segbench compare OLD.json NEW.json [--max-slowdown 1.15] [--max-dice-drop 0.002]
+  [--max-nsd-drop 0.01] [--force]``:
   prints what changed per case; exit 1 when a threshold is crossed; refuses (exit 2) runs
   measured differently (CPU type, injection, malloc mode, timing, model, weights) unless
   ``--force``.
@@ -30,12 +31,14 @@ from typing import Any, TextIO
 
 from segbench.cachefiles import check_target, same_file, write_text_atomic
 from segbench.errors import InputError, SegbenchError
+from segbench.results.agreement import MAX_NSD_DROP
 from segbench.results.compare import compare_runs
 from segbench.results.decision import fastest_candidate, gate_decision, run_gates
 from segbench.results.escape import terminal
 from segbench.results.markdown import render_comparison, render_report
 from segbench.results.merge import merge_shards
 from segbench.results.mismatch import injected_banner
+from segbench.results.record import CaseRecord
 from segbench.results.runs import ROLES, Run, load_run
 from segbench.results.table import REFERENCE_LINE, missing, summary_table, timing_line
 
@@ -43,6 +46,7 @@ PLOTS = {
     "latency": "latency.png",
     "speedup_vs_voxels": "speedup_vs_voxels.png",
     "class_dice": "class_dice.png",
+    "class_nsd": "class_nsd.png",
 }
 GAB_KINDS = {"smaller": "customSmallerIsBetter", "bigger": "customBiggerIsBetter"}
 
@@ -110,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=0.002,
         help="largest allowed drop of the mean Dice (default: 0.002)",
+    )
+    compare.add_argument(
+        "--max-nsd-drop",
+        type=_non_negative,
+        default=MAX_NSD_DROP,
+        help="largest allowed drop of a class's normalised surface Dice (default: "
+        f"{MAX_NSD_DROP}); a class newly vanished from the candidate's mask always counts",
     )
     compare.add_argument(
         "--force",
@@ -207,6 +218,13 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             ("speed-up against voxels", PLOTS["speedup_vs_voxels"]),
             ("Dice per class", PLOTS["class_dice"]),
         ]
+        if any(r.agreement is not None for r in rows):  # runs saved before have no NSD
+            from segbench.results.agreement_plots import plot_class_nsd
+
+            plot_class_nsd(
+                rows, folder / PLOTS["class_nsd"], class_names=names, gates=run_gates(run)
+            )
+            images.append(("normalised surface Dice per class", PLOTS["class_nsd"]))
     text = render_report(rows, args.title or _title(run), run=run, class_names=names, images=images)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "report.md", text, inside=folder)
@@ -222,7 +240,14 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     old, new = load_run(args.old), load_run(args.new)
-    comparison = compare_runs(old, new, args.max_slowdown, args.max_dice_drop, force=args.force)
+    comparison = compare_runs(
+        old,
+        new,
+        args.max_slowdown,
+        args.max_dice_drop,
+        force=args.force,
+        max_nsd_drop=args.max_nsd_drop,
+    )
     for diff in comparison.warnings:
         print(f"segbench compare: warning: {terminal(diff.text())} (old vs new)", file=sys.stderr)
     if comparison.forced:
@@ -294,6 +319,7 @@ def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
                     + injected,
                 }
             )
+        bigger += agreement_entries(r, named, injected)
         speedup = r.speedup
         if speedup is not None and math.isfinite(speedup):
             bigger.append(
@@ -306,6 +332,26 @@ def gab_entries(run: Run) -> dict[str, list[dict[str, Any]]]:
                 }
             )
     return {"smaller": smaller, "bigger": bigger}
+
+
+def agreement_entries(r: CaseRecord, named: str, injected: str) -> list[dict[str, Any]]:
+    """github-action-benchmark entries of a case's agreement in mm: the lowest NSD over its
+    classes ("bigger is better"; a run without the figures has none)."""
+    ag = r.agreement
+    worst = ag.worst_nsd() if ag is not None else None
+    if ag is None or worst is None:
+        return []
+    vanished = f"; vanished labels {', '.join(ag.vanished)}" if ag.vanished else ""
+    return [
+        {
+            "name": f"{named} - lowest NSD",
+            "unit": "NSD",
+            "value": round(worst[1], 6),
+            "extra": f"label {worst[0]} at {ag.classes[worst[0]].tolerance_mm:g} mm, candidate "
+            f"vs reference mask; gate {_gate(r.gates, 'nsd')}; vanished gate "
+            f"{_gate(r.gates, 'vanished')}{vanished}{injected}",
+        }
+    ]
 
 
 def _gate(gates: Mapping[str, bool], name: str) -> str:

@@ -7,6 +7,7 @@ the runtime it runs with (:mod:`segbench.bench.runtime`) is built once per sessi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segbench.bench.inject import InjectedBackend
+from segbench.bench.inject import InjectedBackend, edit_mask
 from segbench.bench.memory import park, peak_rss_mb, reset_peak_rss
 from segbench.bench.runtime import Runtime
 from segbench.inputs.limits import DEFAULT_MAX_VOXELS
@@ -31,18 +32,21 @@ from segbench.pipeline.backends import Backend
 from segbench.pipeline.footprint import check_case_memory
 from segbench.pipeline.inference import Progress
 from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
+from segbench.results.agreement import agreement_info, noise_floor
 from segbench.results.record import gate_info, measurement_info
 from segbench.scoring.gates import (
     BaselineSpeedup,
     GateResult,
     SpeedupCheck,
     change_against,
+    check_agreement,
     check_dice,
     check_speedup,
     speedup,
 )
 from segbench.scoring.metrics import DiceResult, LogitDiff, compute_dice, logit_diff
 from segbench.scoring.stats import PairSample, Verdict, speedup_interval, verdict
+from segbench.scoring.surface import Agreement, agreement
 from segbench.settings.config import BenchConfig, Gates
 from segbench.settings.kinds import role_of_slot
 
@@ -98,6 +102,7 @@ class RoleRuns:
     times: list[StageTimes] = field(default_factory=list)
     last: Prediction | None = None
     warmup: int = 0  # leading runs that are warm-ups
+    previous: np.ndarray | None = None  # the mask of the run before last (the noise floor)
 
     @property
     def timed(self) -> list[StageTimes]:
@@ -167,6 +172,8 @@ class Evaluation:
     candidate_gflops: float | None
     baseline_speedup: float | None
     check: SpeedupCheck | None = None  # the speed-up gate's statistics (timed runs only)
+    agreement: Agreement | None = None  # in mm (segbench.scoring.surface)
+    agreement_info: dict[str, Any] | None = None  # its saved form, with the noise floors
 
     @property
     def speedup(self) -> float | None:
@@ -253,6 +260,9 @@ class PairedRun:
         )
         if record:
             self.runs[role].times.append(pred.times)
+        before = self.runs[role].last
+        if before is not None:
+            self.runs[role].previous = before.labels
         self.runs[role].last = pred
         return pred
 
@@ -519,7 +529,8 @@ class PairedRun:
             self.ensure(role, timed)
         ref, cand = self.runs["reference"].last, self.runs[slot].last
         assert ref is not None and cand is not None
-        dice = compute_dice(ref.labels, cand.labels)
+        cand_labels = self.scored_labels(slot)
+        dice = compute_dice(ref.labels, cand_labels)
         diff = None
         if (
             ref.logits is not None
@@ -529,6 +540,8 @@ class PairedRun:
             diff = logit_diff(ref.logits, cand.logits)
         names = self.runtime.card.class_names
         gates = [check_dice(self.case_id, dice, self.gates, names, diff)]
+        agreement, saved = self.agreement(slot, cand_labels)
+        gates += check_agreement(self.case_id, agreement, self.gates, names)
         est = self.config.timing.estimator
         reference_s = self.reference_latency(est, slot)
         candidate_s = self.runs[slot].latency(est)
@@ -559,6 +572,8 @@ class PairedRun:
             candidate_gflops=self.gflops(slot),
             baseline_speedup=baseline.speedup if baseline else None,
             check=check,
+            agreement=agreement,
+            agreement_info=saved,
         )
 
     def gate_info(self, evaluation: Evaluation, injected: str) -> dict[str, Any]:
@@ -580,4 +595,35 @@ class PairedRun:
             baseline_pairs=check.baseline_pairs if check else None,
             change=check.change if check else None,
             verdict=check.verdict.value if check and check.verdict else None,
+            agreement=evaluation.agreement_info,
         )
+
+    def scored_labels(self, slot: str) -> np.ndarray:
+        """The candidate's last mask as the gates score it: with the session's injected mask
+        edits (``--segbench-inject erode=..``, see :func:`segbench.bench.inject.edit_mask`)."""
+        pred = self.runs[slot].last
+        assert pred is not None
+        labels = pred.labels
+        for edit in self.runtime.injection.mask_edits:
+            labels = edit_mask(labels, edit, self.runtime.card.class_names, self.volume.spacing)
+        return labels
+
+    def agreement(self, slot: str, cand_labels: np.ndarray) -> tuple[Agreement, dict[str, Any]]:
+        """The candidate's mask against the reference's in mm (once per case and candidate, on
+        the reference's grid), the noise floors (each role's last two masks against each
+        other) and the seconds all of it took: the figures and their saved form."""
+        start = time.perf_counter()
+        ref = self.runs["reference"].last
+        assert ref is not None
+        spacing = self.volume.spacing
+        names = self.runtime.card.class_names
+        tolerances = {k: self.gates.nsd_tolerance(n, k) for k, n in enumerate(names) if k}
+        found = agreement(ref.labels, cand_labels, spacing, tolerances)
+        floors: dict[str, dict[str, float]] = {}
+        for role, runs in (("reference", self.runs["reference"]), ("candidate", self.runs[slot])):
+            last = runs.last
+            if runs.previous is not None and last is not None:
+                same = np.array_equal(runs.previous, last.labels)
+                floor = None if same else agreement(runs.previous, last.labels, spacing, tolerances)
+                floors[role] = noise_floor(runs.previous, last.labels, floor)
+        return found, agreement_info(found, floors, time.perf_counter() - start)

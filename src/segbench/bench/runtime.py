@@ -3,14 +3,19 @@ weights, or the user's, checked) and both backends, each from its profile."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
 
-from segbench.bench.inject import InjectedBackend, candidate_profile, perturb_onnx
-from segbench.errors import SegbenchError
+from segbench.bench.inject import (
+    InjectedBackend,
+    candidate_profile,
+    perturb_onnx,
+    resolve_class,
+)
+from segbench.errors import ConfigError, SegbenchError
 from segbench.models import ModelCard, load_network, state_digest
 from segbench.models.unet import PlainConvUNet, count_flops
 from segbench.pipeline.backends import Backend
@@ -50,6 +55,8 @@ class Runtime:
     network: nn.Module | None = None
     weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
     _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
+    # the session's injection: its mask edits apply to each candidate's mask before scoring
+    injection: Injection = field(default_factory=Injection)
 
     def gflop_per_window(self, window: tuple[int, int, int] | None) -> float | None:
         """Convolution GFLOP of one window (2 per multiply-add), for PlainConvUNet networks."""
@@ -58,6 +65,24 @@ class Runtime:
         if window not in self._flops:
             self._flops[window] = count_flops(self.network, window) / 1e9
         return self._flops[window]
+
+
+def check_tolerance_classes(config: BenchConfig, class_names: Sequence[str]) -> None:
+    """Refuse a ``class_nsd_tolerance_mm`` key that names no class of the model (a typo would
+    leave the class on the default tolerance)."""
+    known = set(class_names[1:]) | {str(k) for k in range(1, len(class_names))}
+    for where, gates in [
+        ("gates", config.gates),
+        *((f"cases.{c}", g) for c, g in config.case_gates.items()),
+    ]:
+        for key in gates.class_nsd_tolerance_mm:
+            if key not in known:
+                shown = ", ".join(class_names[1:6]) + (", ..." if len(class_names) > 6 else "")
+                raise ConfigError(
+                    f"{config.source}: key '{where}.class_nsd_tolerance_mm.{key}' names no class "
+                    f"of the model ({shown}). Fix: name one of its classes or label numbers in "
+                    f"{config.source}"
+                )
 
 
 def build_runtime(
@@ -72,6 +97,9 @@ def build_runtime(
     ``injection`` makes the candidate deliberately worse (see :mod:`segbench.bench.inject`).
     An ONNX export (not a cache hit) is announced to ``announce``."""
     injection = injection or Injection()
+    for edit in injection.mask_edits:
+        resolve_class(edit, card.class_names)  # a class the model has, before anything runs
+    check_tolerance_classes(config, card.class_names)
     threads = session_threads()
     net = load_network(card)
     profiles = {"reference": with_threads(config.reference, threads)}
@@ -123,4 +151,5 @@ def build_runtime(
         diff,
         net,
         weights_sha256=state_digest(net),
+        injection=injection,
     )

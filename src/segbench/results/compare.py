@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from segbench.results.agreement import MAX_NSD_DROP, agreement_changes
 from segbench.results.mismatch import Difference, check_comparable
 from segbench.results.record import CaseRecord
 from segbench.results.runs import Run
@@ -51,6 +52,7 @@ class Comparison:
     only_new: tuple[str, ...]
     differences: tuple[Difference, ...] = ()  # settings of the two runs that differ
     forced: bool = False  # compared with --force despite a refusing difference
+    max_nsd_drop: float = MAX_NSD_DROP
 
     @property
     def refused(self) -> list[Difference]:
@@ -78,11 +80,17 @@ def _ratio(new: float | None, old: float | None) -> float | None:
 
 
 def compare_case(
-    old: CaseRecord, new: CaseRecord, max_slowdown: float, max_dice_drop: float
+    old: CaseRecord,
+    new: CaseRecord,
+    max_slowdown: float,
+    max_dice_drop: float,
+    max_nsd_drop: float = MAX_NSD_DROP,
 ) -> CaseChange:
     """Compare one case. Crossing a threshold means: a role's latency grew by more than
     ``max_slowdown`` (a ratio, 1.15 = 15 % slower), the mean Dice fell by more than
-    ``max_dice_drop``, the new run lost the Dice it had, or a gate that passed now fails."""
+    ``max_dice_drop``, the new run lost the Dice it had, a gate that passed now fails, a class's
+    NSD fell by more than ``max_nsd_drop`` or a class newly vanished from the candidate's mask
+    (:func:`~segbench.results.agreement.agreement_changes`)."""
     ratios = {role: _ratio(getattr(new, f"{role}_s"), getattr(old, f"{role}_s")) for role in ROLES}
     exceeded: list[str] = []
     for role, ratio in ratios.items():
@@ -104,6 +112,7 @@ def compare_case(
     for gate in new.failed_gates:
         if old.gates.get(gate):
             exceeded.append(f"the {gate} gate passed before and fails now")
+    exceeded += agreement_changes(old.agreement, new.agreement, max_nsd_drop)
     return CaseChange(new.label, old, new, ratios, delta, tuple(exceeded))
 
 
@@ -114,6 +123,7 @@ def compare_runs(
     max_dice_drop: float = 0.002,
     *,
     force: bool = False,
+    max_nsd_drop: float = MAX_NSD_DROP,
 ) -> Comparison:
     """Case by case comparison of two runs (see :func:`compare_case` for the thresholds).
     Cases present in one run only are listed, not counted as regressions. Runs measured
@@ -129,7 +139,7 @@ def compare_runs(
     found = check_comparable(old, new, force)
     old_cases, new_cases = old.by_key(), new.by_key()  # by case and candidate name
     changes = tuple(
-        compare_case(old_cases[c], new_cases[c], max_slowdown, max_dice_drop)
+        compare_case(old_cases[c], new_cases[c], max_slowdown, max_dice_drop, max_nsd_drop)
         for c in new_cases
         if c in old_cases
     )
@@ -143,6 +153,7 @@ def compare_runs(
         only_new=tuple(r.label for c, r in new_cases.items() if c not in old_cases),
         differences=tuple(found),
         forced=force and any(d.refuses for d in found),
+        max_nsd_drop=max_nsd_drop,
     )
 
 

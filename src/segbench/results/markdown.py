@@ -7,6 +7,7 @@ import re
 import statistics
 from collections.abc import Mapping, Sequence
 
+from segbench.results.agreement_report import agreement_section
 from segbench.results.compare import Comparison, summary_numbers
 from segbench.results.decision import fastest_candidate, run_gates
 from segbench.results.escape import markdown, markdown_code
@@ -239,6 +240,7 @@ def render_report(
         "latencies; mean and median are over the per-case speed-ups.",
     ]
     lines += worst_classes(rows, class_names, run)
+    lines += agreement_section(rows, class_names, run_gates(run) if run else Gates())
     lines += _stage_table(rows, estimator)
     if images:
         lines += [""] + [f"![{caption}]({path})" for caption, path in images]
@@ -365,7 +367,8 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
         f"- new: {markdown_code(c.new.path.name)}"
         + (f" (commit {markdown(c.new.commit)})" if c.new.commit else ""),
         f"- thresholds: latency ratio new/old <= {c.max_slowdown:g} per role, mean Dice drop "
-        f"<= {c.max_dice_drop:g}, no gate newly failing",
+        f"<= {c.max_dice_drop:g}, no gate newly failing, a class's NSD drop <= "
+        f"{c.max_nsd_drop:g}, no class newly vanished",
         f"- {reference_figures_note(markdown(c.new.rows[0].estimator) if c.new.rows else 'min')}; "
         f"this comparison uses `{REF_GATE}`",
     ]

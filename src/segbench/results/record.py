@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from segbench.results.agreement import AgreementRecord
 from segbench.scoring.metrics import DiceResult, LogitDiff
 from segbench.scoring.stats import CONFIDENCE, Estimate, PairSample, speedup_interval
 from segbench.settings.kinds import ROLES
@@ -76,6 +77,8 @@ class CaseRecord:
     baseline_pair_speedups: tuple[float, ...] = ()
     verdict: str | None = None  # against the baseline: regressed, unchanged or inconclusive
     confidence: float = CONFIDENCE  # of the saved speed-up interval
+    # NSD, HD95, volumes, presence per class and the noise floors (runs saved before: None)
+    agreement: AgreementRecord | None = None
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -281,6 +284,7 @@ class CaseRecord:
             baseline_pair_speedups=_numbers(cand.get("baseline_pair_speedups")),
             verdict=str(cand["verdict"]) if isinstance(cand.get("verdict"), str) else None,
             confidence=_confidence(cand.get("speedup_interval")),
+            agreement=AgreementRecord.from_info(cand.get("agreement")),
         )
 
 
@@ -419,8 +423,10 @@ def gate_info(
     baseline_pairs: PairSample | None = None,
     change: Estimate | None = None,
     verdict: str | None = None,
+    agreement: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``extra_info`` keys the candidate's benchmark adds once the gates ran: with the
+    """The ``extra_info`` keys the candidate's benchmark adds once the gates ran (``agreement``:
+    the ``"agreement"`` value of :func:`segbench.results.agreement.agreement_info`): with the
     pairs, ``pair_speedups`` (each pair's reference_s / candidate_s), ``speedup_interval``
     and, against a baseline, ``baseline_pair_speedups``, ``baseline_change`` (speed-up /
     baseline speed-up with its interval) and ``verdict``."""
@@ -432,6 +438,8 @@ def gate_info(
         stats["baseline_pair_speedups"] = baseline_pairs.ratios
         stats["baseline_change"] = change.as_dict() if change else None
         stats["verdict"] = verdict
+    if agreement is not None:
+        stats["agreement"] = dict(agreement)
     return stats | {
         "mean_dice": round(dice.mean, 6) if dice else None,
         "class_dice": {str(c.label): round(c.dice, 6) for c in dice.per_class} if dice else {},

@@ -1,4 +1,5 @@
-"""The two gates: mask agreement (Dice) and speed-up. Each returns a :class:`GateResult` whose
+"""The gates: mask agreement (Dice; in millimetres: NSD, HD95, volume, vanished classes) and
+speed-up. Each returns a :class:`GateResult` whose
 message is what a person reads when CI goes red; it ends with what to do about it."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from segbench.scoring.stats import (
     speedup_interval,
     verdict,
 )
+from segbench.scoring.surface import PRESENT, Agreement, ClassAgreement
 from segbench.settings.config import Gates
 
 
@@ -262,3 +264,150 @@ def check_suite_speedup(
     if not passed:
         message += FIX_INCONCLUSIVE if found is Verdict.INCONCLUSIVE else FIX_SLOWER
     return GateResult("suite_speedup", passed, message)
+
+
+FIX_AGREEMENT = (
+    " Fix: the candidate's mask no longer follows the reference's {what}: re-export the ONNX "
+    "file from the current checkpoint and compare the two profiles in benchmarks.json; if the "
+    'change is intended, {relax} for this case under "cases" in benchmarks.json.'
+)
+
+
+def _listed(items: Sequence[str], limit: int = 5) -> str:
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def check_nsd(
+    case: str, agreement: Agreement, gates: Gates, class_names: Sequence[str]
+) -> GateResult:
+    """Fail when a class of at least ``min_class_voxels`` voxels (in either mask) has a
+    normalised surface Dice below ``nsd_min`` at its tolerance (``nsd_tolerance_mm``, or the
+    class's ``class_nsd_tolerance_mm``). A class present on one side only has NSD 0."""
+    sized = sorted(agreement.sized(gates.min_class_voxels), key=lambda c: (c.nsd, c.label))
+    low = [c for c in sized if c.nsd < gates.nsd_min]
+    shown = [
+        f"{_class_name(c.label, class_names)} {c.nsd:.4f} at {c.tolerance_mm:g} mm" for c in low
+    ]
+    lowest = (
+        f"lowest {_class_name(sized[0].label, class_names)} {sized[0].nsd:.4f} at "
+        f"{sized[0].tolerance_mm:g} mm"
+        if sized
+        else f"no class of >= {gates.min_class_voxels} voxels"
+    )
+    message = (
+        f"{case}: normalised surface Dice {lowest} (gate nsd_min {gates.nsd_min} at "
+        f"nsd_tolerance_mm {gates.nsd_tolerance_mm:g} for classes of >= "
+        f"{gates.min_class_voxels} voxels)" + (f" failed for {_listed(shown)}" if low else "") + "."
+    )
+    if low:
+        message += FIX_AGREEMENT.format(
+            what="boundaries",
+            relax="lower nsd_min or raise nsd_tolerance_mm (class_nsd_tolerance_mm for one class)",
+        )
+    return GateResult("nsd", not low, message)
+
+
+def check_hd95(
+    case: str, agreement: Agreement, gates: Gates, class_names: Sequence[str]
+) -> GateResult:
+    """Fail when a class of at least ``min_class_voxels`` voxels present in both masks has an
+    HD95 above ``hd95_max_mm`` (a class present on one side only has no finite HD95: the
+    ``nsd`` and ``vanished`` gates judge it)."""
+    sized = [c for c in agreement.sized(gates.min_class_voxels) if math.isfinite(c.hd95_mm)]
+    high = sorted((c for c in sized if c.hd95_mm > gates.hd95_max_mm), key=lambda c: -c.hd95_mm)
+    worst = max(sized, key=lambda c: c.hd95_mm, default=None)
+    message = (
+        f"{case}: HD95 "
+        + (
+            f"highest {_class_name(worst.label, class_names)} {worst.hd95_mm:.2f} mm"
+            if worst
+            else f"no class of >= {gates.min_class_voxels} voxels in both masks"
+        )
+        + f" (gate hd95_max_mm {gates.hd95_max_mm:g} for classes of >= "
+        f"{gates.min_class_voxels} voxels)"
+        + (
+            " failed for "
+            + _listed([f"{_class_name(c.label, class_names)} {c.hd95_mm:.2f} mm" for c in high])
+            if high
+            else ""
+        )
+        + "."
+    )
+    if high:
+        message += FIX_AGREEMENT.format(what="outline", relax="raise hd95_max_mm")
+    return GateResult("hd95", not high, message)
+
+
+def check_volume(
+    case: str, agreement: Agreement, gates: Gates, class_names: Sequence[str]
+) -> GateResult:
+    """Fail when a class of at least ``min_class_voxels`` voxels present in both masks has a
+    volume (mL) that differs from the reference's by more than ``volume_diff_max_pct`` %."""
+    sized = [c for c in agreement.sized(gates.min_class_voxels) if c.presence == PRESENT]
+    off = sorted(
+        (c for c in sized if abs(c.volume_diff_pct) > gates.volume_diff_max_pct),
+        key=lambda c: -abs(c.volume_diff_pct),
+    )
+    worst = max(sized, key=lambda c: abs(c.volume_diff_pct), default=None)
+
+    def text(c: ClassAgreement) -> str:
+        return (
+            f"{_class_name(c.label, class_names)} {c.volume_diff_pct:+.2f} % "
+            f"({c.reference_ml:.1f} -> {c.candidate_ml:.1f} mL)"
+        )
+
+    message = (
+        f"{case}: volume difference "
+        + (f"largest {text(worst)}" if worst else "no class in both masks")
+        + f" (gate volume_diff_max_pct {gates.volume_diff_max_pct:g} for classes of >= "
+        f"{gates.min_class_voxels} voxels)"
+        + (f" failed for {_listed([text(c) for c in off])}" if off else "")
+        + "."
+    )
+    if off:
+        message += FIX_AGREEMENT.format(what="volumes", relax="raise volume_diff_max_pct")
+    return GateResult("volume", not off, message)
+
+
+def check_vanished(
+    case: str, agreement: Agreement, gates: Gates, class_names: Sequence[str]
+) -> GateResult:
+    """Fail when more than ``vanished_max`` classes (of any size) have voxels in the
+    reference's mask and none in the candidate's. Classes that appeared (none in the
+    reference) are named, not counted."""
+    gone = agreement.vanished
+    new = agreement.appeared
+
+    def named(labels: Sequence[int]) -> str:
+        return _listed(
+            [
+                f"{_class_name(k, class_names)} ({c.reference_voxels or c.candidate_voxels} voxels)"
+                for k in labels
+                if (c := agreement.of(k)) is not None
+            ]
+        )
+
+    passed = len(gone) <= gates.vanished_max
+    message = (
+        f"{case}: {len(gone)} class(es) vanished from the candidate's mask"
+        + (f": {named(gone)}" if gone else "")
+        + f" (gate vanished_max {gates.vanished_max}, every class counts)"
+        + (f"; appeared: {named(new)}" if new else "")
+        + "."
+    )
+    if not passed:
+        message += FIX_AGREEMENT.format(
+            what="structures (a class the reference finds is missing)", relax="raise vanished_max"
+        )
+    return GateResult("vanished", passed, message)
+
+
+def check_agreement(
+    case: str, agreement: Agreement, gates: Gates, class_names: Sequence[str]
+) -> list[GateResult]:
+    """The four agreement gates in millimetres: ``nsd``, ``hd95``, ``volume``, ``vanished``."""
+    return [
+        check(case, agreement, gates, class_names)
+        for check in (check_nsd, check_hd95, check_volume, check_vanished)
+    ]

@@ -5,7 +5,9 @@ key and the file)::
 
     {"gates":    {"dice_min": .., "class_dice_min": .., "min_class_voxels": .., "speedup_min": ..,
                   "speedup_drop_max": .., "suite_speedup_drop_max": .., "inconclusive_fails": ..,
-                  "confidence": ..},
+                  "confidence": .., "nsd_min": .., "nsd_tolerance_mm": ..,
+                  "class_nsd_tolerance_mm": {"<class name>": mm}, "hd95_max_mm": ..,
+                  "volume_diff_max_pct": .., "vanished_max": ..},
      "timing":   {"rounds": .., "warmup_rounds": .., "reference_rounds": .., "max_rounds": ..,
                   "budget_s": .., "precision": .., "estimator": "min" | "median"},
      "profiles": {"reference": PROFILE, "candidate": PROFILE}
@@ -71,6 +73,20 @@ class Gates:
     # a verdict against the baseline that the pairs cannot settle (see segbench.scoring.stats)
     inconclusive_fails: bool = False
     confidence: float = 0.95  # of the speed-up intervals; one-sided for each verdict
+    # agreement in millimetres (segbench.scoring.surface), classes of >= min_class_voxels
+    # except vanished_max, which counts every class
+    nsd_min: float = 0.99  # normalised surface Dice at nsd_tolerance_mm
+    nsd_tolerance_mm: float = 1.0
+    class_nsd_tolerance_mm: dict[str, float] = field(default_factory=dict, hash=False)
+    hd95_max_mm: float = 5.0
+    volume_diff_max_pct: float = 1.0
+    vanished_max: int = 0  # classes in the reference's mask and not in the candidate's
+
+    def nsd_tolerance(self, class_name: str, label: int) -> float:
+        """NSD's tolerance (mm) for a class: ``class_nsd_tolerance_mm`` by name (or label
+        number), else ``nsd_tolerance_mm``."""
+        table = self.class_nsd_tolerance_mm
+        return float(table.get(class_name, table.get(str(label), self.nsd_tolerance_mm)))
 
 
 @dataclass(frozen=True)
@@ -208,6 +224,11 @@ def _gates(data: Any, base: Gates, where: str, source: str) -> Gates:
         "speedup_drop_max": (0.0, 1.0, False),
         "suite_speedup_drop_max": (0.0, 1.0, False),
         "confidence": (0.5, 0.9999, False),
+        "nsd_min": (0.0, 1.0, False),
+        "nsd_tolerance_mm": (0.0, 1e3, False),
+        "hd95_max_mm": (0.0, 1e6, False),
+        "volume_diff_max_pct": (0.0, 1e6, False),
+        "vanished_max": (0, 1e6, True),
     }
     flags = {"inconclusive_fails"}
     if where.startswith("cases.") and "suite_speedup_drop_max" in data:
@@ -216,13 +237,26 @@ def _gates(data: Any, base: Gates, where: str, source: str) -> Gates:
             f"{where}.suite_speedup_drop_max",
             'is a gate of the whole suite: set it under "gates", not per case',
         )
-    values = {
+    values: dict[str, Any] = {
         k: _flag(v, f"{where}.{k}", source)
         if k in flags
+        else _tolerances(v, f"{where}.{k}", source)
+        if k == "class_nsd_tolerance_mm"
         else _number(v, f"{where}.{k}", source, *limits[k])
         for k, v in data.items()
     }
     return replace(base, **values)
+
+
+def _tolerances(value: Any, key: str, source: str) -> dict[str, float]:
+    """``class_nsd_tolerance_mm``: class name (or label number) -> tolerance in mm."""
+    if not isinstance(value, dict):
+        raise _fail(
+            source,
+            key,
+            f'must be an object of class name: mm, e.g. {{"liver": 2.0}}, got {value!r}',
+        )
+    return {str(k): float(_number(v, f"{key}.{k}", source, 0.0, 1e3)) for k, v in value.items()}
 
 
 def _flag(value: Any, key: str, source: str) -> bool:

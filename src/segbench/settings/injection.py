@@ -6,7 +6,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-KINDS = ("delay", "slowdown", "perturb", "shift", "no-gaussian")
+KINDS = ("delay", "slowdown", "perturb", "shift", "no-gaussian", "erode", "drop", "grow")
+MASK_KINDS = ("erode", "drop", "grow")  # edits of the candidate's mask, by class
+GROW_PCT = 5.0  # grow=<class> without a percentage
+
+
+@dataclass(frozen=True)
+class MaskEdit:
+    """An edit of the candidate's mask before it is scored: ``erode`` (the class's boundary
+    one voxel inwards), ``drop`` (the class removed) or ``grow`` (the class's volume grown by
+    ``percent``). ``target`` is a class name or label number, checked against the model's
+    classes when the session starts."""
+
+    kind: str
+    target: str
+    percent: float = 0.0
+
+    def describe(self) -> str:
+        return f"{self.kind}={self.target}" + (f":{self.percent:g}" if self.kind == "grow" else "")
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,7 @@ class Injection:
     perturb: float = 0.0
     shift: int = 0
     no_gaussian: bool = False
+    mask_edits: tuple[MaskEdit, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -36,6 +54,7 @@ class Injection:
         ]
         if self.no_gaussian:
             parts.append("no-gaussian")
+        parts.extend(edit.describe() for edit in self.mask_edits)
         return ", ".join(parts) or "none"
 
 
@@ -51,6 +70,10 @@ def parse_injection(items: list[str]) -> Injection:
             if text:
                 raise ValueError(f"{item!r}: no-gaussian takes no value")
             injection = replace(injection, no_gaussian=True)
+            continue
+        if kind in MASK_KINDS:
+            edit = parse_mask_edit(item, kind, text.strip())
+            injection = replace(injection, mask_edits=(*injection.mask_edits, edit))
             continue
         try:
             value = float(text)
@@ -69,3 +92,24 @@ def parse_injection(items: list[str]) -> Injection:
         else:
             injection = replace(injection, perturb=value)
     return injection
+
+
+def parse_mask_edit(item: str, kind: str, text: str) -> MaskEdit:
+    """``erode=liver``, ``drop=3``, ``grow=liver:5`` -> MaskEdit (ValueError quoting ``item``)."""
+    target, _, amount = text.partition(":") if kind == "grow" else (text, "", "")
+    if not target or ":" in target:
+        raise ValueError(
+            f"{item!r}: {kind} needs a class name or label number, e.g. {kind}=liver"
+            + (" or grow=liver:5 (percent of its volume)" if kind == "grow" else "")
+        )
+    percent = 0.0
+    if kind == "grow":
+        try:
+            percent = float(amount) if amount else GROW_PCT
+        except ValueError:
+            raise ValueError(
+                f"{item!r}: grow's percentage must be a number, e.g. grow=liver:5"
+            ) from None
+        if not 0 < percent <= 1000 or not math.isfinite(percent):
+            raise ValueError(f"{item!r}: grow's percentage must be in (0, 1000]")
+    return MaskEdit(kind, target, percent)
