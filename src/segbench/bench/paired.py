@@ -17,6 +17,7 @@ import numpy as np
 from segbench.bench.inject import InjectedBackend
 from segbench.bench.memory import park, peak_rss_mb, reset_peak_rss
 from segbench.bench.runtime import Runtime
+from segbench.bench.segmenters import deployment_info, relabel, stage_medians, with_pairing_note
 from segbench.inputs.limits import DEFAULT_MAX_VOXELS
 from segbench.inputs.volumes import (
     Volume,
@@ -27,7 +28,7 @@ from segbench.inputs.volumes import (
 )
 from segbench.pipeline.backends import Backend
 from segbench.pipeline.inference import Progress
-from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
+from segbench.pipeline.predict import Prediction, StageTimes
 from segbench.results.record import gate_info, measurement_info
 from segbench.scoring.gates import (
     BaselineSpeedup,
@@ -42,6 +43,7 @@ from segbench.scoring.metrics import DiceResult, LogitDiff, compute_dice, logit_
 from segbench.scoring.stats import PairSample, Verdict, speedup_interval, verdict
 from segbench.settings.config import BenchConfig, Gates
 from segbench.settings.kinds import role_of_slot
+from segbench.settings.labels import ClassPairing, pair_classes
 
 LABELS_DIFFER = "differ"
 
@@ -193,6 +195,7 @@ class PairedRun:
         self.baselines = dict(baselines or {})  # by candidate slot
         self.rss_window = False  # peak_rss_mb covers the last measure(), not the whole process
         self._truth_dice: dict[str, tuple[Prediction, float]] = {}  # role -> (prediction, Dice)
+        self.pairings: dict[str, ClassPairing] = {}  # by candidate slot, once scored
         self.observer: RunObserver | None = None
 
     @classmethod
@@ -227,16 +230,10 @@ class PairedRun:
         prediction, logits kept for the logit difference; ``record`` (not for paired reference
         runs) also adds its stage times to the role's rounds. ``progress(done, total)`` is
         called per sliding window."""
-        profile = self.runtime.profiles[role]
         self._drop_logits(role)  # this run replaces them: never two rounds' logits at once
-        pred = predict_volume(
-            self.volume,
-            self.runtime.card,
-            self.runtime.backends[role],
-            profile.pipeline,
-            keep_logits=True,
-            progress=progress,
-        )
+        segmenter = self.runtime.segmenter(role)
+        segmenter.prepare(self.case_id, self.volume)  # untimed; once per case
+        pred = segmenter.segment(self.volume, progress)
         if record:
             self.runs[role].times.append(pred.times)
         self.runs[role].last = pred
@@ -308,6 +305,7 @@ class PairedRun:
         runs = self.runs[slot]
         role = self.label(slot)
         interleave = slot != "reference"
+        self.prepare(slot)
         for other in self.runs:
             if other != slot:
                 self._park_logits(other)
@@ -366,6 +364,12 @@ class PairedRun:
             self._end()
         runs.warmup = len(runs.times) if disabled else start + warmup
 
+    def prepare(self, slot: str) -> None:
+        """Untimed, before ``slot``'s runs (and its paired reference runs): a deployment loads
+        its factory or writes the case's input file (see :mod:`segbench.bench.segmenters`)."""
+        for role in ("reference", slot):
+            self.runtime.segmenter(role).prepare(self.case_id, self.volume)
+
     def pair_sample(self, slot: str) -> PairSample:
         """The interleaved pairs of candidate ``slot``: each timed round with the reference run
         right before it."""
@@ -408,8 +412,8 @@ class PairedRun:
             progress = self._start(self.label(slot), "round", count + 1, timing.max_rounds)
             self.run(slot, progress=progress)
 
-    def _unwrapped(self, role: str) -> Backend:
-        backend = self.runtime.backends[role]
+    def _unwrapped(self, role: str) -> Backend | None:
+        backend = self.runtime.backends.get(role)
         return backend.inner if isinstance(backend, InjectedBackend) else backend
 
     def truth_dice(self, role: str) -> float | None:
@@ -426,7 +430,10 @@ class PairedRun:
             return None
         cached = self._truth_dice.get(role)
         if cached is None or cached[0] is not pred:
-            cached = (pred, compute_dice(truth.labels, pred.labels).mean)
+            card_names = dict(enumerate(self.runtime.card.class_names))
+            pairing = pair_classes(card_names, self.runtime.class_map(role))
+            truth_labels, labels = relabel(truth.labels, pred.labels, pairing)
+            cached = (pred, compute_dice(truth_labels, labels).mean)
             self._truth_dice[role] = cached
         return cached[1]
 
@@ -463,8 +470,8 @@ class PairedRun:
             shape=tuple(vol.original.shape),
             spacing=tuple(vol.spacing),
             voxels=int(np.prod(vol.shape)),
-            network_shape=tuple(pred.network_shape) if pred else None,
-            stages_s=runs.stage_medians() if runs.times else {},
+            network_shape=tuple(pred.network_shape) if pred and any(pred.network_shape) else None,
+            stages_s=stage_medians(runs, self.runtime.segmenter(slot)),
             estimator=self.config.timing.estimator,
             latency_s=runs.latency(self.config.timing.estimator),
             peak_rss_mb=peak_rss_mb(),
@@ -476,7 +483,7 @@ class PairedRun:
             if truth is not None
             else None,
             dice_vs_ground_truth=self.truth_dice(role),
-        )
+        ) | deployment_info(self.runtime.segmenter(slot), self.pairings.get(slot))
 
     def ensure(self, role: str, timed: bool) -> None:
         """Make sure ``role`` has a prediction (and timed rounds when ``timed``)."""
@@ -505,7 +512,8 @@ class PairedRun:
             self.ensure(role, timed)
         ref, cand = self.runs["reference"].last, self.runs[slot].last
         assert ref is not None and cand is not None
-        dice = compute_dice(ref.labels, cand.labels)
+        pairing = self.pairing(slot)
+        dice = compute_dice(*relabel(ref.labels, cand.labels, pairing))
         diff = None
         if (
             ref.logits is not None
@@ -513,8 +521,12 @@ class PairedRun:
             and ref.logits.shape == cand.logits.shape
         ):
             diff = logit_diff(ref.logits, cand.logits)
-        names = self.runtime.card.class_names
-        gates = [check_dice(self.case_id, dice, self.gates, names, diff)]
+        names = pairing.names
+        gates = [
+            with_pairing_note(
+                check_dice(self.case_id, dice, self.gates, names, diff), pairing, cand.logits
+            )
+        ]
         est = self.config.timing.estimator
         reference_s = self.reference_latency(est, slot)
         candidate_s = self.runs[slot].latency(est)
@@ -546,6 +558,13 @@ class PairedRun:
             baseline_speedup=baseline.speedup if baseline else None,
             check=check,
         )
+
+    def pairing(self, slot: str) -> ClassPairing:
+        """The reference's and ``slot``'s classes paired by name (see
+        :func:`segbench.settings.labels.pair_classes`)."""
+        pairing = pair_classes(self.runtime.class_map("reference"), self.runtime.class_map(slot))
+        self.pairings[slot] = pairing
+        return pairing
 
     def gate_info(self, evaluation: Evaluation, injected: str) -> dict[str, Any]:
         """The candidate's gate keys of the extra_info (see

@@ -10,6 +10,12 @@ from pathlib import Path
 from torch import nn
 
 from segbench.bench.inject import InjectedBackend, candidate_profile, perturb_onnx
+from segbench.bench.segmenters import (
+    BackendSegmenter,
+    Segmenter,
+    build_segmenter,
+    profile_names,
+)
 from segbench.errors import SegbenchError
 from segbench.models import ModelCard, load_network, state_digest
 from segbench.models.unet import PlainConvUNet, count_flops
@@ -49,7 +55,24 @@ class Runtime:
     export_max_abs_diff: float | None
     network: nn.Module | None = None
     weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
+    # by slot, as backends: what segments a case (segbench's pipeline on a backend, or the
+    # user's pipeline or command; see segbench.bench.segmenters) and its class map
+    segmenters: dict[str, Segmenter] = field(default_factory=dict)
+    names: dict[str, dict[int, str]] = field(default_factory=dict)
     _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
+
+    def segmenter(self, slot: str) -> Segmenter:
+        """What segments a case for ``slot`` (segbench's pipeline on ``backends[slot]`` when
+        none was built)."""
+        if slot not in self.segmenters:
+            self.segmenters[slot] = BackendSegmenter(
+                self.card, self.backends[slot], self.profiles[slot]
+            )
+        return self.segmenters[slot]
+
+    def class_map(self, slot: str) -> dict[int, str]:
+        """``slot``'s class numbering: its profile's ``labels``, else the model's classes."""
+        return self.names.get(slot) or dict(enumerate(self.card.class_names))
 
     def gflop_per_window(self, window: tuple[int, int, int] | None) -> float | None:
         """Convolution GFLOP of one window (2 per multiply-add), for PlainConvUNet networks."""
@@ -80,7 +103,7 @@ def build_runtime(
     candidates = [slot for slot in profiles if slot != "reference"]
     onnx_path: Path | None = None
     diff: float | None = None
-    needs_onnx = any(p.backend is BackendKind.ONNX for p in profiles.values())
+    needs_onnx = any(p.kind == BackendKind.ONNX.value for p in profiles.values())
     if onnx is not None:
         check_onnx_matches(onnx, card)
         onnx_path = onnx
@@ -89,10 +112,7 @@ def build_runtime(
         onnx_path, diff = exported.path, exported.max_abs_diff
     candidate_onnx = onnx_path
     if injection.perturb:
-        if (
-            any(profiles[s].backend is not BackendKind.ONNX for s in candidates)
-            or onnx_path is None
-        ):
+        if any(profiles[s].kind != BackendKind.ONNX.value for s in candidates) or onnx_path is None:
             raise SegbenchError(
                 "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but a "
                 "candidate profile is not onnx. Fix: use onnx candidates in benchmarks.json"
@@ -103,10 +123,17 @@ def build_runtime(
             profile, net, onnx_path if slot == "reference" else candidate_onnx, cache_dir / "onnx"
         )
         for slot, profile in profiles.items()
+        if profile.kind in (BackendKind.TORCH.value, BackendKind.ONNX.value)
     }
     if injection.delay or injection.slowdown or injection.shift:
         for slot in candidates:
-            backends[slot] = InjectedBackend(backends[slot], injection)
+            if slot in backends:
+                backends[slot] = InjectedBackend(backends[slot], injection)
+    base = Path(config.source).parent if config.source.endswith(".json") else Path.cwd()
+    segmenters = {
+        slot: build_segmenter(slot, profile, card, backends.get(slot), base)
+        for slot, profile in profiles.items()
+    }
     return Runtime(
         card,
         backends,
@@ -116,4 +143,6 @@ def build_runtime(
         diff,
         net,
         weights_sha256=state_digest(net),
+        segmenters=segmenters,
+        names={slot: profile_names(p, card) for slot, p in profiles.items()},
     )

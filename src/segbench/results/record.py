@@ -40,6 +40,7 @@ class RoleResult:
     dice_vs_ground_truth: float | None = None
     own_latency_s: float | None = None  # the role's own test: its timed rounds (estimator)
     threads: int | None = None  # the backend's thread count (runs saved before: None)
+    timing: str | None = None  # a deployment's: "warm" (pipeline) or "cold" (command)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class CaseRecord:
     baseline_pair_speedups: tuple[float, ...] = ()
     verdict: str | None = None  # against the baseline: regressed, unchanged or inconclusive
     confidence: float = CONFIDENCE  # of the saved speed-up interval
+    # classes paired by name (a deployment's own numbering): the common numbering's names
+    class_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -198,7 +201,7 @@ class CaseRecord:
         worst = self.worst_class
         if worst is None:
             return "-"
-        name = (class_names or {}).get(worst[0], f"label {worst[0]}")
+        name = {**(class_names or {}), **self.class_names}.get(worst[0], f"label {worst[0]}")
         return f"{name} {worst[1]:.{digits}f}"
 
     @classmethod
@@ -270,6 +273,7 @@ class CaseRecord:
             baseline_pair_speedups=_numbers(cand.get("baseline_pair_speedups")),
             verdict=str(cand["verdict"]) if isinstance(cand.get("verdict"), str) else None,
             confidence=_confidence(cand.get("speedup_interval")),
+            class_names=pairing_names(cand),
         )
 
 
@@ -325,7 +329,24 @@ def _role_result(
         dice_vs_ground_truth=number(info.get("dice_vs_ground_truth")),
         own_latency_s=own,
         threads=threads if isinstance(threads := info.get("threads"), int) else None,
+        timing=deployment_timing(info),
     )
+
+
+def deployment_timing(info: Mapping[str, Any]) -> str | None:
+    """A deployment's ``timing`` ("warm" or "cold") from its extra_info, else None."""
+    deployment = info.get("deployment")
+    timing = deployment.get("timing") if isinstance(deployment, Mapping) else None
+    return timing if isinstance(timing, str) else None
+
+
+def pairing_names(info: Mapping[str, Any]) -> dict[str, str]:
+    """The class names of a candidate scored with classes paired by name, else empty."""
+    pairing = info.get("class_pairing")
+    names = pairing.get("names") if isinstance(pairing, Mapping) else None
+    if not isinstance(names, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in names.items()}
 
 
 def measurement_info(
