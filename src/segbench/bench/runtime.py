@@ -129,7 +129,7 @@ def build_runtime(
         for slot in candidates:
             if slot in backends:
                 backends[slot] = InjectedBackend(backends[slot], injection)
-    base = Path(config.source).parent if config.source.endswith(".json") else Path.cwd()
+    base = Path(config.source).resolve().parent if config.source.endswith(".json") else Path.cwd()
     segmenters = {
         slot: build_segmenter(slot, profile, card, backends.get(slot), base)
         for slot, profile in profiles.items()

@@ -365,11 +365,14 @@ def _tail(text: bytes, lines: int = STDERR_LINES) -> str:
     return " | ".join(line.strip() for line in last) or "(nothing on stderr)"
 
 
-def run_command(argv: list[str], timeout_s: float) -> tuple[int | None, bytes]:
-    """Run ``argv`` in its own process group; ``(exit code, stderr)``, exit code ``None`` when
-    it ran past ``timeout_s`` (then the whole group is killed)."""
+def run_command(
+    argv: list[str], timeout_s: float, cwd: Path | None = None
+) -> tuple[int | None, bytes]:
+    """Run ``argv`` (in ``cwd``) in its own process group; ``(exit code, stderr)``, exit code
+    ``None`` when it ran past ``timeout_s`` (then the whole group is killed)."""
     proc = subprocess.Popen(
         argv,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -394,6 +397,7 @@ class CommandSegmenter:
     timeout_s: float
     names: Mapping[int, str]
     who: Who
+    cwd: Path | None = None  # benchmarks.json's folder
     kind: str = "command"
     cold: bool = True
     staged: bool = False
@@ -417,10 +421,15 @@ class CommandSegmenter:
         assert self._folder is not None and self._case is not None, "prepare() the case first"
         case, inp, out = self._case, self._folder / "input.nii.gz", self._folder / "output.nii.gz"
         out.unlink(missing_ok=True)
-        argv = [a.replace("{input}", str(inp)).replace("{output}", str(out)) for a in self.argv]
+        argv = [
+            a.replace("{input}", str(inp))
+            .replace("{output}", str(out))
+            .replace("{python}", sys.executable)
+            for a in self.argv
+        ]
         t0 = time.perf_counter()
         try:
-            code, err = run_command(argv, self.timeout_s)
+            code, err = run_command(argv, self.timeout_s, self.cwd)
         except OSError as exc:
             raise self.who.error(
                 case, f"cannot start {argv[0]!r}: {exc}", "install it or give its full path"
@@ -462,7 +471,7 @@ class CommandSegmenter:
 def profile_names(profile: Profile, card: ModelCard) -> dict[int, str]:
     """A profile's class map: its ``labels``, else the model's classes."""
     if profile.labels:
-        return {int(v): n for v, n in profile.labels.items()}
+        return {0: "background"} | {int(v): n for v, n in profile.labels.items()}
     return dict(enumerate(card.class_names))
 
 
@@ -484,7 +493,7 @@ def build_segmenter(
     if profile.command is not None:
         who = Who(role, f"command {profile.command[0]}")
         timeout = profile.timeout_s if profile.timeout_s is not None else DEFAULT_TIMEOUT_S
-        return CommandSegmenter(profile.command, timeout, names, who)
+        return CommandSegmenter(profile.command, timeout, names, who, base)
     if backend is None:
         raise ValueError(f"{slot}: a {profile.kind} profile needs a backend")
     return BackendSegmenter(card, backend, profile)

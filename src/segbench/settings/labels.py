@@ -146,7 +146,7 @@ def pair_classes(reference: Mapping[int, str], candidate: Mapping[int, str]) -> 
     """Pair two ``{value: name}`` numberings by class name (case and spaces ignored; value 0,
     the background, always pairs with 0)."""
     ref_max = max(reference, default=0)
-    names = [reference.get(v, f"label {v}") for v in range(ref_max + 1)]
+    names = [reference.get(v, BACKGROUND if v == 0 else f"label {v}") for v in range(ref_max + 1)]
     common = {_key(n): v for v, n in reference.items() if v != 0}
     ref_lut = tuple(v if v in reference else -1 for v in range(ref_max + 1))
     cand_lut = [-1] * (max(candidate, default=0) + 1)
