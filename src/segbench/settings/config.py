@@ -27,6 +27,13 @@ key and the file)::
     :func:`segbench.pipeline.export.to_float16`); ``provider`` and ``provider_options`` (onnx
     profiles only) choose onnxruntime's execution provider (see :mod:`segbench.settings.providers`).
 
+A profile may instead name the user's own deployment (see :mod:`segbench.bench.segmenters`)::
+
+    PROFILE = {"pipeline": "package.module:factory" | "path/to/file.py:factory",
+               "options": {..}, "labels": LABELS}
+            | {"command": ["prog", "{input}", "{output}", ..], "timeout_s": .., "labels": LABELS}
+    LABELS  = {"1": "spleen", ..} | "path/to/dataset.json" (see segbench.settings.labels)
+
 ``candidates`` names several candidates (names of ``[a-z0-9_-]``), each gated and benchmarked
 against the one reference per case; it replaces ``candidate`` (both together are an error). A
 profile's ``threads`` left unset takes the session's one thread count (see
