@@ -432,7 +432,7 @@ def test_a_session_with_deployments_goes_on_past_a_broken_one(tmp_path: Path) ->
     )
     text = out.stdout + out.stderr
     assert out.returncode == 1, text[-4000:]
-    assert "3 passed, 1 failed" in out.stdout, text[-4000:]
+    assert "1 failed, 3 passed" in out.stdout, text[-4000:]
     line = (
         f"{PHANTOM}: candidate broken (pipeline broken.py:broken) factory raised RuntimeError: "
         "model file not found: /models/whole.onnx. Fix: fix the factory"
@@ -451,8 +451,8 @@ def test_a_session_with_deployments_goes_on_past_a_broken_one(tmp_path: Path) ->
     run = load_run(tmp_path / "run.json")
     assert {r.candidate for r in run.rows} == {"whole-cli", "renumbered"}
     code, gate = run_cli("gate", tmp_path / "run.json")
-    assert code == 0, gate
-    assert "(cold)" in gate
+    assert code == 1 and f"{PHANTOM}: no benchmark of candidate(s) broken" in gate, gate
+    assert "(cold)" in gate and "renumbered  60x56x48" in gate
     code, report = run_cli("report", tmp_path / "run.json", f"--out={tmp_path / 'rep'}")
     assert code == 0, report
     code, compared = run_cli("compare", tmp_path / "run.json", tmp_path / "run.json")
