@@ -319,6 +319,20 @@ def test_a_command_mask_of_another_grid_is_refused(tmp_path: Path, volume: Volum
     assert "gave a mask of shape (4, 4, 4), the input is (20, 18, 12)" in text
 
 
+def test_an_injection_into_a_deployment_is_refused(tmp_path: Path) -> None:
+    from segbench.bench.runtime import build_runtime
+    from segbench.errors import SegbenchError
+    from segbench.models import get_card
+    from segbench.settings.injection import Injection
+
+    config = parse_config({"profiles": {"candidates": {"mine": {"pipeline": "m:f"}}}}, "b.json")
+    with pytest.raises(SegbenchError, match="candidate mine is your deployment") as err:
+        build_runtime(get_card("demo"), config, tmp_path, injection=Injection(slowdown=1.5))
+    assert "Fix: inject into an onnx candidate" in str(err.value)
+    runtime = build_runtime(get_card("demo"), config, tmp_path)  # not injected: built
+    assert runtime.segmenter("candidate:mine").kind == "pipeline" and runtime.onnx_path is None
+
+
 # the paired run with deployments --------------------------------------------------------------
 
 

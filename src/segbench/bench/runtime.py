@@ -126,6 +126,14 @@ def build_runtime(
         if profile.kind in (BackendKind.TORCH.value, BackendKind.ONNX.value)
     }
     if injection.delay or injection.slowdown or injection.shift:
+        deployed = [s for s in candidates if s not in backends]
+        if deployed:
+            raise SegbenchError(
+                f"--segbench-inject {injection.describe()} slows or shifts segbench's own "
+                f"pipeline, but candidate {deployed[0].partition(':')[2] or ''} is your deployment "
+                f"({profiles[deployed[0]].kind}). Fix: inject into an onnx candidate, or "
+                "make the deployment slower yourself"
+            )
         for slot in candidates:
             if slot in backends:
                 backends[slot] = InjectedBackend(backends[slot], injection)

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -409,6 +410,7 @@ class CommandSegmenter:
             return
         self.close()
         self._folder = Path(tempfile.mkdtemp(prefix="segbench-command-"))
+        weakref.finalize(self, shutil.rmtree, self._folder, True)  # the last case's, at exit
         nib.save(case_image(volume), self._folder / "input.nii.gz")
         self._case = case_id
 
