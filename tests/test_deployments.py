@@ -368,6 +368,11 @@ def test_a_paired_run_scores_a_pipeline_by_class_name(factories: Path, tmp_path:
     assert evaluation.dice.mean == 1.0 and evaluation.logits is None
     assert all(g.passed for g in evaluation.gates), [g.message for g in evaluation.gates]
     assert "logit difference n/a" in evaluation.gates[0].message
+    failing = PairedRun.load(CASE, image, None, runtime, config, Gates(dice_min=1.01))
+    failing.measure("candidate", None)
+    message = failing.evaluate(timed=False, slot="candidate").gates[0].message
+    assert "Fix: the deployment's own code changes the masks" in message
+    assert "re-export the ONNX file" not in message
     assert evaluation.check is not None and evaluation.check.pairs.n == 2
     info = pair.extra_info("candidate")
     assert info["deployment"]["kind"] == "pipeline" and info["stages_s"].keys() == {"total"}

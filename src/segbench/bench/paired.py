@@ -524,7 +524,10 @@ class PairedRun:
         names = pairing.names
         gates = [
             with_pairing_note(
-                check_dice(self.case_id, dice, self.gates, names, diff), pairing, cand.logits
+                check_dice(self.case_id, dice, self.gates, names, diff),
+                pairing,
+                cand.logits,
+                deployment=self.runtime.segmenter(slot).describe() is not None,
             )
         ]
         est = self.config.timing.estimator

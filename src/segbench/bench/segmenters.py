@@ -547,12 +547,24 @@ def relabel(
     return ref, cand
 
 
+FIX_DEPLOYMENT = (
+    " Fix: the deployment's own code changes the masks: compare its preprocessing (spacing, "
+    "interpolation order, clip and normalisation constants, axis order), its inference (whole "
+    "volume or windows, padding) and its resampling back with the reference's, starting with "
+    "the classes named; if the change is intended, lower the thresholds for this case under "
+    '"cases" in benchmarks.json.'
+)
+
+
 def with_pairing_note(
-    gate: GateResult, pairing: ClassPairing, logits: np.ndarray | None
+    gate: GateResult,
+    pairing: ClassPairing,
+    logits: np.ndarray | None,
+    deployment: bool = False,
 ) -> GateResult:
     """The Dice gate's message with what a deployment changes: the classes present on one
-    side only (scored where they have voxels, never dropped) and, without candidate logits,
-    the logit difference ``n/a``."""
+    side only (scored where they have voxels, never dropped), without candidate logits the
+    logit difference ``n/a``, and for a failing ``deployment`` its own fix."""
     notes = []
     if pairing.reference_only or pairing.candidate_only:
         ref = ", ".join(pairing.reference_only) or "none"
@@ -563,5 +575,7 @@ def with_pairing_note(
     if not notes:
         return gate
     head, fix, tail = gate.message.partition(" Fix:")
+    if deployment and fix:
+        fix, tail = FIX_DEPLOYMENT, ""
     message = f"{head} {'; '.join(notes)}.{fix}{tail}"
     return replace(gate, message=message)
