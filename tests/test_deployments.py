@@ -476,3 +476,9 @@ def test_a_session_with_deployments_goes_on_past_a_broken_one(tmp_path: Path) ->
     assert code == 0, report
     code, compared = run_cli("compare", tmp_path / "run.json", tmp_path / "run.json")
     assert code == 0, compared
+    code, merged = run_cli("merge", "-o", tmp_path / "merged.json", tmp_path / "run.json")
+    assert code == 0, merged
+    assert {r.candidate for r in load_run(tmp_path / "merged.json").rows} == {
+        "whole-cli",
+        "renumbered",
+    }
