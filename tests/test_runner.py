@@ -148,7 +148,7 @@ def test_at_most_one_kept_logits_array_beside_a_running_round(
 ) -> None:
     """Memory: while a round runs, at most the other role's last logits are kept: never the
     same role's previous round; none at all during a paired reference run."""
-    from segbench.bench import paired as runner
+    from segbench.bench import segmenters as runner  # segbench's pipeline runs from there
 
     made: list[Any] = []
     kept_during: list[int] = []

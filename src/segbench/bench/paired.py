@@ -18,6 +18,7 @@ import numpy as np
 from segbench.bench.inject import InjectedBackend, edit_mask
 from segbench.bench.memory import park, peak_rss_mb, reset_peak_rss
 from segbench.bench.runtime import Runtime
+from segbench.bench.segmenters import deployment_info, relabel, stage_medians, with_pairing_note
 from segbench.inputs.limits import DEFAULT_MAX_VOXELS
 from segbench.inputs.volumes import (
     GridCheck,
@@ -31,7 +32,7 @@ from segbench.models.card import Shape3
 from segbench.pipeline.backends import Backend
 from segbench.pipeline.footprint import check_case_memory
 from segbench.pipeline.inference import Progress
-from segbench.pipeline.predict import Prediction, StageTimes, predict_volume
+from segbench.pipeline.predict import Prediction, StageTimes
 from segbench.results.agreement import agreement_info, noise_floor
 from segbench.results.record import gate_info, measurement_info
 from segbench.scoring.gates import (
@@ -49,6 +50,7 @@ from segbench.scoring.stats import PairSample, Verdict, speedup_interval, verdic
 from segbench.scoring.surface import Agreement, agreement
 from segbench.settings.config import BenchConfig, Gates
 from segbench.settings.kinds import role_of_slot
+from segbench.settings.labels import ClassPairing, pair_classes
 
 LABELS_DIFFER = "differ"
 
@@ -214,6 +216,7 @@ class PairedRun:
         self.baselines = dict(baselines or {})  # by candidate slot
         self.rss_window = False  # peak_rss_mb covers the last measure(), not the whole process
         self._truth_dice: dict[str, tuple[Prediction, float]] = {}  # role -> (prediction, Dice)
+        self.pairings: dict[str, ClassPairing] = {}  # by candidate slot, once scored
         self.observer: RunObserver | None = None
 
     @classmethod
@@ -248,16 +251,10 @@ class PairedRun:
         prediction, logits kept for the logit difference; ``record`` (not for paired reference
         runs) also adds its stage times to the role's rounds. ``progress(done, total)`` is
         called per sliding window."""
-        profile = self.runtime.profiles[role]
         self._drop_logits(role)  # this run replaces them: never two rounds' logits at once
-        pred = predict_volume(
-            self.volume,
-            self.runtime.card,
-            self.runtime.backends[role],
-            profile.pipeline,
-            keep_logits=True,
-            progress=progress,
-        )
+        segmenter = self.runtime.segmenter(role)
+        segmenter.prepare(self.case_id, self.volume)  # untimed; once per case
+        pred = segmenter.segment(self.volume, progress)
         if record:
             self.runs[role].times.append(pred.times)
         before = self.runs[role].last
@@ -332,6 +329,7 @@ class PairedRun:
         runs = self.runs[slot]
         role = self.label(slot)
         interleave = slot != "reference"
+        self.prepare(slot)
         for other in self.runs:
             if other != slot:
                 self._park_logits(other)
@@ -390,6 +388,12 @@ class PairedRun:
             self._end()
         runs.warmup = len(runs.times) if disabled else start + warmup
 
+    def prepare(self, slot: str) -> None:
+        """Untimed, before ``slot``'s runs (and its paired reference runs): a deployment loads
+        its factory or writes the case's input file (see :mod:`segbench.bench.segmenters`)."""
+        for role in ("reference", slot):
+            self.runtime.segmenter(role).prepare(self.case_id, self.volume)
+
     def pair_sample(self, slot: str) -> PairSample:
         """The interleaved pairs of candidate ``slot``: each timed round with the reference run
         right before it."""
@@ -432,8 +436,8 @@ class PairedRun:
             progress = self._start(self.label(slot), "round", count + 1, timing.max_rounds)
             self.run(slot, progress=progress)
 
-    def _unwrapped(self, role: str) -> Backend:
-        backend = self.runtime.backends[role]
+    def _unwrapped(self, role: str) -> Backend | None:
+        backend = self.runtime.backends.get(role)
         return backend.inner if isinstance(backend, InjectedBackend) else backend
 
     def truth_dice(self, role: str) -> float | None:
@@ -450,7 +454,10 @@ class PairedRun:
             return None
         cached = self._truth_dice.get(role)
         if cached is None or cached[0] is not pred:
-            cached = (pred, compute_dice(truth.labels, pred.labels).mean)
+            card_names = dict(enumerate(self.runtime.card.class_names))
+            pairing = pair_classes(card_names, self.runtime.class_map(role))
+            truth_labels, labels = relabel(truth.labels, pred.labels, pairing)
+            cached = (pred, compute_dice(truth_labels, labels).mean)
             self._truth_dice[role] = cached
         return cached[1]
 
@@ -487,8 +494,8 @@ class PairedRun:
             shape=tuple(vol.original.shape),
             spacing=tuple(vol.spacing),
             voxels=int(np.prod(vol.shape)),
-            network_shape=tuple(pred.network_shape) if pred else None,
-            stages_s=runs.stage_medians() if runs.times else {},
+            network_shape=tuple(pred.network_shape) if pred and any(pred.network_shape) else None,
+            stages_s=stage_medians(runs, self.runtime.segmenter(slot)),
             estimator=self.config.timing.estimator,
             latency_s=runs.latency(self.config.timing.estimator),
             peak_rss_mb=peak_rss_mb(),
@@ -500,7 +507,7 @@ class PairedRun:
             if truth is not None
             else None,
             dice_vs_ground_truth=self.truth_dice(role),
-        )
+        ) | deployment_info(self.runtime.segmenter(slot), self.pairings.get(slot))
 
     def ensure(self, role: str, timed: bool) -> None:
         """Make sure ``role`` has a prediction (and timed rounds when ``timed``)."""
@@ -529,8 +536,10 @@ class PairedRun:
             self.ensure(role, timed)
         ref, cand = self.runs["reference"].last, self.runs[slot].last
         assert ref is not None and cand is not None
-        cand_labels = self.scored_labels(slot)
-        dice = compute_dice(ref.labels, cand_labels)
+        pairing = self.pairing(slot)
+        ref_labels, cand_labels = relabel(ref.labels, cand.labels, pairing)
+        cand_labels = self.edited(cand_labels, pairing.names)
+        dice = compute_dice(ref_labels, cand_labels)
         diff = None
         if (
             ref.logits is not None
@@ -538,9 +547,16 @@ class PairedRun:
             and ref.logits.shape == cand.logits.shape
         ):
             diff = logit_diff(ref.logits, cand.logits)
-        names = self.runtime.card.class_names
-        gates = [check_dice(self.case_id, dice, self.gates, names, diff)]
-        agreement, saved = self.agreement(slot, cand_labels)
+        names = pairing.names
+        gates = [
+            with_pairing_note(
+                check_dice(self.case_id, dice, self.gates, names, diff),
+                pairing,
+                cand.logits,
+                deployment=self.runtime.segmenter(slot).describe() is not None,
+            )
+        ]
+        agreement, saved = self.agreement(slot, ref_labels, cand_labels, names)
         gates += check_agreement(self.case_id, agreement, self.gates, names)
         est = self.config.timing.estimator
         reference_s = self.reference_latency(est, slot)
@@ -576,6 +592,13 @@ class PairedRun:
             agreement_info=saved,
         )
 
+    def pairing(self, slot: str) -> ClassPairing:
+        """The reference's and ``slot``'s classes paired by name (see
+        :func:`segbench.settings.labels.pair_classes`)."""
+        pairing = pair_classes(self.runtime.class_map("reference"), self.runtime.class_map(slot))
+        self.pairings[slot] = pairing
+        return pairing
+
     def gate_info(self, evaluation: Evaluation, injected: str) -> dict[str, Any]:
         """The candidate's gate keys of the extra_info (see
         :func:`segbench.results.record.gate_info`)."""
@@ -598,27 +621,29 @@ class PairedRun:
             agreement=evaluation.agreement_info,
         )
 
-    def scored_labels(self, slot: str) -> np.ndarray:
-        """The candidate's last mask as the gates score it: with the session's injected mask
-        edits (``--segbench-inject erode=..``, see :func:`segbench.bench.inject.edit_mask`)."""
-        pred = self.runs[slot].last
-        assert pred is not None
-        labels = pred.labels
+    def edited(self, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """A candidate's mask (in the common numbering of ``names``) as the gates score it: with
+        the session's injected mask edits (``--segbench-inject erode=..``, see
+        :func:`segbench.bench.inject.edit_mask`)."""
         for edit in self.runtime.injection.mask_edits:
-            labels = edit_mask(labels, edit, self.runtime.card.class_names, self.volume.spacing)
+            labels = edit_mask(labels, edit, names, self.volume.spacing)
         return labels
 
-    def agreement(self, slot: str, cand_labels: np.ndarray) -> tuple[Agreement, dict[str, Any]]:
-        """The candidate's mask against the reference's in mm (once per case and candidate, on
-        the reference's grid), the noise floors (each role's last two masks against each
-        other) and the seconds all of it took: the figures and their saved form."""
+    def agreement(
+        self,
+        slot: str,
+        ref_labels: np.ndarray,
+        cand_labels: np.ndarray,
+        names: Sequence[str],
+    ) -> tuple[Agreement, dict[str, Any]]:
+        """The candidate's mask against the reference's in mm, both in the common numbering
+        of ``names`` (once per case and candidate, on the reference's grid), the noise floors
+        (each role's last two masks against each other, in its own numbering) and the seconds
+        all of it took: the figures and their saved form."""
         start = time.perf_counter()
-        ref = self.runs["reference"].last
-        assert ref is not None
         spacing = self.volume.spacing
-        names = self.runtime.card.class_names
         tolerances = {k: self.gates.nsd_tolerance(n, k) for k, n in enumerate(names) if k}
-        found = agreement(ref.labels, cand_labels, spacing, tolerances)
+        found = agreement(ref_labels, cand_labels, spacing, tolerances)
         floors: dict[str, dict[str, float]] = {}
         for role, runs in (("reference", self.runs["reference"]), ("candidate", self.runs[slot])):
             last = runs.last

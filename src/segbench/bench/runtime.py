@@ -15,6 +15,12 @@ from segbench.bench.inject import (
     perturb_onnx,
     resolve_class,
 )
+from segbench.bench.segmenters import (
+    BackendSegmenter,
+    Segmenter,
+    build_segmenter,
+    profile_names,
+)
 from segbench.errors import ConfigError, SegbenchError
 from segbench.models import ModelCard, load_network, state_digest
 from segbench.models.unet import PlainConvUNet, count_flops
@@ -54,9 +60,26 @@ class Runtime:
     export_max_abs_diff: float | None
     network: nn.Module | None = None
     weights_sha256: str | None = None  # state_digest of the network (names, shapes, values)
+    # by slot, as backends: what segments a case (segbench's pipeline on a backend, or the
+    # user's pipeline or command; see segbench.bench.segmenters) and its class map
+    segmenters: dict[str, Segmenter] = field(default_factory=dict)
+    names: dict[str, dict[int, str]] = field(default_factory=dict)
     _flops: dict[tuple[int, int, int], float] = field(default_factory=dict, repr=False)
     # the session's injection: its mask edits apply to each candidate's mask before scoring
     injection: Injection = field(default_factory=Injection)
+
+    def segmenter(self, slot: str) -> Segmenter:
+        """What segments a case for ``slot`` (segbench's pipeline on ``backends[slot]`` when
+        none was built)."""
+        if slot not in self.segmenters:
+            self.segmenters[slot] = BackendSegmenter(
+                self.card, self.backends[slot], self.profiles[slot]
+            )
+        return self.segmenters[slot]
+
+    def class_map(self, slot: str) -> dict[int, str]:
+        """``slot``'s class numbering: its profile's ``labels``, else the model's classes."""
+        return self.names.get(slot) or dict(enumerate(self.card.class_names))
 
     def gflop_per_window(self, window: tuple[int, int, int] | None) -> float | None:
         """Convolution GFLOP of one window (2 per multiply-add), for PlainConvUNet networks."""
@@ -108,7 +131,7 @@ def build_runtime(
     candidates = [slot for slot in profiles if slot != "reference"]
     onnx_path: Path | None = None
     diff: float | None = None
-    needs_onnx = any(p.backend is BackendKind.ONNX for p in profiles.values())
+    needs_onnx = any(p.kind == BackendKind.ONNX.value for p in profiles.values())
     if onnx is not None:
         pipelines = [p.pipeline for p in profiles.values() if p.backend is BackendKind.ONNX]
         check_onnx_matches(
@@ -124,10 +147,7 @@ def build_runtime(
         onnx_path, diff = exported.path, exported.max_abs_diff
     candidate_onnx = onnx_path
     if injection.perturb:
-        if (
-            any(profiles[s].backend is not BackendKind.ONNX for s in candidates)
-            or onnx_path is None
-        ):
+        if any(profiles[s].kind != BackendKind.ONNX.value for s in candidates) or onnx_path is None:
             raise SegbenchError(
                 "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but a "
                 "candidate profile is not onnx. Fix: use onnx candidates in benchmarks.json"
@@ -138,10 +158,25 @@ def build_runtime(
             profile, net, onnx_path if slot == "reference" else candidate_onnx, cache_dir / "onnx"
         )
         for slot, profile in profiles.items()
+        if profile.kind in (BackendKind.TORCH.value, BackendKind.ONNX.value)
     }
     if injection.delay or injection.slowdown or injection.shift:
+        deployed = [s for s in candidates if s not in backends]
+        if deployed:
+            raise SegbenchError(
+                f"--segbench-inject {injection.describe()} slows or shifts segbench's own "
+                f"pipeline, but candidate {deployed[0].partition(':')[2] or ''} is your deployment "
+                f"({profiles[deployed[0]].kind}). Fix: inject into an onnx candidate, or "
+                "make the deployment slower yourself"
+            )
         for slot in candidates:
-            backends[slot] = InjectedBackend(backends[slot], injection)
+            if slot in backends:
+                backends[slot] = InjectedBackend(backends[slot], injection)
+    base = Path(config.source).resolve().parent if config.source.endswith(".json") else Path.cwd()
+    segmenters = {
+        slot: build_segmenter(slot, profile, card, backends.get(slot), base)
+        for slot, profile in profiles.items()
+    }
     return Runtime(
         card,
         backends,
@@ -152,4 +187,6 @@ def build_runtime(
         net,
         weights_sha256=state_digest(net),
         injection=injection,
+        segmenters=segmenters,
+        names={slot: profile_names(p, card) for slot, p in profiles.items()},
     )

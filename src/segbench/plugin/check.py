@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from segbench.cachefiles import fit_name
+from segbench.errors import SegbenchError
 from segbench.inputs.cases import Case
 from segbench.plugin.session import SegbenchSession
 from segbench.results.record import record_key
@@ -41,7 +42,12 @@ class CaseCheck:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         pair = self.pair
         slot = self.slot if role == "candidate" else role
-        pair.measure(slot, benchmark)
+        try:
+            pair.measure(slot, benchmark)
+        except SegbenchError:  # e.g. a failed deployment: the case's volume is not kept past it
+            if role == "candidate" and (not pair.candidates or slot == pair.candidates[-1]):
+                self.session.release(self.case)
+            raise
         benchmark.extra_info.update(pair.extra_info(slot))
 
     def check_gates(self, benchmark: Any) -> Evaluation:

@@ -64,7 +64,7 @@ def write_summary(
     suite_gates: Sequence[GateResult],
     injection: Injection,
 ) -> None:
-    profiles = bench.reference.backend.value, bench.candidate.backend.value
+    profiles = bench.reference.kind, bench.candidate.kind
     injected = f" - INJECTED: {injection.describe()}" if injection.active else ""
     named = list(bench.candidates)
     versus = (

@@ -42,6 +42,7 @@ class RoleResult:
     own_latency_s: float | None = None  # the role's own test: its timed rounds (estimator)
     threads: int | None = None  # the backend's thread count (runs saved before: None)
     precision: str | None = None  # fp32, fp16 or bf16 (OpenVINO's hint); runs saved before: None
+    timing: str | None = None  # a deployment's: "warm" (pipeline) or "cold" (command)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class CaseRecord:
     confidence: float = CONFIDENCE  # of the saved speed-up interval
     # NSD, HD95, volumes, presence per class and the noise floors (runs saved before: None)
     agreement: AgreementRecord | None = None
+    # classes paired by name (a deployment's own numbering): the common numbering's names
+    class_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -209,7 +212,7 @@ class CaseRecord:
         worst = self.worst_class
         if worst is None:
             return "-"
-        name = (class_names or {}).get(worst[0], f"label {worst[0]}")
+        name = {**(class_names or {}), **self.class_names}.get(worst[0], f"label {worst[0]}")
         return f"{name} {worst[1]:.{digits}f}"
 
     @classmethod
@@ -285,6 +288,7 @@ class CaseRecord:
             verdict=str(cand["verdict"]) if isinstance(cand.get("verdict"), str) else None,
             confidence=_confidence(cand.get("speedup_interval")),
             agreement=AgreementRecord.from_info(cand.get("agreement")),
+            class_names=pairing_names(cand),
         )
 
 
@@ -341,7 +345,24 @@ def _role_result(
         own_latency_s=own,
         threads=threads if isinstance(threads := info.get("threads"), int) else None,
         precision=str(p) if (p := info.get("precision")) else None,
+        timing=deployment_timing(info),
     )
+
+
+def deployment_timing(info: Mapping[str, Any]) -> str | None:
+    """A deployment's ``timing`` ("warm" or "cold") from its extra_info, else None."""
+    deployment = info.get("deployment")
+    timing = deployment.get("timing") if isinstance(deployment, Mapping) else None
+    return timing if isinstance(timing, str) else None
+
+
+def pairing_names(info: Mapping[str, Any]) -> dict[str, str]:
+    """The class names of a candidate scored with classes paired by name, else empty."""
+    pairing = info.get("class_pairing")
+    names = pairing.get("names") if isinstance(pairing, Mapping) else None
+    if not isinstance(names, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in names.items()}
 
 
 def measurement_info(

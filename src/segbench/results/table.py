@@ -56,7 +56,7 @@ def summary_table(
             "x".join(str(s) for s in r.shape),
             *((r.precision or "-",) if with_precision else ()),
             _fmt(r.reference_s, ".3f"),
-            _fmt(r.candidate_s, ".3f"),
+            _fmt(r.candidate_s, ".3f") + cold_mark(r),
             speedup_text(r),
             *((baseline_text(r),) if with_baseline else ()),
             _fmt(r.candidate_gflops, ".0f"),
@@ -91,6 +91,13 @@ def summary_table(
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     rule = "-" * len(lines[0])
     return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def cold_mark(row: CaseRecord) -> str:
+    """`` (cold)`` after the seconds of a candidate whose runs each start a process (a
+    command: process start and model load are timed), else nothing."""
+    role = row.roles.get("candidate")
+    return " (cold)" if role is not None and role.timing == "cold" else ""
 
 
 def speedup_text(row: CaseRecord) -> str:

@@ -34,6 +34,13 @@ key and the file)::
     (onnx profiles only) choose onnxruntime's execution provider (see
     :mod:`segbench.settings.providers`).
 
+A profile may instead name the user's own deployment (see :mod:`segbench.bench.segmenters`)::
+
+    PROFILE = {"pipeline": "package.module:factory" | "path/to/file.py:factory",
+               "options": {..}, "labels": LABELS}
+            | {"command": ["prog", "{input}", "{output}", ..], "timeout_s": .., "labels": LABELS}
+    LABELS  = {"1": "spleen", ..} | "path/to/dataset.json" (see segbench.settings.labels)
+
 ``candidates`` names several candidates (names of ``[a-z0-9_-]``), each gated and benchmarked
 against the one reference per case; it replaces ``candidate`` (both together are an error). A
 profile's ``threads`` left unset takes the session's one thread count (see
@@ -127,6 +134,22 @@ class Profile:
     # "bf16": OpenVINO's inference precision hint (provider openvino, a CPU with bf16)
     provider: str = "auto"  # onnx profiles: segbench.settings.providers.Provider's values
     provider_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    # the user's own deployment instead of a backend (see segbench.bench.segmenters)
+    factory: str | None = None  # "pipeline": "package.module:factory" | "file.py:factory"
+    command: tuple[str, ...] | None = None  # "command": argv with {input} and {output}
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # factory(**options)
+    timeout_s: float | None = None  # a command's run, at most
+    labels: dict[str, str] | None = field(default=None, hash=False)  # its numbering: value: name
+
+    @property
+    def kind(self) -> str:
+        """What runs: ``"torch"`` or ``"onnx"`` (segbench's pipeline on that backend),
+        ``"pipeline"`` (the user's factory) or ``"command"`` (the user's program)."""
+        if self.factory is not None:
+            return "pipeline"
+        if self.command is not None:
+            return "command"
+        return self.backend.value
 
     @property
     def pipeline(self) -> PipelineSettings:
@@ -165,7 +188,7 @@ class BenchConfig:
         for equal settings before they are merged."""
 
         def profile(p: Profile) -> dict[str, Any]:
-            return {**asdict(p), "backend": p.backend.value}
+            return deployment_settings(p) or {**asdict(p), "backend": p.backend.value}
 
         profiles: dict[str, Any] = {"reference": profile(self.reference)}
         if self.candidates:
@@ -266,7 +289,9 @@ def _flag(value: Any, key: str, source: str) -> bool:
 
 
 def _profile(data: Any, base: Profile, where: str, source: str) -> Profile:
-    names = {f.name for f in fields(Profile)}
+    if isinstance(data, dict) and DEPLOYMENT_KEYS & set(data):
+        return parse_deployment(data, base, where, source)
+    names = {f.name for f in fields(Profile)} - set(DEPLOYMENT_FIELDS)
     data = _check_keys(data, names, where, source)
     values: dict[str, Any] = {}
     for key, value in data.items():
@@ -339,6 +364,83 @@ def _check_precision(profile: Profile, where: str, source: str) -> None:
     precision_options(
         profile.provider, options, profile.precision, f"{where}.provider_options", source
     )
+
+
+DEPLOYMENT_KEYS = {"pipeline", "command"}  # a profile with one of them runs the user's code
+DEPLOYMENT_FIELDS = ("factory", "command", "options", "timeout_s", "labels")
+
+
+def parse_deployment(data: dict[str, Any], base: Profile, where: str, source: str) -> Profile:
+    """A profile that names the user's deployment: ``"pipeline"`` (``"module:factory"`` or
+    ``"file.py:factory"``, with ``"options"``) or ``"command"`` (argv with ``{input}`` and
+    ``{output}``, with ``"timeout_s"``), and optionally ``"labels"`` (see
+    :mod:`segbench.settings.labels`). Backend keys are errors: segbench does not run its own
+    pipeline for it."""
+    from segbench.settings.labels import parse_labels
+
+    allowed = {"pipeline", "options", "labels"} if "pipeline" in data else set()
+    allowed |= {"command", "timeout_s", "labels"} if "command" in data else set()
+    if {"pipeline", "command"} <= set(data):
+        raise _fail(source, f"{where}.command", 'is set together with "pipeline"; use one')
+    if "threads" in data and data["threads"] is None:
+        data = {k: v for k, v in data.items() if k != "threads"}
+    for key in data:
+        if key not in allowed and key != "$comment":
+            what = "pipeline" if "pipeline" in data else "command"
+            raise _fail(
+                source,
+                f"{where}.{key}",
+                f"is not a key of a {what} profile (valid keys: {', '.join(sorted(allowed))}); "
+                f"segbench runs your {what} as it is, so drop {key}",
+            )
+    values: dict[str, Any] = {}
+    if "pipeline" in data:
+        spec = data["pipeline"]
+        if not isinstance(spec, str) or spec.count(":") < 1 or not spec.rpartition(":")[2]:
+            raise _fail(
+                source,
+                f"{where}.pipeline",
+                f'must be "package.module:factory" or "path/to/file.py:factory", got {spec!r}',
+            )
+        options = data.get("options", {})
+        if not isinstance(options, dict):
+            raise _fail(source, f"{where}.options", f"must be an object, got {options!r}")
+        values.update(factory=spec, options=dict(options))
+    else:
+        argv = data["command"]
+        if (
+            not isinstance(argv, list)
+            or not argv
+            or not all(isinstance(a, str) for a in argv)
+            or not any("{output}" in a for a in argv)
+        ):
+            raise _fail(
+                source,
+                f"{where}.command",
+                'must be a list of strings with "{output}" (and usually "{input}"), e.g. '
+                f'["my-segmenter", "-i", "{{input}}", "-o", "{{output}}"], got {argv!r}',
+            )
+        values["command"] = tuple(argv)
+        if "timeout_s" in data:
+            timeout = _number(data["timeout_s"], f"{where}.timeout_s", source, 1, 1e6)
+            values["timeout_s"] = float(timeout)
+    if "labels" in data:
+        folder = Path(source).parent if source.endswith(".json") else None
+        table = parse_labels(data["labels"], source, f"{where}.labels", folder)
+        values["labels"] = {str(v): n for v, n in table.items()}
+    return replace(Profile(base.backend), **values)
+
+
+def deployment_settings(profile: Profile) -> dict[str, Any] | None:
+    """A deployment profile's settings as plain JSON values (None for a backend profile)."""
+    if profile.kind not in DEPLOYMENT_KEYS:
+        return None
+    out: dict[str, Any] = {"kind": profile.kind, "labels": profile.labels}
+    if profile.factory is not None:
+        out.update(pipeline=profile.factory, options=profile.options)
+    else:
+        out.update(command=list(profile.command or ()), timeout_s=profile.timeout_s)
+    return out
 
 
 def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:
