@@ -131,7 +131,13 @@ def test_a_named_candidate_recorded_twice_is_refused(
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("inconclusive_fails", "true"), ("inconclusive_fails", 1), ("dice_min", "0.9")],
+    [
+        ("inconclusive_fails", "true"),
+        ("inconclusive_fails", 1),
+        ("dice_min", "0.9"),
+        ("class_nsd_tolerance_mm", 2.0),
+        ("class_nsd_tolerance_mm", {"liver": "2"}),
+    ],
 )
 def test_saved_gate_thresholds_of_the_wrong_kind_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: Any
@@ -140,6 +146,12 @@ def test_saved_gate_thresholds_of_the_wrong_kind_are_refused(
     data["segbench"]["settings"]["config"]["gates"][key] = value
     code, text = gate_exit(tmp_path, data, capsys)
     one_line_refusal(code, text, f"segbench.settings.config.gates.{key}")
+
+
+def test_a_saved_mapping_of_class_tolerances_reads() -> None:
+    data = noisy_run(True)
+    data["segbench"]["settings"]["config"]["gates"]["class_nsd_tolerance_mm"] = {"liver": 2.0}
+    assert parse_run(data).rows
 
 
 def test_an_unchanged_run_still_passes_the_gate(

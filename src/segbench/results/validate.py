@@ -202,11 +202,16 @@ def check_benchmark(bench: Any, key: str) -> None:
 
 
 def _gate_value(key: str, value: Any) -> None:
-    """A saved gate threshold: of the kind of :class:`Gates`' field (unknown keys pass)."""
+    """A saved gate threshold: of the kind of :class:`Gates`' field (unknown keys pass): a
+    boolean, a number, or a mapping of numbers (``class_nsd_tolerance_mm``)."""
     name = key.rsplit(".", 1)[-1]
-    default = {f.name: f.default for f in fields(Gates)}.get(name)
+    if name not in {f.name for f in fields(Gates)}:
+        return
+    default = getattr(Gates(), name)
     if isinstance(default, bool):
         _boolean(key, value)
+    elif isinstance(default, Mapping):
+        _mapping_of(FIGURE)(key, value)
     elif default is not None:
         if value is None:
             raise Malformed(key, "is null; a gate threshold must be a number")
