@@ -28,9 +28,9 @@ INTERRUPT_PLUGIN = '''
 """Ctrl-C during the N-th pipeline run of the session (SEGBENCH_TEST_INTERRUPT_AT)."""
 import os
 
-import segbench.bench.paired as paired
+import segbench.bench.segmenters as segmenters
 
-_real = paired.predict_volume
+_real = segmenters.predict_volume
 _calls = [0]
 
 
@@ -41,7 +41,7 @@ def _interrupting(*args, **kwargs):
     return _real(*args, **kwargs)
 
 
-paired.predict_volume = _interrupting
+segmenters.predict_volume = _interrupting
 '''
 
 

@@ -111,7 +111,14 @@ def test_candidate_rounds_interleave_with_reference_runs(
         )
     ]
     assert summary.speedup == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
-    assert [g.name for g in summary.gates] == ["dice", "speedup"]
+    assert [g.name for g in summary.gates] == [
+        "dice",
+        "nsd",
+        "hd95",
+        "volume",
+        "vanished",
+        "speedup",
+    ]
     assert summary.check is not None and summary.check.interval is not None
 
 
