@@ -116,6 +116,9 @@ def test_truth_figures_are_computed_once_per_mask(tmp_path: Path) -> None:
     pair.runs["reference"].last = prediction(changed)
     again = pair.truth_agreement("reference")
     assert again is not first and again is not None and again["2"]["presence"] == "vanished"
+    # a candidate's mask equal to the reference's, in the same numbering, reuses them too
+    pair.runs["candidate"].last = prediction(changed.copy())
+    assert pair.truth_agreement("candidate") is again
 
 
 @pytest.mark.parametrize("label_check", [None, "differ: label 1 is 'liver' in the truth"])

@@ -467,8 +467,9 @@ class PairedRun:
         """``slot``'s last mask against the ground truth in mm, per class in the model's
         numbering (classes paired by name as :meth:`truth_dice` pairs them), in its saved form
         (:func:`~segbench.results.agreement.truth_info`), or ``None`` without a usable truth.
-        Computed once per mask: a later run's mask equal voxel for voxel (the reference's, as
-        each candidate's paired runs replace it) reuses the figures."""
+        Computed once per mask: a mask equal voxel for voxel to one already scored in the same
+        numbering (the reference's next run, as each candidate's paired runs replace it, or a
+        candidate's mask equal to the reference's) reuses its figures."""
         pred = self.runs[slot].last
         truth = self.truth
         if (
@@ -478,13 +479,18 @@ class PairedRun:
             or truth.label_check.startswith(LABELS_DIFFER)
         ):
             return None
-        cached = self._truth_agreement.get(slot)
-        if cached is not None and (
-            cached[0] is pred.labels or np.array_equal(cached[0], pred.labels)
-        ):
-            return cached[1]
+        numbering = self.runtime.class_map(slot)
+        for other in (slot, *self._truth_agreement):
+            cached = self._truth_agreement.get(other)
+            if (
+                cached is not None
+                and (other == slot or self.runtime.class_map(other) == numbering)
+                and (cached[0] is pred.labels or np.array_equal(cached[0], pred.labels))
+            ):
+                self._truth_agreement[slot] = cached
+                return cached[1]
         card_names = dict(enumerate(self.runtime.card.class_names))
-        pairing = pair_classes(card_names, self.runtime.class_map(slot))
+        pairing = pair_classes(card_names, numbering)
         truth_labels, labels = relabel(truth.labels, pred.labels, pairing)
         tolerances = {k: self.gates.nsd_tolerance(n, k) for k, n in enumerate(pairing.names) if k}
         saved = truth_info(agreement(truth_labels, labels, self.volume.spacing, tolerances))
