@@ -150,8 +150,8 @@ def test_old_runs_load_and_report_without_truth_columns(tmp_path: Path) -> None:
     assert "| reference vs truth | candidate vs truth | figures s |" in header
     moved = saved["truth"]["candidate"]["1"]["nsd"]
     (row,) = [line for line in lines if line.startswith("| ct.nii.gz")]
-    assert "| ball 1.0000, HD95 0.00 mm |" in row
-    assert f"| ball {moved:.4f}, HD95 3.00 mm |" in row
+    assert "| ball 1.0000, max HD95 0.00 mm |" in row
+    assert f"| ball {moved:.4f}, max HD95 3.00 mm |" in row
     (old_row,) = [line for line in lines if line.startswith("| old.nii.gz")]
     assert old_row.count("| - |") >= 1 and old_row.split("|")[-3].strip() == "-"
     assert "box\\|x" in text  # names are escaped

@@ -42,7 +42,7 @@ def _truth(ag: AgreementRecord, role: str, names: Mapping[str, str], big: int) -
     if worst is None:
         return "-"
     label, nsd, hd95 = worst
-    return f"{names.get(label, 'label ' + label)} {nsd:.4f}, HD95 {_f(hd95, '.2f', ' mm')}"
+    return f"{names.get(label, 'label ' + label)} {nsd:.4f}, max HD95 {_f(hd95, '.2f', ' mm')}"
 
 
 def _names(labels: Sequence[str], names: Mapping[str, str]) -> str:
