@@ -464,7 +464,8 @@ class PairedRun:
         return cached[1]
 
     def truth_agreement(self, slot: str) -> dict[str, Any] | None:
-        """``slot``'s last mask against the ground truth in mm, per class in the model's
+        """``slot``'s last mask (as the runtime gave it, without the injected mask edits, as
+        :meth:`truth_dice` reads it) against the ground truth in mm, per class in the model's
         numbering (classes paired by name as :meth:`truth_dice` pairs them), in its saved form
         (:func:`~segbench.results.agreement.truth_info`), or ``None`` without a usable truth.
         Computed once per mask: a mask equal voxel for voxel to one already scored in the same
