@@ -33,7 +33,7 @@ from segbench.pipeline.backends import Backend
 from segbench.pipeline.footprint import check_case_memory
 from segbench.pipeline.inference import Progress
 from segbench.pipeline.predict import Prediction, StageTimes
-from segbench.results.agreement import agreement_info, noise_floor
+from segbench.results.agreement import agreement_info, noise_floor, truth_info
 from segbench.results.record import gate_info, measurement_info
 from segbench.scoring.gates import (
     BaselineSpeedup,
@@ -216,6 +216,8 @@ class PairedRun:
         self.baselines = dict(baselines or {})  # by candidate slot
         self.rss_window = False  # peak_rss_mb covers the last measure(), not the whole process
         self._truth_dice: dict[str, tuple[Prediction, float]] = {}  # role -> (prediction, Dice)
+        # slot -> (the mask scored, its saved figures against the truth)
+        self._truth_agreement: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
         self.pairings: dict[str, ClassPairing] = {}  # by candidate slot, once scored
         self.observer: RunObserver | None = None
 
@@ -461,6 +463,41 @@ class PairedRun:
             self._truth_dice[role] = cached
         return cached[1]
 
+    def truth_agreement(self, slot: str) -> dict[str, Any] | None:
+        """``slot``'s last mask (as the runtime gave it, without the injected mask edits, as
+        :meth:`truth_dice` reads it) against the ground truth in mm, per class in the model's
+        numbering (classes paired by name as :meth:`truth_dice` pairs them), in its saved form
+        (:func:`~segbench.results.agreement.truth_info`), or ``None`` without a usable truth.
+        Computed once per mask: a mask equal voxel for voxel to one already scored in the same
+        numbering (the reference's next run, as each candidate's paired runs replace it, or a
+        candidate's mask equal to the reference's) reuses its figures."""
+        pred = self.runs[slot].last
+        truth = self.truth
+        if (
+            pred is None
+            or truth is None
+            or self.runtime.card.num_classes <= 1
+            or truth.label_check.startswith(LABELS_DIFFER)
+        ):
+            return None
+        numbering = self.runtime.class_map(slot)
+        for other in (slot, *self._truth_agreement):
+            cached = self._truth_agreement.get(other)
+            if (
+                cached is not None
+                and (other == slot or self.runtime.class_map(other) == numbering)
+                and (cached[0] is pred.labels or np.array_equal(cached[0], pred.labels))
+            ):
+                self._truth_agreement[slot] = cached
+                return cached[1]
+        card_names = dict(enumerate(self.runtime.card.class_names))
+        pairing = pair_classes(card_names, numbering)
+        truth_labels, labels = relabel(truth.labels, pred.labels, pairing)
+        tolerances = {k: self.gates.nsd_tolerance(n, k) for k, n in enumerate(pairing.names) if k}
+        saved = truth_info(agreement(truth_labels, labels, self.volume.spacing, tolerances))
+        self._truth_agreement[slot] = (pred.labels, saved)
+        return saved
+
     def gflops(self, role: str) -> float | None:
         """Achieved GFLOP/s of ``role``'s sliding window (median inference time)."""
         runs = self.runs[role]
@@ -638,8 +675,10 @@ class PairedRun:
     ) -> tuple[Agreement, dict[str, Any]]:
         """The candidate's mask against the reference's in mm, both in the common numbering
         of ``names`` (once per case and candidate, on the reference's grid), the noise floors
-        (each role's last two masks against each other, in its own numbering) and the seconds
-        all of it took: the figures and their saved form."""
+        (each role's last two masks against each other, in its own numbering), each role's
+        mask against the ground truth where the case has a usable one (informational,
+        :meth:`truth_agreement`) and the seconds all of it took: the figures and their saved
+        form."""
         start = time.perf_counter()
         spacing = self.volume.spacing
         tolerances = {k: self.gates.nsd_tolerance(n, k) for k, n in enumerate(names) if k}
@@ -651,4 +690,9 @@ class PairedRun:
                 same = np.array_equal(runs.previous, last.labels)
                 floor = None if same else agreement(runs.previous, last.labels, spacing, tolerances)
                 floors[role] = noise_floor(runs.previous, last.labels, floor)
-        return found, agreement_info(found, floors, time.perf_counter() - start)
+        truth = {
+            role: figures
+            for role, s in (("reference", "reference"), ("candidate", slot))
+            if (figures := self.truth_agreement(s)) is not None
+        }
+        return found, agreement_info(found, floors, time.perf_counter() - start, truth)

@@ -12,14 +12,22 @@ Layout (labels as strings, distances in mm, volumes in mL)::
                         "presence": "present" | "vanished" | "appeared", "voxels": 402113}},
       "vanished": ["5"], "appeared": [],
       "noise_floor": {"reference": FLOOR, "candidate": FLOOR},
+      "truth": {"reference": TRUTH, "candidate": TRUTH},
       "seconds": 0.41}
 
     FLOOR = {"changed_voxels": 0, "min_nsd": 1.0, "max_hd95_mm": 0.0,
              "max_volume_diff_pct": 0.0, "vanished": 0}
 
+    TRUTH = {"3": {"nsd": 0.91, "hd95_mm": 4.24 | null, "volume_diff_pct": -1.2 | null,
+                   "presence": "present", "voxels": 401200}}
+
 ``hd95_mm`` is null for a class on one side only (infinite), ``volume_diff_pct`` for a class
 that appeared. A noise floor compares two runs of one role on the same volume (the runtime's
-own non-determinism); it is absent where the role ran once.
+own non-determinism); it is absent where the role ran once. ``truth`` (informational, no gate
+reads it) holds each role's mask against the case's ground truth, per class in the model's
+numbering (the truth is the first side: ``vanished`` means in the truth and not in the role's
+mask, the volume difference is in % of the truth's); it is absent for a case without a usable
+ground truth and in runs saved before it.
 """
 
 from __future__ import annotations
@@ -81,6 +89,43 @@ class ClassFigures:
 
 
 @dataclass(frozen=True)
+class TruthFigures:
+    """One class's saved figures of a role's mask against the ground truth (``TRUTH``)."""
+
+    nsd: float
+    hd95_mm: float | None  # None: on one side only
+    volume_diff_pct: float | None  # None: not in the truth
+    presence: str
+    voxels: int
+
+    @classmethod
+    def from_info(cls, info: Any) -> TruthFigures | None:
+        nsd = _num(info.get("nsd")) if isinstance(info, Mapping) else None
+        if nsd is None:
+            return None
+        voxels = info.get("voxels")
+        return cls(
+            nsd=nsd,
+            hd95_mm=_num(info.get("hd95_mm")),
+            volume_diff_pct=_num(info.get("volume_diff_pct")),
+            presence=str(info.get("presence") or PRESENT),
+            voxels=voxels if isinstance(voxels, int) and not isinstance(voxels, bool) else 0,
+        )
+
+
+def _truth_figures(value: Any) -> dict[str, dict[str, TruthFigures]]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        str(role): {
+            str(k): f for k, v in classes.items() if (f := TruthFigures.from_info(v)) is not None
+        }
+        for role, classes in value.items()
+        if isinstance(classes, Mapping)
+    }
+
+
+@dataclass(frozen=True)
 class AgreementRecord:
     """A case's per-class agreement in mm (by label string), its noise floors (by role) and
     the seconds the figures took."""
@@ -88,6 +133,7 @@ class AgreementRecord:
     classes: Mapping[str, ClassFigures]
     noise_floor: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     seconds: float | None = None
+    truth: Mapping[str, Mapping[str, TruthFigures]] = field(default_factory=dict)  # by role
 
     @property
     def vanished(self) -> list[str]:
@@ -136,7 +182,19 @@ class AgreementRecord:
             classes=classes,
             noise_floor=_nested_numbers(info.get("noise_floor")),
             seconds=_num(info.get("seconds")),
+            truth=_truth_figures(info.get("truth")),
         )
+
+    def truth_worst(self, role: str, min_voxels: int = 0) -> tuple[str, float, float | None] | None:
+        """``role``'s mask against the ground truth over the classes of at least ``min_voxels``
+        voxels: the label with the lowest NSD (ties: the lower label), that NSD and the largest
+        finite HD95 (mm) of those classes; None without truth figures for the role."""
+        sized = {k: c for k, c in self.truth.get(role, {}).items() if c.voxels >= min_voxels}
+        if not sized:
+            return None
+        label = min(sized, key=lambda k: (sized[k].nsd, int(k) if k.isdigit() else 1 << 30))
+        hd = [c.hd95_mm for c in sized.values() if c.hd95_mm is not None]
+        return label, sized[label].nsd, max(hd) if hd else None
 
 
 def _nested_numbers(value: Any) -> dict[str, dict[str, float]]:
@@ -172,12 +230,29 @@ def noise_floor(
     }
 
 
+def truth_info(found: Agreement) -> dict[str, dict[str, Any]]:
+    """A role's saved figures against the ground truth (``TRUTH`` in the module's layout) from
+    ``agreement(truth, role's mask, ...)``."""
+    return {
+        str(c.label): {
+            "nsd": round(c.nsd, 6),
+            "hd95_mm": _finite(c.hd95_mm, 4),
+            "volume_diff_pct": _finite(c.volume_diff_pct, 4),
+            "presence": c.presence,
+            "voxels": c.voxels,
+        }
+        for c in found.per_class
+    }
+
+
 def agreement_info(
     agreement: Agreement,
     floors: Mapping[str, Mapping[str, float]] | None = None,
     seconds: float | None = None,
+    truth: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The ``"agreement"`` value of the candidate's ``extra_info`` (the module's layout)."""
+    """The ``"agreement"`` value of the candidate's ``extra_info`` (the module's layout);
+    ``truth``: each role's :func:`truth_info`, saved only when there is any."""
     classes = {
         str(c.label): {
             "nsd": round(c.nsd, 6),
@@ -192,13 +267,16 @@ def agreement_info(
         }
         for c in agreement.per_class
     }
-    return {
+    saved = {
         "classes": classes,
         "vanished": [str(k) for k in agreement.vanished],
         "appeared": [str(k) for k in agreement.appeared],
         "noise_floor": {role: dict(f) for role, f in (floors or {}).items()},
         "seconds": round(seconds, 4) if seconds is not None else None,
     }
+    if truth:
+        saved["truth"] = {role: dict(f) for role, f in truth.items()}
+    return saved
 
 
 MAX_NSD_DROP = 0.01  # segbench compare's default --max-nsd-drop

@@ -1,6 +1,8 @@
 """The report's section "Agreement in millimetres": per case the lowest NSD, the largest HD95
 and volume difference, vanished and appeared classes, the noise floors and the seconds the
-figures took; per class the same over the cases (every class: 118 rows for TotalSegmentator)."""
+figures took, and where a case has a ground truth each role's lowest NSD and largest HD95
+against it (informational: no gate reads them); per class the same over the cases (every
+class: 118 rows for TotalSegmentator)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,14 @@ def _floor(ag: AgreementRecord, role: str) -> str:
     return f"{changed} vox, NSD {_f(floor.get('min_nsd'), '.4f')}"
 
 
+def _truth(ag: AgreementRecord, role: str, names: Mapping[str, str], big: int) -> str:
+    worst = ag.truth_worst(role, big)
+    if worst is None:
+        return "-"
+    label, nsd, hd95 = worst
+    return f"{names.get(label, 'label ' + label)} {nsd:.4f}, max HD95 {_f(hd95, '.2f', ' mm')}"
+
+
 def _names(labels: Sequence[str], names: Mapping[str, str]) -> str:
     return ", ".join(names.get(k, f"label {k}") for k in labels) or "-"
 
@@ -61,37 +71,41 @@ def agreement_section(
         "(`identical`: voxel for voxel).",
         "",
     ]
+    truth = any(ag.truth for _, ag in scored)
+    if truth:
+        lines[-1:-1] = [
+            "The `vs truth` columns (informational, no gate) are each role's mask against the "
+            "case's ground truth: the class of lowest NSD and the largest HD95 over the same "
+            "classes (`-`: no usable ground truth).",
+        ]
     body = []
     for r, ag in scored:
         worst = ag.worst_nsd(big)
-        body.append(
-            [
-                r.label,
-                f"{names.get(worst[0], 'label ' + worst[0])} {worst[1]:.4f}" if worst else "-",
-                _f(ag.max_hd95_mm(big), ".2f", " mm"),
-                _f(ag.max_volume_diff_pct(big), ".2f", " %"),
-                _names(ag.vanished, names),
-                _names(ag.appeared, names),
-                _floor(ag, "reference"),
-                _floor(ag, "candidate"),
-                _f(ag.seconds, ".2f"),
-            ]
-        )
-    lines += _table(
-        [
-            "subject",
-            "lowest NSD",
-            "max HD95",
-            "max abs volume diff",
-            "vanished",
-            "appeared",
-            "noise floor reference",
-            "noise floor candidate",
-            "figures s",
-        ],
-        body,
-        "llrrllllr",
-    )
+        row = [
+            r.label,
+            f"{names.get(worst[0], 'label ' + worst[0])} {worst[1]:.4f}" if worst else "-",
+            _f(ag.max_hd95_mm(big), ".2f", " mm"),
+            _f(ag.max_volume_diff_pct(big), ".2f", " %"),
+            _names(ag.vanished, names),
+            _names(ag.appeared, names),
+            _floor(ag, "reference"),
+            _floor(ag, "candidate"),
+        ]
+        if truth:
+            row += [_truth(ag, "reference", names, big), _truth(ag, "candidate", names, big)]
+        body.append([*row, _f(ag.seconds, ".2f")])
+    header = [
+        "subject",
+        "lowest NSD",
+        "max HD95",
+        "max abs volume diff",
+        "vanished",
+        "appeared",
+        "noise floor reference",
+        "noise floor candidate",
+    ]
+    header += ["reference vs truth", "candidate vs truth"] if truth else []
+    lines += _table([*header, "figures s"], body, "llrrllll" + ("ll" if truth else "") + "r")
     return lines + class_table(scored, names)
 
 
