@@ -442,17 +442,24 @@ class PairedRun:
         backend = self.runtime.backends.get(role)
         return backend.inner if isinstance(backend, InjectedBackend) else backend
 
+    def _usable_truth(self) -> Truth | None:
+        """The case's ground truth where masks can be scored against it: the model has
+        foreground classes and the truth's labels do not differ from them."""
+        truth = self.truth
+        if (
+            truth is None
+            or self.runtime.card.num_classes <= 1
+            or truth.label_check.startswith(LABELS_DIFFER)
+        ):
+            return None
+        return truth
+
     def truth_dice(self, role: str) -> float | None:
         """Mean Dice of ``role``'s last mask against the ground truth (computed once per mask),
         or ``None`` without a usable truth."""
         pred = self.runs[role].last
-        truth = self.truth
-        if (
-            pred is None
-            or truth is None
-            or self.runtime.card.num_classes <= 1
-            or truth.label_check.startswith(LABELS_DIFFER)
-        ):
+        truth = self._usable_truth()
+        if pred is None or truth is None:
             return None
         cached = self._truth_dice.get(role)
         if cached is None or cached[0] is not pred:
@@ -472,13 +479,8 @@ class PairedRun:
         numbering (the reference's next run, as each candidate's paired runs replace it, or a
         candidate's mask equal to the reference's) reuses its figures."""
         pred = self.runs[slot].last
-        truth = self.truth
-        if (
-            pred is None
-            or truth is None
-            or self.runtime.card.num_classes <= 1
-            or truth.label_check.startswith(LABELS_DIFFER)
-        ):
+        truth = self._usable_truth()
+        if pred is None or truth is None:
             return None
         numbering = self.runtime.class_map(slot)
         for other in (slot, *self._truth_agreement):

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from segbench.results.canvas import PlotError, figure, prepare_target, save, short_name
+from segbench.results.canvas import (
+    PlotError,
+    class_grid_ticks,
+    figure,
+    prepare_target,
+    save,
+    short_name,
+)
 from segbench.results.record import CaseRecord
 from segbench.settings.config import Gates
 
@@ -107,13 +114,7 @@ def plot_class_nsd(
                         fontsize=6.5,
                         color="white" if dark else "black",
                     )
-    ax.set_xticks(range(len(x_ticks)), x_ticks, fontsize=7.5, rotation=45 if by_rows else 60)
-    for tick in ax.get_xticklabels():
-        tick.set_horizontalalignment("right")
-        tick.set_rotation_mode("anchor")
-    ax.set_yticks(range(len(y_ticks)), y_ticks, fontsize=7 if by_rows else 8)
-    ax.set_xlabel("case" if by_rows else "class")
-    ax.set_ylabel("class" if by_rows else "case")
+    class_grid_ticks(ax, x_ticks, y_ticks, by_rows)
     ax.set_title(
         f"Normalised surface Dice per class, candidate vs reference mask ({len(labels)} "
         f"classes, {len(scored)} cases)\ngate: nsd_min {gates.nsd_min:g} at "

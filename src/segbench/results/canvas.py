@@ -6,6 +6,7 @@ the target checked before anything is drawn."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,17 @@ def short_name(case: str) -> str:
         if case.endswith(ext):
             return case[: -len(ext)]
     return case
+
+
+def class_grid_ticks(
+    ax: Any, x_ticks: Sequence[str], y_ticks: Sequence[str], by_rows: bool
+) -> None:
+    """Tick labels of a per-class, per-case grid: cases across and classes down the rows when
+    ``by_rows`` (many classes), else classes across and cases down."""
+    ax.set_xticks(range(len(x_ticks)), x_ticks, fontsize=7.5, rotation=45 if by_rows else 60)
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
+        tick.set_rotation_mode("anchor")
+    ax.set_yticks(range(len(y_ticks)), y_ticks, fontsize=7 if by_rows else 8)
+    ax.set_xlabel("case" if by_rows else "class")
+    ax.set_ylabel("class" if by_rows else "case")

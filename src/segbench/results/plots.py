@@ -17,6 +17,7 @@ import numpy as np
 
 from segbench.results.canvas import (
     PlotError,
+    class_grid_ticks,
     figure,
     prepare_target,
     require_matplotlib,
@@ -283,13 +284,7 @@ def plot_class_dice(
                     )
     if not np.isfinite(grid).any():
         ax.text(0, 0, "no Dice in this run", ha="center", va="center")
-    ax.set_xticks(range(len(x_ticks)), x_ticks, fontsize=7.5, rotation=45 if by_rows else 60)
-    for tick in ax.get_xticklabels():
-        tick.set_horizontalalignment("right")
-        tick.set_rotation_mode("anchor")
-    ax.set_yticks(range(len(y_ticks)), y_ticks, fontsize=7 if by_rows else 8)
-    ax.set_xlabel("case" if by_rows else "class")
-    ax.set_ylabel("class" if by_rows else "case")
+    class_grid_ticks(ax, x_ticks, y_ticks, by_rows)
     ax.set_title(
         f"Dice per class, candidate vs reference mask ({len(labels)} classes present, "
         f"{len(rows)} cases)\ngates: class_dice_min {gates.class_dice_min:g} (classes of >= "
