@@ -496,7 +496,10 @@ class PairedRun:
         pairing = pair_classes(card_names, numbering)
         truth_labels, labels = relabel(truth.labels, pred.labels, pairing)
         tolerances = {k: self.gates.nsd_tolerance(n, k) for k, n in enumerate(pairing.names) if k}
-        saved = truth_info(agreement(truth_labels, labels, self.volume.spacing, tolerances))
+        found = agreement(
+            truth_labels, labels, self.volume.spacing, tolerances, count_components=False
+        )  # the saved truth figures hold no component counts
+        saved = truth_info(found)
         self._truth_agreement[slot] = (pred.labels, saved)
         return saved
 

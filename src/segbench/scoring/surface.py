@@ -197,9 +197,11 @@ def class_agreement(
     spacing: Sequence[float],
     tolerance_mm: float = DEFAULT_TOLERANCE_MM,
     label: int = 1,
+    count_components: bool = True,
 ) -> ClassAgreement:
     """One class's :class:`ClassAgreement` from two boolean masks of equal shape (``spacing``
-    mm per voxel), cropped to their joint bounding box first (see the module's rules)."""
+    mm per voxel), cropped to their joint bounding box first (see the module's rules);
+    ``count_components`` False leaves the component counts at 0 (not counted)."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
     boxes = [b for m in (reference, candidate) if (b := label_boxes(m.astype(np.uint8)).get(1))]
     box = widen(boxes, reference.shape) if boxes else tuple(slice(0, 0) for _ in reference.shape)
@@ -226,8 +228,8 @@ def class_agreement(
         candidate_ml=n_cand * voxel_ml,
         reference_voxels=n_ref,
         candidate_voxels=n_cand,
-        reference_components=components(ref) if n_ref else 0,
-        candidate_components=components(cand) if n_cand else 0,
+        reference_components=components(ref) if n_ref and count_components else 0,
+        candidate_components=components(cand) if n_cand and count_components else 0,
     )
 
 
@@ -237,12 +239,13 @@ def agreement(
     spacing: Sequence[float],
     tolerance_mm: float | Mapping[int, float] = DEFAULT_TOLERANCE_MM,
     labels: Iterable[int] | None = None,
+    count_components: bool = True,
 ) -> Agreement:
     """Per-class :class:`Agreement` between two integer label maps of equal shape ``(X, Y, Z)``
     with voxel size ``spacing`` (mm). ``tolerance_mm`` is NSD's tolerance, one for every class
     or by label (labels it lacks take :data:`DEFAULT_TOLERANCE_MM`); ``labels`` restricts the
     classes (default: every non-zero label in either map; classes absent from both are left
-    out)."""
+    out); ``count_components`` False skips the connected components (counts left at 0)."""
     if reference.shape != candidate.shape:
         raise ValueError(f"label maps differ in shape: {reference.shape} vs {candidate.shape}")
     if len(spacing) != reference.ndim or not all(s > 0 for s in spacing):
@@ -267,6 +270,7 @@ def agreement(
                 spacing,
                 tolerances.get(k, DEFAULT_TOLERANCE_MM),
                 k,
+                count_components,
             )
         )
     return Agreement(tuple(per_class), tuple(float(s) for s in spacing))
