@@ -185,3 +185,14 @@ def test_bad_input_is_refused() -> None:
         agreement(labels, labels, (1.0, 1.0))
     with pytest.raises(ValueError, match="spacing"):
         agreement(labels, labels, (1.0, 0.0, 1.0))
+
+
+def test_components_are_counted_unless_skipped() -> None:
+    labels = np.zeros((12, 12, 12), dtype=np.uint8)
+    labels[1:4, 1:4, 1:4] = 1
+    labels[7:10, 7:10, 7:10] = 1  # two components
+    counted = agreement(labels, labels, (1.0, 1.0, 1.0)).per_class[0]
+    skipped = agreement(labels, labels, (1.0, 1.0, 1.0), count_components=False).per_class[0]
+    assert counted.reference_components == counted.candidate_components == 2
+    assert skipped.reference_components == skipped.candidate_components == 0
+    assert skipped.nsd == counted.nsd == 1.0
