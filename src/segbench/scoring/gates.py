@@ -278,6 +278,12 @@ def _listed(items: Sequence[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + more
 
 
+def _figure_message(case: str, figure: str, gate: str, failed: Sequence[str]) -> str:
+    """``case: FIGURE (GATE) failed for A, B.``: an agreement gate's message, the classes past
+    its limit listed when there are any."""
+    return f"{case}: {figure} ({gate})" + (f" failed for {_listed(failed)}" if failed else "") + "."
+
+
 def check_nsd(
     case: str, agreement: Agreement, gates: Gates, class_names: Sequence[str]
 ) -> GateResult:
@@ -295,10 +301,12 @@ def check_nsd(
         if sized
         else f"no class of >= {gates.min_class_voxels} voxels"
     )
-    message = (
-        f"{case}: normalised surface Dice {lowest} (gate nsd_min {gates.nsd_min} at "
-        f"nsd_tolerance_mm {gates.nsd_tolerance_mm:g} for classes of >= "
-        f"{gates.min_class_voxels} voxels)" + (f" failed for {_listed(shown)}" if low else "") + "."
+    message = _figure_message(
+        case,
+        f"normalised surface Dice {lowest}",
+        f"gate nsd_min {gates.nsd_min} at nsd_tolerance_mm {gates.nsd_tolerance_mm:g} for "
+        f"classes of >= {gates.min_class_voxels} voxels",
+        shown,
     )
     if low:
         message += FIX_AGREEMENT.format(
@@ -317,22 +325,16 @@ def check_hd95(
     sized = [c for c in agreement.sized(gates.min_class_voxels) if math.isfinite(c.hd95_mm)]
     high = sorted((c for c in sized if c.hd95_mm > gates.hd95_max_mm), key=lambda c: -c.hd95_mm)
     worst = max(sized, key=lambda c: c.hd95_mm, default=None)
-    message = (
-        f"{case}: HD95 "
+    message = _figure_message(
+        case,
+        "HD95 "
         + (
             f"highest {_class_name(worst.label, class_names)} {worst.hd95_mm:.2f} mm"
             if worst
             else f"no class of >= {gates.min_class_voxels} voxels in both masks"
-        )
-        + f" (gate hd95_max_mm {gates.hd95_max_mm:g} for classes of >= "
-        f"{gates.min_class_voxels} voxels)"
-        + (
-            " failed for "
-            + _listed([f"{_class_name(c.label, class_names)} {c.hd95_mm:.2f} mm" for c in high])
-            if high
-            else ""
-        )
-        + "."
+        ),
+        f"gate hd95_max_mm {gates.hd95_max_mm:g} for classes of >= {gates.min_class_voxels} voxels",
+        [f"{_class_name(c.label, class_names)} {c.hd95_mm:.2f} mm" for c in high],
     )
     if high:
         message += FIX_AGREEMENT.format(what="outline", relax="raise hd95_max_mm")
@@ -357,13 +359,12 @@ def check_volume(
             f"({c.reference_ml:.1f} -> {c.candidate_ml:.1f} mL)"
         )
 
-    message = (
-        f"{case}: volume difference "
-        + (f"largest {text(worst)}" if worst else "no class in both masks")
-        + f" (gate volume_diff_max_pct {gates.volume_diff_max_pct:g} for classes of >= "
-        f"{gates.min_class_voxels} voxels)"
-        + (f" failed for {_listed([text(c) for c in off])}" if off else "")
-        + "."
+    message = _figure_message(
+        case,
+        "volume difference " + (f"largest {text(worst)}" if worst else "no class in both masks"),
+        f"gate volume_diff_max_pct {gates.volume_diff_max_pct:g} for classes of >= "
+        f"{gates.min_class_voxels} voxels",
+        [text(c) for c in off],
     )
     if off:
         message += FIX_AGREEMENT.format(what="volumes", relax="raise volume_diff_max_pct")
