@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from helpers import build_tiny_net, tiny_card, write_nifti
 
+from segbench.bench.contention import Snapshot, process_cpu_s
 from segbench.bench.inject import InjectedBackend
 from segbench.bench.paired import PairedRun
 from segbench.bench.runtime import Runtime, build_runtime
@@ -17,6 +19,7 @@ from segbench.errors import ConfigError, SegbenchError
 from segbench.pipeline.backends import BackendKind, OrtBackend, TorchBackend
 from segbench.results.baseline import load_baselines
 from segbench.scoring.gates import BaselineSpeedup
+from segbench.scoring.metrics import logit_diff
 from segbench.settings.config import BenchConfig, Gates, Profile, Timing
 from segbench.settings.injection import Injection
 
@@ -71,7 +74,14 @@ def _pair(tmp_path: Path, timing: Timing) -> tuple[PairedRun, list[str]]:
         None,
     )
     config = BenchConfig(timing=timing)
-    return PairedRun.load("ct.nii.gz", image, None, runtime, config, Gates()), log
+    pair = PairedRun.load("ct.nii.gz", image, None, runtime, config, Gates())
+    pair.rounds.sample = _unjudged  # other processes' load is not read: no pair is contended
+    return pair, log
+
+
+def _unjudged() -> Snapshot:
+    """Wall and CPU clocks without the machine's: contention is not judged."""
+    return Snapshot(time.perf_counter(), process_cpu_s())
 
 
 def _calls(log: list[str]) -> str:
@@ -340,7 +350,7 @@ def test_park_maps_the_logits_back_from_an_unlinked_file(tmp_path: Path) -> None
 def test_big_reference_logits_wait_on_disk_during_candidate_rounds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from segbench.bench import paired as runner
+    from segbench.bench import timing as runner
 
     monkeypatch.setattr(runner, "PARK_BYTES", 0)  # every array counts as big
     pair, _ = _pair(
@@ -352,7 +362,7 @@ def test_big_reference_logits_wait_on_disk_during_candidate_rounds(
     pair.measure("candidate", _Pedantic())
     assert isinstance(pair.runs["reference"].last.logits, np.memmap)
     assert not isinstance(pair.runs["candidate"].last.logits, np.memmap)
-    expected = runner.logit_diff(
+    expected = logit_diff(
         np.asarray(pair.runs["reference"].last.logits), pair.runs["candidate"].last.logits
     )
     pair.evaluate(timed=True)
@@ -399,9 +409,11 @@ def _scripted(
     )
     timing = Timing(rounds=4, warmup_rounds=1, reference_rounds=1, max_rounds=4)
     gates = Gates(speedup_min=0.0, speedup_drop_max=0.3)
-    return PairedRun.load(
+    pair = PairedRun.load(
         "ct.nii.gz", image, None, runtime, BenchConfig(timing=timing), gates, baseline=baseline
     )
+    pair.rounds.sample = _unjudged
+    return pair
 
 
 def _verdict_of(pair: PairedRun) -> tuple[str | None, bool, dict[str, Any]]:

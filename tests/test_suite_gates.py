@@ -102,6 +102,7 @@ def test_slow_candidate_fails_speedup_gate(
         tiny,
         tmp_path,
         "--segbench-inject=delay=2.0",
+        "--segbench-busy-max=1",  # the test's verdict, not the machine's load
         "--segbench-speedup-min",
         "0.8",
         "--segbench-warmup",
@@ -145,6 +146,7 @@ def test_slowdown_against_a_baseline_fails_speedup_gate(
     # tiny runs (0.1 s) are noisy and the first pairs after the warm-up run slower: six pairs
     # after two warm-ups make the verdict (about 0.5 of the baseline) clear
     fast = ["--segbench-speedup-min=0.3", "--segbench-warmup=2", "--segbench-rounds=6"]
+    fast.append("--segbench-busy-max=1")  # the test's verdict, not the machine's load
     first = run_suite(tiny, tmp_path, *fast, f"--benchmark-json={base}")
     assert first.returncode == 0, first.stdout[-3000:]
     out = run_suite(

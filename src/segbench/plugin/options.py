@@ -186,6 +186,14 @@ SPECS = (
         non_negative_float,
     ),
     Spec(
+        "busy_max",
+        "FRACTION",
+        "a pair during which other processes took more than this share of the cores is "
+        "contended: left out of the speed-up and re-measured within the budget (default: "
+        "benchmarks.json timing.busy_max, 0.1; 1 judges no pair contended)",
+        fraction,
+    ),
+    Spec(
         "dice_min",
         "FRACTION",
         "override the mean-Dice gate for every case (default: benchmarks.json)",
@@ -329,6 +337,7 @@ class Options:
     rounds: int | None
     warmup: int | None
     budget: float | None
+    busy_max: float | None
     dice_min: float | None
     speedup_min: float | None
     baseline: Path | None
@@ -382,6 +391,7 @@ class Options:
             rounds=get("rounds"),
             warmup=get("warmup"),
             budget=get("budget"),
+            busy_max=get("busy_max"),
             dice_min=get("dice_min"),
             speedup_min=get("speedup_min"),
             baseline=path("baseline"),
@@ -403,6 +413,8 @@ class Options:
             timing = replace(timing, warmup_rounds=self.warmup)
         if self.budget is not None:
             timing = replace(timing, budget_s=self.budget)
+        if self.busy_max is not None:
+            timing = replace(timing, busy_max=self.busy_max)
         gate_overrides: dict[str, Any] = {
             k: v
             for k, v in (("dice_min", self.dice_min), ("speedup_min", self.speedup_min))

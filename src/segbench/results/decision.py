@@ -69,13 +69,18 @@ def suite_gates(rows: Iterable[CaseRecord], gates: Gates) -> list[GateResult]:
     """The suite-speed-up gate (:func:`check_suite_speedup`) of each candidate over its cases
     with a baseline; a named candidate's message starts with its name."""
     by_candidate: dict[str | None, dict[str, tuple[PairSample, PairSample]]] = {}
+    left_out: dict[str | None, int] = {}
     for r in rows:
         base = r.baseline_pairs
-        if r.speedup is not None and base is not None:
-            by_candidate.setdefault(r.candidate, {})[r.case] = (r.pairs, base)
+        if base is None:
+            continue
+        cases = by_candidate.setdefault(r.candidate, {})
+        left_out[r.candidate] = left_out.get(r.candidate, 0) + r.left_out
+        if r.speedup is not None:
+            cases[r.case] = (r.pairs, base)
     out = []
     for name, cases in by_candidate.items():
-        gate = check_suite_speedup(cases, gates)
+        gate = check_suite_speedup(cases, gates, left_out[name])
         if gate is not None:
             out.append(gate if name is None else replace(gate, message=f"{name}: {gate.message}"))
     return out

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segbench.results.agreement import AgreementRecord
+from segbench.results.contention import Contention
 from segbench.scoring.metrics import DiceResult, LogitDiff
 from segbench.scoring.stats import CONFIDENCE, Estimate, PairSample, speedup_interval
 from segbench.settings.kinds import ROLES
@@ -82,6 +83,14 @@ class CaseRecord:
     agreement: AgreementRecord | None = None
     # classes paired by name (a deployment's own numbering): the common numbering's names
     class_names: Mapping[str, str] = field(default_factory=dict)
+    # what the machine gave the pairs; contended ones are not in pair_speedups (runs saved
+    # before: None)
+    contention: Contention | None = None
+
+    @property
+    def left_out(self) -> int:
+        """Contended pairs left out of :attr:`pair_speedups`."""
+        return self.contention.left_out if self.contention is not None else 0
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -128,6 +137,8 @@ class CaseRecord:
         latency / candidate latency (``None`` when either is missing)."""
         if self.pair_speedups:
             return PairSample.from_ratios(self.pair_speedups).speedup
+        if self.left_out:  # every pair was contended: no speed-up is read from them
+            return None
         ref, cand = self.reference_s, self.candidate_s
         if ref is None or cand is None:
             return None
@@ -289,6 +300,7 @@ class CaseRecord:
             confidence=_confidence(cand.get("speedup_interval")),
             agreement=AgreementRecord.from_info(cand.get("agreement")),
             class_names=pairing_names(cand),
+            contention=Contention.read(cand),
         )
 
 

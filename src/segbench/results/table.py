@@ -37,6 +37,7 @@ def summary_table(
     with_baseline = any(r.verdict is not None for r in rows)
     # the precision the candidate ran in, once a row ran in another than fp32
     with_precision = any(r.precision not in (None, "fp32") for r in rows)
+    with_cpu = any(r.contention is not None for r in rows)  # runs saved before: none
     header = (
         "subject",
         "shape",
@@ -45,6 +46,7 @@ def summary_table(
         f"{candidate} s",
         "speed-up [interval]",
         *(("vs baseline",) if with_baseline else ()),
+        *((f"CPU {reference}/{candidate}",) if with_cpu else ()),
         f"{candidate} GFLOP/s",
         "mean Dice",
         "worst class",
@@ -59,6 +61,7 @@ def summary_table(
             _fmt(r.candidate_s, ".3f") + cold_mark(r),
             speedup_text(r),
             *((baseline_text(r),) if with_baseline else ()),
+            *((cpu_text(r),) if with_cpu else ()),
             _fmt(r.candidate_gflops, ".0f"),
             _fmt(r.mean_dice, ".5f"),
             r.worst_class_text(class_names),
@@ -81,6 +84,7 @@ def summary_table(
         _fmt(cand_total if timed else None, ".3f"),
         (f"{ref_total / cand_total:.2f}x" if timed and cand_total > 0 else "-"),
         *(("",) if with_baseline else ()),
+        *((_busy_total(rows),) if with_cpu else ()),
         "",
         _fmt(sum(dices) / len(dices) if dices else None, ".5f"),
         f"min Dice {min(dices):.5f}" if dices else "-",
@@ -91,6 +95,22 @@ def summary_table(
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in table]
     rule = "-" * len(lines[0])
     return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def cpu_text(row: CaseRecord) -> str:
+    """``93/98%``: each side's median CPU share of its threads in the pairs; ``, 3/11 busy``
+    when contended pairs were left out."""
+    found = row.contention
+    if found is None:
+        return "-"
+    busy = f", {found.left_out}/{found.pairs} busy" if found.left_out else ""
+    return found.shares_text() + busy
+
+
+def _busy_total(rows: Sequence[CaseRecord]) -> str:
+    left = sum(r.left_out for r in rows)
+    pairs = sum(r.contention.pairs for r in rows if r.contention is not None)
+    return f"{left}/{pairs} pairs busy" if left else ""
 
 
 def cold_mark(row: CaseRecord) -> str:
@@ -105,7 +125,9 @@ def speedup_text(row: CaseRecord) -> str:
     interval = row.speedup_interval(row.confidence)
     if interval is not None:
         return interval.text()
-    return "-" if row.speedup is None else f"{row.speedup:.2f}x"
+    if row.speedup is None:
+        return "- (machine busy)" if row.left_out else "-"
+    return f"{row.speedup:.2f}x"
 
 
 def baseline_text(row: CaseRecord) -> str:

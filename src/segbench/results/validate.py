@@ -151,6 +151,20 @@ def _gate_result(key: str, value: Any) -> None:
         )
 
 
+def _contention(key: str, value: Any) -> None:
+    """The contention figures (:mod:`segbench.results.contention`), where saved."""
+    _mapping(key, value)
+    if not isinstance(value, Mapping):
+        return
+    for name in ("pairs", "left_out"):
+        _integer()(f"{key}.{name}", value.get(name))
+    for name in ("busy_max", "waited_s", "load_1m"):
+        _number(0.0)(f"{key}.{name}", value.get(name))
+    _list_of(_number(0.0))(f"{key}.left_out_speedups", value.get("left_out_speedups"))
+    for name in ("cpu_share", "others_share"):
+        _mapping_of(_number(0.0))(f"{key}.{name}", value.get(name))
+
+
 LATENCY = _number(0.0)
 FIGURE = _number(None)
 RATIO = _number(0.0)
@@ -178,6 +192,7 @@ EXTRA_INFO: dict[str, Callable[[str, Any], None]] = {
     "baseline_pair_speedups": _list_of(_number(0.0)),
     "speedup_interval": _mapping,
     "baseline_change": _mapping,
+    "contention": _contention,
 }
 
 

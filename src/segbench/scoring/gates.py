@@ -13,6 +13,7 @@ from segbench.scoring.stats import (
     Estimate,
     PairSample,
     Verdict,
+    busy,
     change_interval,
     decision_confidence,
     speedup_interval,
@@ -145,6 +146,24 @@ FIX_INCONCLUSIVE = (
 )
 
 
+FIX_BUSY = (
+    " Fix: other processes took the cores during the pairs left out: run on a quieter runner "
+    "(or one job per machine), raise timing.budget_s so that more pairs are re-measured, or "
+    "set gates.inconclusive_fails to false."
+)
+
+
+def _fix(found: Verdict | None) -> str:
+    if found is Verdict.BUSY:
+        return FIX_BUSY
+    return FIX_INCONCLUSIVE if found is Verdict.INCONCLUSIVE else FIX_SLOWER
+
+
+def left_out_text(left_out: int, pairs: int) -> str:
+    """``; 3 of 9 pairs left out (machine busy)``, or nothing."""
+    return f"; {left_out} of {pairs} pairs left out (machine busy)" if left_out else ""
+
+
 def change_against(cases: Sequence[tuple[PairSample, PairSample]], gates: Gates) -> Estimate | None:
     """The change against a baseline (:func:`~segbench.scoring.stats.change_interval`) with
     the interval its verdict reads: at :func:`~segbench.scoring.stats.decision_confidence` of
@@ -162,9 +181,7 @@ def judge(change: Estimate | None, point: float, drop_max: float) -> Verdict:
 
 
 def _verdict_passes(verdict: Verdict, gates: Gates) -> bool:
-    return verdict is Verdict.UNCHANGED or (
-        verdict is Verdict.INCONCLUSIVE and not gates.inconclusive_fails
-    )
+    return verdict is Verdict.UNCHANGED or (verdict.inconclusive and not gates.inconclusive_fails)
 
 
 def check_speedup(
@@ -174,12 +191,18 @@ def check_speedup(
     gates: Gates,
     estimator: str,
     baseline: BaselineSpeedup | None = None,
+    left_out: int = 0,
 ) -> SpeedupCheck:
     """The case's speed-up gate. The speed-up is the geometric mean of the interleaved pairs'
     ratios (:mod:`segbench.scoring.stats`); without pairs, reference / candidate latency. It
     fails when below ``speedup_min``, and, given a baseline run, when its verdict against the
     baseline's at ``speedup_drop_max`` is ``regressed`` (or ``inconclusive`` with
-    ``inconclusive_fails``). ``latencies`` are (reference_s, candidate_s) for the message."""
+    ``inconclusive_fails``). ``latencies`` are (reference_s, candidate_s) for the message.
+    ``pairs`` are the uncontended pairs; ``left_out`` counts the contended ones left out
+    (:mod:`segbench.bench.contention`): with none left, nothing is read from the pairs and the
+    verdict is ``inconclusive (machine busy)``."""
+    if left_out and not pairs.n:
+        return _busy_check(case, gates, left_out, baseline)
     reference_s, candidate_s = latencies
     interval = speedup_interval(pairs, gates.confidence)
     ratio = pairs.speedup if pairs.n else speedup(reference_s, candidate_s)
@@ -192,6 +215,7 @@ def check_speedup(
             if pairs.n
             else "reference / candidate latency"
         )
+        + left_out_text(left_out, pairs.n + left_out)
         + f"; reference {reference_s:.3f} s / candidate {candidate_s:.3f} s, {estimator} of the "
         f"rounds); gate speedup_min {gates.speedup_min}x"
     )
@@ -200,7 +224,7 @@ def check_speedup(
     if baseline is not None and pairs.n:
         change = change_against([(pairs, baseline.pairs)], gates)
         point = math.exp(pairs.mean - baseline.pairs.mean)
-        found = judge(change, point, gates.speedup_drop_max)
+        found = busy(judge(change, point, gates.speedup_drop_max), left_out)
         against = (
             f"{change.text('')} ({change.confidence:.0%} interval)"
             if change
@@ -213,7 +237,7 @@ def check_speedup(
         passed = passed and _verdict_passes(found, gates)
     message += "."
     if not passed:
-        message += FIX_INCONCLUSIVE if found is Verdict.INCONCLUSIVE else FIX_SLOWER
+        message += _fix(found)
     return SpeedupCheck(
         GateResult("speedup", passed, message),
         pairs,
@@ -224,8 +248,28 @@ def check_speedup(
     )
 
 
+def _busy_check(
+    case: str, gates: Gates, left_out: int, baseline: BaselineSpeedup | None
+) -> SpeedupCheck:
+    """The speed-up gate when every pair was contended: no figure is read from them."""
+    found = Verdict.BUSY
+    passed = _verdict_passes(found, gates)
+    message = (
+        f"{case}: speed-up not measured: all {left_out} pairs were contended (other processes "
+        f"took the cores while they ran), {found.value}."
+    ) + ("" if passed else FIX_BUSY)
+    return SpeedupCheck(
+        GateResult("speedup", passed, message),
+        PairSample(()),
+        None,
+        None,
+        found,
+        baseline.pairs if baseline is not None else None,
+    )
+
+
 def check_suite_speedup(
-    cases: Mapping[str, tuple[PairSample, PairSample]], gates: Gates
+    cases: Mapping[str, tuple[PairSample, PairSample]], gates: Gates, left_out: int = 0
 ) -> GateResult | None:
     """The whole suite against a baseline run: the geometric mean over the cases of
     speed-up / baseline speed-up, with its interval (each case a (this run's pairs, the
@@ -237,14 +281,21 @@ def check_suite_speedup(
 
     One case's speed-up moves by a tenth between pairs on a shared 2-core runner; a regression
     of the candidate moves every case, so the mean over the cases' pairs separates the two.
+    ``left_out`` counts the contended pairs left out of the cases' samples: an inconclusive
+    verdict with some left out reads ``inconclusive (machine busy)``, as does a suite where no
+    case kept a pair.
     """
     usable = {c: (s, b) for c, (s, b) in cases.items() if s.n and b.n}
     if not usable:
-        return None
+        if not left_out:
+            return None
+        passed = _verdict_passes(Verdict.BUSY, gates)
+        message = f"suite: {Verdict.BUSY.value}: all {left_out} pairs were contended."
+        return GateResult("suite_speedup", passed, message + ("" if passed else FIX_BUSY))
     change = change_against(list(usable.values()), gates)
     logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
     point = math.exp(sum(logs.values()) / len(logs))
-    found = judge(change, point, gates.suite_speedup_drop_max)
+    found = busy(judge(change, point, gates.suite_speedup_drop_max), left_out)
     passed = _verdict_passes(found, gates)
     floor = 1.0 - gates.suite_speedup_drop_max
     shown = change.text("") if change else f"{point:.2f} (no interval: a case has one pair)"
@@ -253,6 +304,7 @@ def check_suite_speedup(
         f"suite: {found.value}: speed-up {shown} x the baseline's (geometric mean over "
         f"{len(usable)} cases"
         + (f", {change.confidence:.0%} interval" if change else "")
+        + (f", {left_out} contended pairs left out" if left_out else "")
         + f"; gate suite_speedup_drop_max "
         f"{gates.suite_speedup_drop_max:.0%}: regressed when the interval is below 1 and the "
         f"estimate below {floor:.2f}, unchanged when the interval is above {floor:.2f}); lowest: "
@@ -262,7 +314,7 @@ def check_suite_speedup(
         + "."
     )
     if not passed:
-        message += FIX_INCONCLUSIVE if found is Verdict.INCONCLUSIVE else FIX_SLOWER
+        message += _fix(found)
     return GateResult("suite_speedup", passed, message)
 
 

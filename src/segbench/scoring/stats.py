@@ -23,7 +23,10 @@ The **verdict** against a baseline, for a drop threshold ``drop_max`` (a fractio
   estimate is past the threshold (below ``1 - drop_max``);
 - ``unchanged``: the interval's lower end is at or above ``1 - drop_max``: a drop past the
   threshold is ruled out;
-- ``inconclusive``: neither (too few or too noisy pairs to say).
+- ``inconclusive``: neither (too few or too noisy pairs to say);
+- ``inconclusive (machine busy)``: inconclusive, with pairs left out because other processes
+  took the cores while they ran (:mod:`segbench.bench.contention`): the machine, not the
+  code, is why there is no answer. A verdict is never read from contended pairs.
 
 Each verdict is a one-sided claim (below 1; above ``1 - drop_max``), so it reads one end of the
 interval at :func:`decision_confidence` (``2 * confidence - 1``, 90 % for 95 %): each claim is
@@ -48,6 +51,11 @@ class Verdict(str, enum.Enum):
     REGRESSED = "regressed"
     UNCHANGED = "unchanged"
     INCONCLUSIVE = "inconclusive"
+    BUSY = "inconclusive (machine busy)"
+
+    @property
+    def inconclusive(self) -> bool:
+        return self in (Verdict.INCONCLUSIVE, Verdict.BUSY)
 
 
 @dataclass(frozen=True)
@@ -195,3 +203,9 @@ def verdict(change: Estimate | None, drop_max: float) -> Verdict:
     if change.low >= floor:
         return Verdict.UNCHANGED
     return Verdict.INCONCLUSIVE
+
+
+def busy(found: Verdict, left_out: int) -> Verdict:
+    """``found``, or ``inconclusive (machine busy)`` where it is inconclusive and contended
+    pairs were left out."""
+    return Verdict.BUSY if found is Verdict.INCONCLUSIVE and left_out > 0 else found

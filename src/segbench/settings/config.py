@@ -9,7 +9,8 @@ key and the file)::
                   "class_nsd_tolerance_mm": {"<class name>": mm}, "hd95_max_mm": ..,
                   "volume_diff_max_pct": .., "vanished_max": ..},
      "timing":   {"rounds": .., "warmup_rounds": .., "reference_rounds": .., "max_rounds": ..,
-                  "budget_s": .., "precision": .., "estimator": "min" | "median"},
+                  "budget_s": .., "precision": .., "estimator": "min" | "median",
+                  "busy_max": .., "quiet_wait_s": ..},
      "profiles": {"reference": PROFILE, "candidate": PROFILE}
               or {"reference": PROFILE, "candidates": {"<name>": PROFILE, ...}},
      "cases":    {"<case id>": {<any gates key>}}}
@@ -106,6 +107,12 @@ class Timing:
     ``reference_rounds`` make PyTorch's latency history; the gates use the pairs.
     ``estimator`` reduces the latencies (the table's seconds, pytest-benchmark's history);
     the speed-up is the geometric mean of the pair ratios (see :mod:`segbench.scoring.stats`).
+
+    A pair during which other processes took more than ``busy_max`` of the cores (either
+    side's run, see :mod:`segbench.bench.contention`) is contended: left out of the speed-up
+    and re-measured within the budget (up to twice ``max_rounds`` pairs in all). After a
+    contended run the next pair waits, up to ``quiet_wait_s`` seconds per case in all, for the
+    machine to go quiet.
     """
 
     rounds: int = 3
@@ -115,6 +122,8 @@ class Timing:
     budget_s: float = 25.0
     precision: float = 0.03
     estimator: str = "min"
+    busy_max: float = 0.1
+    quiet_wait_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -233,7 +242,12 @@ def _number(value: Any, key: str, source: str, lo: float, hi: float, integer: bo
     return value
 
 
-TIMING_NUMBERS = {"budget_s": (0.0, 1e6), "precision": (0.0, 1.0)}
+TIMING_NUMBERS = {
+    "budget_s": (0.0, 1e6),
+    "precision": (0.0, 1.0),
+    "busy_max": (0.0, 1.0),
+    "quiet_wait_s": (0.0, 1e6),
+}
 
 
 def _gates(data: Any, base: Gates, where: str, source: str) -> Gates:

@@ -1,0 +1,168 @@
+"""What each timed run actually got of the machine: its CPU time against its wall time, and
+the CPU time other processes (and the hypervisor, as steal) took on the same cores meanwhile.
+
+A run is measured by two :class:`Snapshot` s, before and after it:
+
+- **cpu_s**: this process's user + system seconds, with those of the child processes it
+  waited for (a command deployment's), from :func:`os.times`;
+- the machine's cores this process may run on (:func:`os.sched_getaffinity`), from
+  ``/proc/stat``: their busy seconds (user, nice, system, irq, softirq), their steal seconds
+  and their elapsed seconds (every state), at the kernel's clock tick (10 ms);
+- **others_share** = (busy - cpu_s + steal) / elapsed: the fraction of those cores' time that
+  went to someone else while the run ran (0 on a quiet machine, 0.5 with a neighbour keeping
+  one core of two busy). Where ``/proc/stat`` cannot be read it is ``None`` (not judged).
+
+A run is **contended** when ``others_share`` is above ``busy_max``; a pair (one reference run
+and the candidate round after it) is contended when either side is. A neighbour slows the two
+backends unequally (PyTorch loses more to a stolen core than ONNX Runtime), so interleaving
+does not cancel it: the speed-up statistics leave contended pairs out
+(:meth:`segbench.bench.paired.PairedRun.pair_sample`).
+
+**share** = cpu_s / (wall_s x threads) is the run's CPU time as a fraction of the cores it
+asked for: informational (single-threaded stages such as resampling keep it below 1 on a quiet
+machine), shown per role in the table.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC_STAT = Path("/proc/stat")
+BUSY_FIELDS = (0, 1, 2, 5, 6)  # user nice system irq softirq (of the cpuN line's numbers)
+STEAL_FIELD = 7
+BUSY_MAX = 0.1  # default: a run during which others took more than 10 % of its cores
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Clocks read at one instant (seconds): wall, this process's CPU time and, where
+    ``/proc/stat`` is readable, the busy, steal and elapsed time of this process's cores."""
+
+    wall: float
+    cpu: float
+    busy: float | None = None
+    steal: float | None = None
+    elapsed: float | None = None
+
+
+@dataclass(frozen=True)
+class RunCpu:
+    """One run's CPU figures (see the module)."""
+
+    wall_s: float
+    cpu_s: float
+    threads: int
+    others_share: float | None  # None: the machine's times could not be read
+
+    @property
+    def share(self) -> float:
+        """CPU time over wall time times the threads asked for (0 for an empty run)."""
+        denom = self.wall_s * max(self.threads, 1)
+        return self.cpu_s / denom if denom > 0 else 0.0
+
+    def contended(self, busy_max: float) -> bool:
+        """Whether others took more than ``busy_max`` of the run's cores."""
+        return self.others_share is not None and self.others_share > busy_max
+
+
+def machine_seconds(
+    text: str, cpus: Sequence[int], tick: float
+) -> tuple[float, float, float] | None:
+    """(busy, steal, elapsed) seconds of ``cpus`` summed from ``/proc/stat``'s ``cpuN`` lines
+    in ``text``; ``None`` when a CPU's line is missing or malformed."""
+    wanted = {f"cpu{c}" for c in cpus}
+    busy = steal = elapsed = 0.0
+    found = 0
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if name not in wanted:
+            continue
+        try:
+            values = [int(v) for v in rest.split()]
+        except ValueError:
+            return None
+        if len(values) <= STEAL_FIELD:
+            return None
+        busy += sum(values[i] for i in BUSY_FIELDS)
+        steal += values[STEAL_FIELD]
+        elapsed += sum(values[:8])
+        found += 1
+    if found != len(wanted) or not wanted:
+        return None
+    return busy * tick, steal * tick, elapsed * tick
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return []
+
+
+def process_cpu_s() -> float:
+    """This process's user + system seconds, with its waited-for children's."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def snapshot(stat: Path = PROC_STAT) -> Snapshot:
+    """Read the clocks now (about 50 us)."""
+    wall, cpu = time.perf_counter(), process_cpu_s()
+    try:
+        found = machine_seconds(stat.read_text(), _cpus(), 1.0 / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError):
+        found = None
+    if found is None:
+        return Snapshot(wall, cpu)
+    return Snapshot(wall, cpu, *found)
+
+
+def run_cpu(before: Snapshot, after: Snapshot, threads: int) -> RunCpu:
+    """The figures of the run between two snapshots (``others_share`` clipped to [0, 1])."""
+    wall = max(after.wall - before.wall, 0.0)
+    cpu = max(after.cpu - before.cpu, 0.0)
+    others = None
+    if None not in (before.busy, after.busy, before.elapsed, after.elapsed):
+        assert before.busy is not None and after.busy is not None
+        assert before.elapsed is not None and after.elapsed is not None
+        elapsed = after.elapsed - before.elapsed
+        steal = (after.steal or 0.0) - (before.steal or 0.0)
+        if elapsed > 0:
+            taken = after.busy - before.busy - cpu + steal
+            others = min(max(taken / elapsed, 0.0), 1.0)
+    return RunCpu(round(wall, 6), round(cpu, 6), threads, others)
+
+
+def wait_quiet(
+    busy_max: float,
+    limit_s: float,
+    sample: Callable[[], Snapshot] = snapshot,
+    sleep: Callable[[float], None] = time.sleep,
+    window_s: float = 0.1,
+) -> float:
+    """Wait, up to ``limit_s``, for a ``window_s`` window during which others took at most
+    ``busy_max`` of this process's cores (a neighbour's idle phase); the seconds waited. Used
+    before a pair when the run before it was contended, so that a pair starts as the machine
+    goes quiet instead of at a random point of a neighbour's cycle."""
+    waited = 0.0
+    while waited < limit_s:
+        before = sample()
+        sleep(window_s)
+        after = sample()
+        waited += max(after.wall - before.wall, window_s)
+        found = run_cpu(before, after, 1).others_share
+        if found is None or found <= busy_max:
+            break
+    return waited
+
+
+def load_1m() -> float | None:
+    """The 1-minute load average (``None`` where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -1,0 +1,253 @@
+"""Busy-machine verdicts: what each run got of the cores, contended pairs detected and left out
+(re-measured within the budget), and ``inconclusive (machine busy)`` instead of a verdict read
+from contended pairs. Every figure here is scripted: no sleep, no real clock."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from segbench.bench.contention import (
+    RunCpu,
+    Snapshot,
+    machine_seconds,
+    run_cpu,
+    wait_quiet,
+)
+from segbench.bench.timing import Rounds
+from segbench.pipeline.predict import Prediction, StageTimes
+from segbench.results.contention import Contention
+from segbench.scoring.gates import BaselineSpeedup, check_speedup, check_suite_speedup
+from segbench.scoring.stats import PairSample, Verdict
+from segbench.settings.config import Gates, Timing, parse_config
+
+STAT = """cpu  300 0 100 800 0 0 0 40 0 0
+cpu0 100 0 50 400 0 0 0 20 0 0
+cpu1 200 0 50 400 0 0 0 20 0 0
+intr 1 2 3
+"""
+
+
+def test_proc_stat_is_read_for_the_cores_of_this_process() -> None:
+    assert machine_seconds(STAT, [0, 1], 0.01) == pytest.approx((4.0, 0.4, 12.4))
+    assert machine_seconds(STAT, [1], 0.01) == pytest.approx((2.5, 0.2, 6.7))
+    assert machine_seconds(STAT, [2], 0.01) is None  # a core without a line
+    assert machine_seconds("cpu0 1 2 x\n", [0], 0.01) is None
+    assert machine_seconds("cpu0 1 2 3\n", [0], 0.01) is None  # no steal column
+
+
+def test_others_share_is_the_machine_s_busy_time_less_this_process_s() -> None:
+    before = Snapshot(wall=10.0, cpu=5.0, busy=100.0, steal=1.0, elapsed=400.0)
+    # 1 s of wall on 2 cores: this process used 1.0 s of CPU, the machine 2.0 s busy + 0.2
+    # steal: others took 1.2 of the 2 core-seconds
+    after = Snapshot(wall=11.0, cpu=6.0, busy=102.0, steal=1.2, elapsed=402.0)
+    found = run_cpu(before, after, threads=2)
+    assert found.others_share == pytest.approx(0.6)
+    assert found.share == pytest.approx(0.5)
+    assert found.contended(0.1) and not found.contended(0.7)
+    quiet = Snapshot(wall=11.0, cpu=7.0, busy=102.0, steal=1.0, elapsed=402.0)
+    assert run_cpu(before, quiet, 2).others_share == 0.0
+    unread = run_cpu(Snapshot(10.0, 5.0), Snapshot(11.0, 6.0), 2)
+    assert unread.others_share is None and not unread.contended(0.0)  # not judged
+
+
+class Machine:
+    """A scripted machine of two cores: ``busy`` is a neighbour's share of them while it is
+    set; the clocks advance only as runs say."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = self.others = 0.0
+        self.neighbour = 0.0
+
+    def sample(self) -> Snapshot:
+        return Snapshot(self.wall, self.cpu, self.cpu + self.others, 0.0, 2 * self.wall)
+
+    def advance(self, seconds: float, cpu: float) -> None:
+        self.wall += seconds
+        self.cpu += cpu
+        self.others += 2 * seconds * self.neighbour
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds, 0.0)
+
+
+def _prediction(seconds: float) -> Prediction:
+    labels = np.zeros((2, 2, 2), np.uint8)
+    return Prediction(None, labels, StageTimes(0.0, seconds, 0.0), "cpu", (2, 2, 2))  # type: ignore[arg-type]
+
+
+def _rounds(
+    machine: Machine,
+    script: dict[str, Sequence[tuple[float, float]]],
+    timing: Timing,
+    baseline: BaselineSpeedup | None = None,
+) -> Rounds:
+    """A case whose runs take scripted (seconds, neighbour share) each, per role, in order."""
+    calls = {"reference": 0, "candidate": 0}
+
+    def segment(slot: str, progress: Any) -> Prediction:
+        seconds, neighbour = script[slot][calls[slot] % len(script[slot])]
+        calls[slot] += 1
+        machine.neighbour = neighbour
+        machine.advance(seconds, 2 * seconds * (1 - neighbour))
+        machine.neighbour = 0.0
+        return _prediction(seconds)
+
+    rounds = Rounds(
+        "ct.nii.gz",
+        {"reference": 2, "candidate": 2},
+        segment,
+        lambda slot: None,
+        timing,
+        Gates(),
+        lambda slot: baseline,
+    )
+    rounds.sample, rounds.sleep = machine.sample, machine.sleep
+    return rounds
+
+
+TIMING = Timing(rounds=4, warmup_rounds=1, max_rounds=4, budget_s=100.0, precision=0.0)
+
+
+def test_a_contended_pair_is_left_out_and_measured_again() -> None:
+    """Candidate round 2 shares the cores with a neighbour: that pair is contended, left out
+    of the speed-up's pairs and replaced by one more pair."""
+    machine = Machine()
+    quiet, busy = (1.0, 0.0), (3.0, 0.5)  # the busy round is slow: it would drag the ratio
+    candidate = [quiet, quiet, busy, (1.01, 0.0), (0.99, 0.0), (1.02, 0.0)]
+    rounds = _rounds(machine, {"reference": [(2.0, 0.0)], "candidate": candidate}, TIMING)
+    rounds.measure("candidate", None)
+    flags = [contended for _, _, contended in rounds.pairs("candidate")]
+    assert flags == [False, True, False, False, False]
+    clean = rounds.pair_sample("candidate").ratios
+    assert len(clean) == 4 and min(clean) > 1.9  # the slow pair is not in it
+    assert rounds.left_out("candidate").ratios == [pytest.approx(2 / 3, abs=1e-4)]
+    saved = Contention.measured(
+        0.1, 5, rounds.left_out("candidate").ratios, rounds.cpu_shares("candidate"),
+        rounds.others_shares("candidate"), rounds.waited_s["candidate"], None,
+    ).to_info()["contention"]  # fmt: skip
+    assert saved["pairs"] == 5 and saved["left_out"] == 1
+    assert saved["others_share"]["max"] == pytest.approx(0.5)
+    assert saved["cpu_share"]["reference"] == pytest.approx(1.0)
+
+
+def test_without_contention_nothing_is_left_out() -> None:
+    machine = Machine()
+    script = {"reference": [(2.0, 0.0)], "candidate": [(1.0, 0.0)]}
+    rounds = _rounds(machine, script, TIMING)
+    rounds.measure("candidate", None)
+    assert len(rounds.pairs("candidate")) == 4 and rounds.left_out("candidate").n == 0
+    assert rounds.waited_s["candidate"] == 0.0
+
+
+def test_detection_off_keeps_the_contended_pair() -> None:
+    """``busy_max`` 1 judges nothing contended: the slow pair stays in (as before)."""
+    machine = Machine()
+    quiet, busy = (1.0, 0.0), (3.0, 1.0)
+    script = {"reference": [(2.0, 0.0)], "candidate": [quiet, quiet, busy, quiet]}
+    rounds = _rounds(machine, script, Timing(**{**vars(TIMING), "busy_max": 1.0}))
+    rounds.measure("candidate", None)
+    assert rounds.pair_sample("candidate").n == 4 and rounds.left_out("candidate").n == 0
+
+
+def test_pairs_on_a_busy_machine_are_bounded_by_twice_max_rounds() -> None:
+    machine = Machine()
+    script = {"reference": [(1.0, 1.0)], "candidate": [(1.0, 1.0)]}
+    timing = Timing(**{**vars(TIMING), "quiet_wait_s": 0.0})
+    rounds = _rounds(machine, script, timing)
+    rounds.measure("candidate", None)
+    assert len(rounds.pairs("candidate")) == 8 and rounds.pair_sample("candidate").n == 0
+
+
+def test_a_pair_waits_for_the_machine_to_go_quiet() -> None:
+    machine = Machine()
+    machine.neighbour = 1.0
+    states = iter([1.0, 1.0, 0.0])  # busy for two windows, then quiet
+
+    def sleep(seconds: float) -> None:
+        machine.neighbour = next(states)
+        machine.sleep(seconds)
+
+    waited = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
+    assert waited == pytest.approx(0.3)
+    machine.neighbour = 1.0
+    assert 0.5 <= wait_quiet(0.1, 0.5, machine.sample, machine.sleep) < 0.61  # bounded
+
+
+BASELINE = BaselineSpeedup(2.0, "base.json", (2.0, 2.02, 1.98, 2.0, 2.01))
+
+
+GATES = Gates(speedup_drop_max=0.05)
+
+
+def _check(pairs: Sequence[float], left_out: int, gates: Gates = GATES) -> Any:
+    return check_speedup(
+        "ct.nii.gz", PairSample.from_ratios(pairs), (2.0, 1.0), gates, "min", BASELINE, left_out
+    )
+
+
+def test_a_regression_hidden_by_contended_pairs_is_caught_once_they_are_left_out() -> None:
+    """The candidate got 10 % slower (1.8x against the baseline's 2.0x); two pairs measured
+    while a neighbour slowed the reference read 2.6x. Kept in, the verdict is not regressed;
+    left out, it is."""
+    clean = [1.80, 1.81, 1.79, 1.80, 1.82, 1.79]
+    kept = _check([*clean, 2.6, 2.6], 0)
+    assert kept.verdict is not Verdict.REGRESSED
+    left = _check(clean, 2)
+    assert left.verdict is Verdict.REGRESSED and not left.gate.passed
+    assert "2 of 8 pairs left out (machine busy)" in left.gate.message
+
+
+def test_unchanged_code_with_contended_pairs_left_out_stays_unchanged() -> None:
+    found = _check([2.0, 2.01, 1.99, 2.0, 2.02, 1.98], 3)
+    assert found.verdict is Verdict.UNCHANGED and found.gate.passed
+
+
+def test_no_clean_pair_is_inconclusive_machine_busy() -> None:
+    found = _check([], 6)
+    assert found.verdict is Verdict.BUSY and found.gate.passed
+    assert found.verdict.value == "inconclusive (machine busy)"
+    assert "all 6 pairs were contended" in found.gate.message
+    strict = _check([], 6, Gates(speedup_drop_max=0.05, inconclusive_fails=True))
+    assert not strict.gate.passed and "quieter runner" in strict.gate.message
+
+
+def test_too_noisy_with_pairs_left_out_is_machine_busy() -> None:
+    found = _check([1.2, 2.9], 4)
+    assert found.verdict is Verdict.BUSY
+    assert _check([1.2, 2.9], 0).verdict is Verdict.INCONCLUSIVE
+
+
+def test_the_suite_verdict_says_machine_busy() -> None:
+    noisy = {"a": (PairSample.from_ratios([1.2, 2.9]), BASELINE.pairs)}
+    gate = check_suite_speedup(noisy, Gates(), left_out=3)
+    assert gate is not None and gate.message.startswith("suite: inconclusive (machine busy)")
+    empty = {"a": (PairSample(()), BASELINE.pairs)}
+    gate = check_suite_speedup(empty, Gates(inconclusive_fails=True), left_out=5)
+    assert gate is not None and not gate.passed and "all 5 pairs" in gate.message
+    assert check_suite_speedup(empty, Gates(), left_out=0) is None
+
+
+def test_timing_keys_are_validated() -> None:
+    cfg = parse_config({"timing": {"busy_max": 0.25, "quiet_wait_s": 0}})
+    assert cfg.timing.busy_max == 0.25 and cfg.timing.quiet_wait_s == 0
+    with pytest.raises(ValueError, match=r"timing\.busy_max"):
+        parse_config({"timing": {"busy_max": 2}})
+
+
+def test_saved_contention_reads_back() -> None:
+    saved = Contention(0.1, 9, 2, (1.5, 1.6), 0.93, 0.99, 0.01, 0.5, 2.5, 1.3)
+    again = Contention.read(saved.to_info())
+    assert again == saved
+    assert again.shares_text() == "93/99%"
+    assert again.busy_text() == "2 of 9 pairs left out (machine busy)"
+    assert Contention.read({}) is None
+
+
+def test_run_cpu_share_of_an_empty_run_is_zero() -> None:
+    assert RunCpu(0.0, 0.0, 2, None).share == 0.0
+    assert not math.isnan(RunCpu(1.0, 1.5, 2, 0.0).share)
