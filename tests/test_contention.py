@@ -211,7 +211,7 @@ def test_no_clean_pair_is_inconclusive_machine_busy() -> None:
     found = _check([], 6)
     assert found.verdict is Verdict.BUSY and found.gate.passed
     assert found.verdict.value == "inconclusive (machine busy)"
-    assert "all 6 pairs were contended" in found.gate.message
+    assert "6 of 6 pairs were contended" in found.gate.message
     strict = _check([], 6, Gates(speedup_drop_max=0.05, inconclusive_fails=True))
     assert not strict.gate.passed and "quieter runner" in strict.gate.message
 
@@ -228,7 +228,7 @@ def test_the_suite_verdict_says_machine_busy() -> None:
     assert gate is not None and gate.message.startswith("suite: inconclusive (machine busy)")
     empty = {"a": (PairSample(()), BASELINE.pairs)}
     gate = check_suite_speedup(empty, Gates(inconclusive_fails=True), left_out=5)
-    assert gate is not None and not gate.passed and "all 5 pairs" in gate.message
+    assert gate is not None and not gate.passed and "(5 contended pairs left out)" in gate.message
     assert check_suite_speedup(empty, Gates(), left_out=0) is None
 
 
@@ -251,3 +251,15 @@ def test_saved_contention_reads_back() -> None:
 def test_run_cpu_share_of_an_empty_run_is_zero() -> None:
     assert RunCpu(0.0, 0.0, 2, None).share == 0.0
     assert not math.isnan(RunCpu(1.0, 1.5, 2, 0.0).share)
+
+
+def test_one_uncontended_pair_gives_no_verdict() -> None:
+    """With pairs left out, one clean pair is no interval: no verdict is read from it, for the
+    case or (with the other cases) for the suite."""
+    found = _check([1.5], 5)
+    assert found.verdict is Verdict.BUSY and "5 of 6 pairs were contended" in found.gate.message
+    one = {"a": (PairSample.from_ratios([1.5]), BASELINE.pairs)}
+    gate = check_suite_speedup(one, GATES, left_out=5)
+    assert gate is not None and "inconclusive (machine busy)" in gate.message
+    old = check_suite_speedup(one, GATES, left_out=0)  # a run saved with one pair: as before
+    assert old is not None and old.message.startswith("suite: regressed")

@@ -201,8 +201,8 @@ def check_speedup(
     ``pairs`` are the uncontended pairs; ``left_out`` counts the contended ones left out
     (:mod:`segbench.bench.contention`): with none left, nothing is read from the pairs and the
     verdict is ``inconclusive (machine busy)``."""
-    if left_out and not pairs.n:
-        return _busy_check(case, gates, left_out, baseline)
+    if left_out and pairs.n < 2:  # one uncontended pair is no interval
+        return _busy_check(case, gates, left_out, left_out + pairs.n, baseline)
     reference_s, candidate_s = latencies
     interval = speedup_interval(pairs, gates.confidence)
     ratio = pairs.speedup if pairs.n else speedup(reference_s, candidate_s)
@@ -249,14 +249,14 @@ def check_speedup(
 
 
 def _busy_check(
-    case: str, gates: Gates, left_out: int, baseline: BaselineSpeedup | None
+    case: str, gates: Gates, left_out: int, total: int, baseline: BaselineSpeedup | None
 ) -> SpeedupCheck:
     """The speed-up gate when every pair was contended: no figure is read from them."""
     found = Verdict.BUSY
     passed = _verdict_passes(found, gates)
     message = (
-        f"{case}: speed-up not measured: all {left_out} pairs were contended (other processes "
-        f"took the cores while they ran), {found.value}."
+        f"{case}: speed-up not measured: {left_out} of {total} pairs were contended (other "
+        f"processes took the cores while they ran), fewer than two left; {found.value}."
     ) + ("" if passed else FIX_BUSY)
     return SpeedupCheck(
         GateResult("speedup", passed, message),
@@ -285,12 +285,16 @@ def check_suite_speedup(
     verdict with some left out reads ``inconclusive (machine busy)``, as does a suite where no
     case kept a pair.
     """
-    usable = {c: (s, b) for c, (s, b) in cases.items() if s.n and b.n}
+    least = 2 if left_out else 1  # with pairs left out, a case needs an interval of its own
+    usable = {c: (s, b) for c, (s, b) in cases.items() if s.n >= least and b.n}
     if not usable:
         if not left_out:
             return None
         passed = _verdict_passes(Verdict.BUSY, gates)
-        message = f"suite: {Verdict.BUSY.value}: all {left_out} pairs were contended."
+        message = (
+            f"suite: {Verdict.BUSY.value}: no case kept two uncontended pairs ({left_out} "
+            "contended pairs left out)."
+        )
         return GateResult("suite_speedup", passed, message + ("" if passed else FIX_BUSY))
     change = change_against(list(usable.values()), gates)
     logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
