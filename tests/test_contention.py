@@ -133,6 +133,7 @@ def test_a_contended_pair_is_left_out_and_measured_again() -> None:
     assert saved["pairs"] == 5 and saved["left_out"] == 1
     assert saved["others_share"]["max"] == pytest.approx(0.5)
     assert saved["cpu_share"]["reference"] == pytest.approx(1.0)
+    assert len(rounds.per_pair("candidate")) == 5
 
 
 def test_without_contention_nothing_is_left_out() -> None:
@@ -240,7 +241,8 @@ def test_timing_keys_are_validated() -> None:
 
 
 def test_saved_contention_reads_back() -> None:
-    saved = Contention(0.1, 9, 2, (1.5, 1.6), 0.93, 0.99, 0.01, 0.5, 2.5, 1.3)
+    per_pair = ((1.0, 1.9, 0.0, 0.5, 0.9, 0.01),)
+    saved = Contention(0.1, 9, 2, (1.5, 1.6), 0.93, 0.99, 0.01, 0.5, 2.5, 1.3, per_pair)
     again = Contention.read(saved.to_info())
     assert again == saved
     assert again.shares_text() == "93/99%"
@@ -263,3 +265,18 @@ def test_one_uncontended_pair_gives_no_verdict() -> None:
     assert gate is not None and "inconclusive (machine busy)" in gate.message
     old = check_suite_speedup(one, GATES, left_out=0)  # a run saved with one pair: as before
     assert old is not None and old.message.startswith("suite: regressed")
+
+
+def _run(contention: Any) -> dict[str, Any]:
+    info = {"role": "candidate", "case": "a.nii.gz", "contention": contention}
+    return {"benchmarks": [{"group": "a", "name": "c", "extra_info": info, "stats": {"min": 1.0}}]}
+
+
+def test_hand_edited_contention_is_refused_naming_the_key() -> None:
+    from segbench.results.runs import RunFileError, parse_run
+
+    good = Contention(0.1, 4, 1, (1.5,), 0.9, 0.95, 0.0, 0.4, 0.0, 1.0).to_info()["contention"]
+    assert parse_run(_run(good)).rows[0].left_out == 1
+    for key, bad in (("left_out", "3"), ("per_pair", [["x"]]), ("cpu_share", [0.9])):
+        with pytest.raises(RunFileError, match=rf"contention\.{key}"):
+            parse_run(_run({**good, key: bad}))

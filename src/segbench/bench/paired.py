@@ -47,7 +47,7 @@ from segbench.scoring.metrics import DiceResult, LogitDiff, compute_dice, logit_
 from segbench.scoring.stats import PairSample, Verdict
 from segbench.scoring.surface import Agreement, agreement
 from segbench.settings.config import BenchConfig, Gates
-from segbench.settings.kinds import role_of_slot
+from segbench.settings.kinds import candidate_of_slot, role_of_slot
 from segbench.settings.labels import ClassPairing, pair_classes
 
 __all__ = [  # re-exported: their home is bench.timing / bench.truth
@@ -257,7 +257,7 @@ class PairedRun:
         return measurement_info(
             case=self.case_id,
             role=role_of_slot(slot),
-            candidate_name=slot.split(":", 1)[1] if ":" in slot else None,
+            candidate_name=candidate_of_slot(slot),
             threads=profile.threads,
             model=self.runtime.card.name,
             backend=profile.backend.value,
@@ -406,6 +406,7 @@ class PairedRun:
             rounds.others_shares(slot),
             rounds.waited_s.get(slot, 0.0),
             load_1m(),
+            rounds.per_pair(slot),
         )
 
     def edited(self, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:

@@ -26,6 +26,7 @@ from segbench.pipeline.predict import Prediction, StageTimes
 from segbench.scoring.gates import BaselineSpeedup, change_against
 from segbench.scoring.stats import PairSample, Verdict, speedup_interval, verdict
 from segbench.settings.config import Gates, Timing
+from segbench.settings.kinds import candidate_of_slot, slot_label
 
 PARK_BYTES = 256 * 2**20  # logits at least this big wait on disk while the other role runs
 PAIR_WAIT_S = 5.0  # the longest wait for a quiet machine before one pair
@@ -202,7 +203,7 @@ class Rounds:
     def label(self, slot: str) -> str:
         """How progress lines and benchmark names call a slot: its role, or the candidate's
         name."""
-        return slot.split(":", 1)[1] if ":" in slot else slot
+        return slot_label(slot)
 
     def measure(self, slot: str, benchmark: Any | None) -> None:
         """Time ``slot`` with pytest-benchmark's ``pedantic`` (warm-ups, then rounds), or with a
@@ -296,6 +297,14 @@ class Rounds:
         sides = {"reference": self.paired_cpu.get(slot, []), "candidate": self.runs[slot].timed_cpu}
         return {k: statistics.median(c.share for c in v) for k, v in sides.items() if v}
 
+    def per_pair(self, slot: str) -> list[tuple[float | None, ...]]:
+        """Each pair's (reference wall s, CPU s, others' share, the candidate's the same)."""
+        found = []
+        paired, cpu = self.paired_cpu.get(slot, []), self.runs[slot].timed_cpu
+        for ref, cand in zip(paired, cpu, strict=False):
+            found.append(tuple(x for c in (ref, cand) for x in (c.wall_s, c.cpu_s, c.others_share)))
+        return found
+
     def others_shares(self, slot: str) -> list[float]:
         """What others took of the cores during each run of ``slot``'s pairs, where known."""
         runs = [*self.paired_cpu.get(slot, []), *self.runs[slot].timed_cpu]
@@ -342,7 +351,9 @@ class _Plan:
         rounds, slot, case_id = self.rounds, self.slot, self.rounds.case_id
         benchmark.group = case_id
         benchmark.name = (
-            f"candidate[{case_id}-{self.role}]" if ":" in slot else f"{slot}[{case_id}]"
+            f"{slot}[{case_id}]"
+            if candidate_of_slot(slot) is None
+            else f"candidate[{case_id}-{self.role}]"
         )
         disabled = bool(getattr(benchmark, "disabled", False))
         calls = [0]

@@ -8,7 +8,9 @@ key ``contention`` (see :mod:`segbench.bench.contention` for how it is measured)
                    "cpu_share": {"reference": 0.93, "candidate": 0.98},  # median per side
                    "others_share": {"median": 0.01, "max": 0.49},  # of the cores, per run
                    "waited_s": 2.4,            # waited for a quiet machine before pairs
-                   "load_1m": 1.32}            # the load average as the case ended
+                   "load_1m": 1.32,            # the load average as the case ended
+                   "per_pair": [[ref wall s, ref CPU s, ref others' share,
+                                 cand wall s, cand CPU s, cand others' share], ..]}
 
 A run saved before segbench measured it has no such key: :meth:`Contention.read` gives
 ``None`` and nothing is left out.
@@ -38,6 +40,8 @@ class Contention:
     others_max: float | None = None
     waited_s: float = 0.0
     load_1m: float | None = None
+    # every pair, in order: (reference wall s, CPU s, others' share, candidate's the same)
+    per_pair: tuple[tuple[float | None, ...], ...] = ()
 
     @classmethod
     def measured(
@@ -49,6 +53,7 @@ class Contention:
         others: Sequence[float],
         waited_s: float,
         load_1m: float | None,
+        per_pair: Sequence[Sequence[float | None]] = (),
     ) -> Contention:
         """From a case's measured figures: ``shares`` by side, ``others`` one per run."""
         return cls(
@@ -62,6 +67,7 @@ class Contention:
             max(others) if others else None,
             round(waited_s, 3),
             load_1m,
+            tuple(tuple(None if x is None else round(x, 4) for x in p) for p in per_pair),
         )
 
     def to_info(self) -> dict[str, Any]:
@@ -83,6 +89,7 @@ class Contention:
                 "others_share": {"median": r(self.others_median), "max": r(self.others_max)},
                 "waited_s": self.waited_s,
                 "load_1m": self.load_1m,
+                "per_pair": [list(p) for p in self.per_pair],
             }
         }
 
@@ -105,6 +112,7 @@ class Contention:
             others.get("max"),
             float(data.get("waited_s") or 0.0),
             data.get("load_1m"),
+            tuple(tuple(p) for p in data.get("per_pair") or ()),
         )
 
     def shares_text(self) -> str:

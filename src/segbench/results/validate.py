@@ -161,6 +161,7 @@ def _contention(key: str, value: Any) -> None:
     for name in ("busy_max", "waited_s", "load_1m"):
         _number(0.0)(f"{key}.{name}", value.get(name))
     _list_of(_number(0.0))(f"{key}.left_out_speedups", value.get("left_out_speedups"))
+    _list_of(_list_of(_number(0.0)))(f"{key}.per_pair", value.get("per_pair"))
     for name in ("cpu_share", "others_share"):
         _mapping_of(_number(0.0))(f"{key}.{name}", value.get(name))
 

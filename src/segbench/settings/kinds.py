@@ -26,6 +26,19 @@ def candidate_slot(name: str | None) -> str:
     return "candidate" if name is None else f"candidate:{name}"
 
 
+def candidate_of_slot(slot: str) -> str | None:
+    """The candidate's name of a slot: ``None`` for ``"reference"`` and the unnamed
+    ``"candidate"`` (the inverse of :func:`candidate_slot`)."""
+    role, _, name = slot.partition(":")
+    return name if role == "candidate" and name else None
+
+
+def slot_label(slot: str) -> str:
+    """How progress lines and benchmark names call a slot: the candidate's name, else its
+    role."""
+    return candidate_of_slot(slot) or slot
+
+
 def role_of_slot(slot: str) -> str:
     """``"reference"`` or ``"candidate"``: the role of a backend's key."""
     return "reference" if slot == "reference" else "candidate"
