@@ -143,6 +143,7 @@ def test_without_contention_nothing_is_left_out() -> None:
     rounds.measure("candidate", None)
     assert len(rounds.pairs("candidate")) == 4 and rounds.left_out("candidate").n == 0
     assert rounds.waited_s["candidate"] == 0.0
+    assert machine.wall == pytest.approx(5 * 3.0)  # a warm-up pair, 4 pairs: no wait
 
 
 def test_detection_off_keeps_the_contended_pair() -> None:
@@ -173,10 +174,28 @@ def test_a_pair_waits_for_the_machine_to_go_quiet() -> None:
         machine.neighbour = next(states)
         machine.sleep(seconds)
 
-    waited = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
-    assert waited == pytest.approx(0.3)
+    waited, quiet = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
+    assert waited == pytest.approx(0.3) and quiet
     machine.neighbour = 1.0
-    assert 0.5 <= wait_quiet(0.1, 0.5, machine.sample, machine.sleep) < 0.61  # bounded
+    waited, quiet = wait_quiet(0.1, 0.5, machine.sample, machine.sleep)
+    assert 0.5 <= waited < 0.61 and not quiet  # bounded
+
+
+def test_a_machine_busy_throughout_one_wait_is_not_waited_for_again() -> None:
+    """A neighbour that never rests: the first contended run costs one wait of 5 s, the
+    rest of the case none (the wait would not find a quiet machine)."""
+    machine = Machine()
+    script = {"reference": [(1.0, 0.5)], "candidate": [(1.0, 0.5)]}
+
+    def sleep(seconds: float) -> None:
+        machine.neighbour = 0.5
+        machine.sleep(seconds)
+
+    rounds = _rounds(machine, script, TIMING)
+    rounds.sleep = sleep
+    rounds.measure("candidate", None)
+    assert rounds.waited_s["candidate"] == TIMING.quiet_wait_s  # spent: no more waits
+    assert machine.wall == pytest.approx(9 * 2.0 + 5.0, abs=0.2)  # 1 + 8 pairs, one wait
 
 
 BASELINE = BaselineSpeedup(2.0, "base.json", (2.0, 2.02, 1.98, 2.0, 2.01))

@@ -143,9 +143,10 @@ def wait_quiet(
     sample: Callable[[], Snapshot] = snapshot,
     sleep: Callable[[float], None] = time.sleep,
     window_s: float = 0.1,
-) -> float:
+) -> tuple[float, bool]:
     """Wait, up to ``limit_s``, for a ``window_s`` window during which others took at most
-    ``busy_max`` of this process's cores (a neighbour's idle phase); the seconds waited. Used
+    ``busy_max`` of this process's cores (a neighbour's idle phase); the seconds waited and
+    whether the machine went quiet. Used
     before a pair when the run before it was contended, so that a pair starts as the machine
     goes quiet instead of at a random point of a neighbour's cycle."""
     waited = 0.0
@@ -156,8 +157,8 @@ def wait_quiet(
         waited += max(after.wall - before.wall, window_s)
         found = run_cpu(before, after, 1).others_share
         if found is None or found <= busy_max:
-            break
-    return waited
+            return waited, True
+    return waited, False
 
 
 def load_1m() -> float | None:

@@ -166,13 +166,16 @@ class Rounds:
     def _wait_quiet(self, slot: str) -> None:
         """After a contended run, wait (within the case's ``quiet_wait_s``) for the machine to
         go quiet before the next pair, so that it starts at the beginning of a neighbour's idle
-        phase rather than at a random point of its cycle."""
+        phase rather than at a random point of its cycle. A machine that stays busy through one
+        wait is not waited for again in this case."""
         last, timing = self.last_cpu, self.timing
         left = timing.quiet_wait_s - self.waited_s.get(slot, 0.0)
         if last is None or not last.contended(timing.busy_max) or left <= 0:
             return
-        waited = wait_quiet(timing.busy_max, min(left, PAIR_WAIT_S), self.sample, self.sleep)
-        self.waited_s[slot] = self.waited_s.get(slot, 0.0) + waited
+        limit = min(left, PAIR_WAIT_S)
+        waited, quiet = wait_quiet(timing.busy_max, limit, self.sample, self.sleep)
+        spent = self.waited_s.get(slot, 0.0) + waited
+        self.waited_s[slot] = spent if quiet else max(spent, timing.quiet_wait_s)
 
     def reference_before(
         self, slot: str, index: int = 1, count: int = 1, warmup: bool = False

@@ -112,7 +112,7 @@ class Timing:
     side's run, see :mod:`segbench.bench.contention`) is contended: left out of the speed-up
     and re-measured within the budget (up to twice ``max_rounds`` pairs in all). After a
     contended run the next pair waits, up to ``quiet_wait_s`` seconds per case in all, for the
-    machine to go quiet.
+    machine to go quiet (not again in the case once a wait of 5 s found it busy throughout).
     """
 
     rounds: int = 3
@@ -123,7 +123,7 @@ class Timing:
     precision: float = 0.03
     estimator: str = "min"
     busy_max: float = 0.1
-    quiet_wait_s: float = 15.0
+    quiet_wait_s: float = 30.0
 
 
 @dataclass(frozen=True)
