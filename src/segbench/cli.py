@@ -49,6 +49,7 @@ PLOTS = {
     "class_nsd": "class_nsd.png",
 }
 GAB_KINDS = {"smaller": "customSmallerIsBetter", "bigger": "customBiggerIsBetter"}
+_Subparsers = argparse._SubParsersAction  # the parsers of the subcommands
 
 
 def _ratio(text: str) -> float:
@@ -74,7 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
         "gate (gate), 2 bad input.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _report_parser(sub)
+    _compare_parser(sub)
+    _export_gab_parser(sub)
+    _merge_parser(sub)
+    _gate_parser(sub)
+    return parser
 
+
+def _report_parser(sub: _Subparsers) -> None:
+    """``segbench report``'s arguments."""
     report = sub.add_parser(
         "report",
         help="Markdown table and plots of one run",
@@ -90,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-plots", action="store_true", help="Markdown only (no matplotlib needed)"
     )
 
+
+def _compare_parser(sub: _Subparsers) -> None:
+    """``segbench compare``'s arguments and thresholds."""
     compare = sub.add_parser(
         "compare",
         help="what changed per case between two runs",
@@ -129,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the differences)",
     )
 
+
+def _export_gab_parser(sub: _Subparsers) -> None:
+    """``segbench export-gab``'s arguments."""
     gab = sub.add_parser(
         "export-gab",
         help="github-action-benchmark 'custom' JSON",
@@ -145,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     gab.add_argument("-o", "--output", type=Path, default=None, help="output file or base name")
     gab.add_argument("--kind", choices=sorted(GAB_KINDS), default=None, help="write only this kind")
 
+
+def _merge_parser(sub: _Subparsers) -> None:
+    """``segbench merge``'s arguments."""
     merge = sub.add_parser(
         "merge",
         help="one run from the shards of a sharded suite",
@@ -160,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True, metavar="MERGED.json", help="the merged run"
     )
 
+
+def _gate_parser(sub: _Subparsers) -> None:
+    """``segbench gate``'s arguments."""
     gate = sub.add_parser(
         "gate",
         help="the gate decision of a saved or merged run",
@@ -168,7 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
         "candidate benchmark, or a case of the suite has no benchmark at all.",
     )
     gate.add_argument("run", type=Path, metavar="RUN.json")
-    return parser
 
 
 # report ----------------------------------------------------------------------------------------
