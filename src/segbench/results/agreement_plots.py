@@ -8,18 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from segbench.results.canvas import (
-    PlotError,
-    annotate_cells,
-    band_legend,
-    class_grid,
-    class_grid_ticks,
-    draw_bands,
-    figure,
-    prepare_target,
-    save,
-    short_name,
-)
+from segbench.results import canvas
 from segbench.results.record import CaseRecord
 from segbench.settings.config import Gates
 
@@ -35,17 +24,7 @@ def nsd_bands(gates: Gates) -> tuple[list[float], list[str], list[str]]:
         (0.999, "#74c476", ">= 0.999"),
         (1.0 - 1e-9, "#238b45", "1"),
     ]
-    edges: list[float] = []
-    colors: list[str] = []
-    names: list[str] = []
-    for start, color, name in bands:
-        if edges and start <= edges[-1]:
-            colors[-1], names[-1] = color, name
-            continue
-        edges.append(start)
-        colors.append(color)
-        names.append(name)
-    return [*edges, 1.0 + 1e-9], colors, names
+    return canvas.band_scale(bands)
 
 
 def plot_class_nsd(
@@ -58,27 +37,27 @@ def plot_class_nsd(
     from both masks, or a case saved without the figures)."""
     scored = [r for r in rows if r.agreement is not None]
     if not scored:
-        raise PlotError(
+        raise canvas.PlotError(
             "plot_class_nsd: no case of the run has NSD figures (a run saved before they "
             "existed). Fix: run the suite again with this version of segbench"
         )
-    path = prepare_target(path)
+    path = canvas.prepare_target(path)
     gates = gates or Gates()
     per_case = [{k: c.nsd for k, c in r.agreement.classes.items()} for r in scored if r.agreement]
-    layout = class_grid(per_case, [short_name(r.label) for r in scored], class_names)
-    fig = figure(*layout.size)
+    layout = canvas.class_grid(per_case, [canvas.short_name(r.label) for r in scored], class_names)
+    fig = canvas.figure(*layout.size)
     ax = fig.add_subplot()
     edges, colors, band_names = nsd_bands(gates)
-    draw_bands(ax, layout.values, edges, colors)
+    canvas.draw_bands(ax, layout.values, edges, colors)
     if layout.values.size <= 400:
-        annotate_cells(
+        canvas.annotate_cells(
             ax,
             layout.values,
             lambda value: f"{value:.4f}",
             lambda value: value < gates.nsd_min or value >= 1.0 - 1e-9,
             6.5,
         )
-    class_grid_ticks(ax, layout.x_ticks, layout.y_ticks, layout.by_rows)
+    canvas.class_grid_ticks(ax, layout.x_ticks, layout.y_ticks, layout.by_rows)
     ax.set_title(
         f"Normalised surface Dice per class, candidate vs reference mask ({len(layout.labels)} "
         f"classes, {len(scored)} cases)\ngate: nsd_min {gates.nsd_min:g} at "
@@ -86,5 +65,5 @@ def plot_class_nsd(
         "voxels)",
         fontsize=9,
     )
-    band_legend(fig, colors, band_names)
-    return save(fig, path)
+    canvas.band_legend(fig, colors, band_names)
+    return canvas.save(fig, path)

@@ -6,6 +6,7 @@ share their grid, layout, colour bands, cell labels and legend here (:func:`clas
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -157,6 +158,26 @@ def class_grid(
     return ClassGrid(
         grid, labels, class_ticks, list(case_ticks), False, cell_w, (max(width, 6.5), height)
     )
+
+
+def band_scale(
+    bands: Sequence[tuple[float, str, str]], drop_from: float = math.inf
+) -> tuple[list[float], list[str], list[str]]:
+    """A heatmap's colour scale from ``bands`` (``(start, colour, name)``, ascending starts):
+    the band edges (closed at 1 + 1e-9), one colour and one name per band. A band that starts
+    at or below the previous band's start (a threshold set that low) takes its place; one that
+    starts at ``drop_from`` or above is left out."""
+    edges: list[float] = []
+    colors: list[str] = []
+    names: list[str] = []
+    for start, color, name in bands:
+        if edges and start <= edges[-1]:
+            colors[-1], names[-1] = color, name
+        elif start < drop_from:
+            edges.append(start)
+            colors.append(color)
+            names.append(name)
+    return [*edges, 1.0 + 1e-9], colors, names
 
 
 def draw_bands(ax: Any, grid: np.ndarray, edges: Sequence[float], colors: Sequence[str]) -> Any:

@@ -21,6 +21,7 @@ from segbench.results.canvas import (
     PlotError,
     annotate_cells,
     band_legend,
+    band_scale,
     class_grid,
     class_grid_ticks,
     draw_bands,
@@ -193,19 +194,7 @@ def dice_bands(gates: Gates) -> tuple[list[float], list[str], list[str]]:
         (0.999, "#74c476", ">= 0.999"),
         (0.9999, "#238b45", ">= 0.9999"),
     ]
-    edges: list[float] = []
-    colors: list[str] = []
-    names: list[str] = []
-    for start, color, name in bands:
-        if edges and start <= edges[-1]:  # a threshold at or below the previous band's start
-            colors[-1], names[-1] = color, name
-            continue
-        if start >= 1.0:
-            continue
-        edges.append(start)
-        colors.append(color)
-        names.append(name)
-    return [*edges, 1.0 + 1e-9], colors, names
+    return band_scale(bands, drop_from=1.0)
 
 
 def _edge_label(edge: float, gates: Gates) -> str:
