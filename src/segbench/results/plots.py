@@ -106,7 +106,24 @@ def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
             label="reference (own rounds)",
         )
     top = float(np.nanmax([*ref, *cand, *own, 0.0]))
-    for yi, r, o in zip(y, rows, own, strict=True):
+    _annotate_speedups(ax, rows, own, top)
+    ax.set_yticks(y, [short_name(r.case) for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.15 if top > 0 else 1.0)
+    ax.set_xlabel(f"latency per volume (s, {rows[0].estimator} of the timed rounds)")
+    ax.set_title("Latency per case (speed-up = reference (paired, gate) / candidate)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return save(fig, path)
+
+
+def _annotate_speedups(
+    ax: Any, rows: Sequence[CaseRecord], own: Sequence[float], top: float
+) -> None:
+    """Each case's speed-up right of its longest bar (red when the speed-up gate failed);
+    ``own`` is the reference's own-rounds latency per case (NaN: none), ``top`` the longest bar
+    of the plot."""
+    for yi, r, o in zip(range(len(rows)), rows, own, strict=True):
         speedup = r.speedup
         longest = np.nanmax([r.reference_s or 0.0, r.candidate_s or 0.0, o])
         if speedup is not None and math.isfinite(speedup):
@@ -118,14 +135,6 @@ def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
                 fontsize=9,
                 color=FAIL_COLOR if "speedup" in r.failed_gates else "black",
             )
-    ax.set_yticks(y, [short_name(r.case) for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlim(0, top * 1.15 if top > 0 else 1.0)
-    ax.set_xlabel(f"latency per volume (s, {rows[0].estimator} of the timed rounds)")
-    ax.set_title("Latency per case (speed-up = reference (paired, gate) / candidate)")
-    ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    return save(fig, path)
 
 
 def plot_speedup_vs_voxels(rows: Sequence[CaseRecord], path: str | Path) -> Path:
