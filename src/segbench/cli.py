@@ -50,6 +50,50 @@ PLOTS = {
 }
 GAB_KINDS = {"smaller": "customSmallerIsBetter", "bigger": "customBiggerIsBetter"}
 
+SUBCOMMANDS: dict[str, tuple[str, str]] = {  # name: (help, description)
+    "report": (
+        "Markdown table and plots of one run",
+        "Write DIR/report.md (the per-case table with summary rows) and, unless "
+        "--no-plots, latency.png, speedup_vs_voxels.png and class_dice.png; print the Markdown.",
+    ),
+    "compare": (
+        "what changed per case between two runs",
+        "Per case: latency ratio new/old of both roles, speed-up, mean Dice delta. "
+        "Exit 1 when a role got slower than --max-slowdown, the mean Dice fell by more than "
+        "--max-dice-drop, or a gate that passed now fails; cases in one run only are listed "
+        "but do not fail. The reference latency is the paired figure of the speed-up gate. "
+        "Refused (exit 2) unless --force: runs of different CPU types, an injected run "
+        "against a normal one, another malloc mode, rounds, warm-up rounds, estimator, model "
+        "or weights. Other differences (versions, gates, profiles) are warnings.",
+    ),
+    "export-gab": (
+        "github-action-benchmark 'custom' JSON",
+        "Entries {name, unit, value, extra} for github-action-benchmark. Latency "
+        "per case (s) is 'customSmallerIsBetter': 'reference latency (paired, gate)' (the "
+        "reference runs interleaved with the candidate's, the speed-up gate's figure), "
+        "'reference latency (own rounds)' (the reference test's own rounds) and 'candidate "
+        "latency'; mean Dice and speed-up per case are "
+        "'customBiggerIsBetter'. Without --kind, two files are written: OUT-smaller.json and "
+        "OUT-bigger.json (OUT = -o without its .json; default gab). With --kind, one file "
+        "(-o, default: standard output).",
+    ),
+    "merge": (
+        "one run from the shards of a sharded suite",
+        "Combine the runs saved by the shards of one suite (pytest --splits N "
+        "--group i --benchmark-json=shard-i.json) into one run file that report, compare, "
+        "export-gab and gate read like any run. Refused (exit 2): shards whose settings differ "
+        "(model, weights, ONNX file, benchmarks.json, timing, options, segbench/torch/"
+        "onnxruntime versions), shards of different commits, a case in two shards. Each case "
+        "keeps the machine that ran it (extra_info machine and shard).",
+    ),
+    "gate": (
+        "the gate decision of a saved or merged run",
+        "Print the summary table the pytest session prints, from a saved run (a "
+        "merged one too). Exit 1 when a case failed a gate, a case lacks its reference or "
+        "candidate benchmark, or a case of the suite has no benchmark at all.",
+    ),
+}
+
 
 def _ratio(text: str) -> float:
     value = float(text)
@@ -74,101 +118,81 @@ def build_parser() -> argparse.ArgumentParser:
         "gate (gate), 2 bad input.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add_arguments in (
+        ("report", _report_arguments),
+        ("compare", _compare_arguments),
+        ("export-gab", _export_gab_arguments),
+        ("merge", _merge_arguments),
+        ("gate", _gate_arguments),
+    ):
+        help_text, description = SUBCOMMANDS[name]
+        add_arguments(sub.add_parser(name, help=help_text, description=description))
+    return parser
 
-    report = sub.add_parser(
-        "report",
-        help="Markdown table and plots of one run",
-        description="Write DIR/report.md (the per-case table with summary rows) and, unless "
-        "--no-plots, latency.png, speedup_vs_voxels.png and class_dice.png; print the Markdown.",
-    )
-    report.add_argument("run", type=Path, metavar="RUN.json")
-    report.add_argument(
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    """``segbench report``'s arguments."""
+    parser.add_argument("run", type=Path, metavar="RUN.json")
+    parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default: reports/<RUN stem>/)"
     )
-    report.add_argument("--title", default=None, help="report title (default: from the run)")
-    report.add_argument(
+    parser.add_argument("--title", default=None, help="report title (default: from the run)")
+    parser.add_argument(
         "--no-plots", action="store_true", help="Markdown only (no matplotlib needed)"
     )
 
-    compare = sub.add_parser(
-        "compare",
-        help="what changed per case between two runs",
-        description="Per case: latency ratio new/old of both roles, speed-up, mean Dice delta. "
-        "Exit 1 when a role got slower than --max-slowdown, the mean Dice fell by more than "
-        "--max-dice-drop, or a gate that passed now fails; cases in one run only are listed "
-        "but do not fail. The reference latency is the paired figure of the speed-up gate. "
-        "Refused (exit 2) unless --force: runs of different CPU types, an injected run "
-        "against a normal one, another malloc mode, rounds, warm-up rounds, estimator, model "
-        "or weights. Other differences (versions, gates, profiles) are warnings.",
-    )
-    compare.add_argument("old", type=Path, metavar="OLD.json")
-    compare.add_argument("new", type=Path, metavar="NEW.json")
-    compare.add_argument(
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """``segbench compare``'s arguments and thresholds."""
+    parser.add_argument("old", type=Path, metavar="OLD.json")
+    parser.add_argument("new", type=Path, metavar="NEW.json")
+    parser.add_argument(
         "--max-slowdown",
         type=_ratio,
         default=1.15,
         help="largest allowed latency ratio new/old per role (default: 1.15)",
     )
-    compare.add_argument(
+    parser.add_argument(
         "--max-dice-drop",
         type=_non_negative,
         default=0.002,
         help="largest allowed drop of the mean Dice (default: 0.002)",
     )
-    compare.add_argument(
+    parser.add_argument(
         "--max-nsd-drop",
         type=_non_negative,
         default=MAX_NSD_DROP,
         help="largest allowed drop of a class's normalised surface Dice (default: "
         f"{MAX_NSD_DROP}); a class newly vanished from the candidate's mask always counts",
     )
-    compare.add_argument(
+    parser.add_argument(
         "--force",
         action="store_true",
         help="compare runs measured differently anyway (the output says FORCED and lists "
         "the differences)",
     )
 
-    gab = sub.add_parser(
-        "export-gab",
-        help="github-action-benchmark 'custom' JSON",
-        description="Entries {name, unit, value, extra} for github-action-benchmark. Latency "
-        "per case (s) is 'customSmallerIsBetter': 'reference latency (paired, gate)' (the "
-        "reference runs interleaved with the candidate's, the speed-up gate's figure), "
-        "'reference latency (own rounds)' (the reference test's own rounds) and 'candidate "
-        "latency'; mean Dice and speed-up per case are "
-        "'customBiggerIsBetter'. Without --kind, two files are written: OUT-smaller.json and "
-        "OUT-bigger.json (OUT = -o without its .json; default gab). With --kind, one file "
-        "(-o, default: standard output).",
-    )
-    gab.add_argument("run", type=Path, metavar="RUN.json")
-    gab.add_argument("-o", "--output", type=Path, default=None, help="output file or base name")
-    gab.add_argument("--kind", choices=sorted(GAB_KINDS), default=None, help="write only this kind")
 
-    merge = sub.add_parser(
-        "merge",
-        help="one run from the shards of a sharded suite",
-        description="Combine the runs saved by the shards of one suite (pytest --splits N "
-        "--group i --benchmark-json=shard-i.json) into one run file that report, compare, "
-        "export-gab and gate read like any run. Refused (exit 2): shards whose settings differ "
-        "(model, weights, ONNX file, benchmarks.json, timing, options, segbench/torch/"
-        "onnxruntime versions), shards of different commits, a case in two shards. Each case "
-        "keeps the machine that ran it (extra_info machine and shard).",
+def _export_gab_arguments(parser: argparse.ArgumentParser) -> None:
+    """``segbench export-gab``'s arguments."""
+    parser.add_argument("run", type=Path, metavar="RUN.json")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="output file or base name")
+    parser.add_argument(
+        "--kind", choices=sorted(GAB_KINDS), default=None, help="write only this kind"
     )
-    merge.add_argument("shards", type=Path, nargs="+", metavar="SHARD.json")
-    merge.add_argument(
+
+
+def _merge_arguments(parser: argparse.ArgumentParser) -> None:
+    """``segbench merge``'s arguments."""
+    parser.add_argument("shards", type=Path, nargs="+", metavar="SHARD.json")
+    parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="MERGED.json", help="the merged run"
     )
 
-    gate = sub.add_parser(
-        "gate",
-        help="the gate decision of a saved or merged run",
-        description="Print the summary table the pytest session prints, from a saved run (a "
-        "merged one too). Exit 1 when a case failed a gate, a case lacks its reference or "
-        "candidate benchmark, or a case of the suite has no benchmark at all.",
-    )
-    gate.add_argument("run", type=Path, metavar="RUN.json")
-    return parser
+
+def _gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """``segbench gate``'s arguments."""
+    parser.add_argument("run", type=Path, metavar="RUN.json")
 
 
 # report ----------------------------------------------------------------------------------------

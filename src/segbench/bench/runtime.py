@@ -128,50 +128,8 @@ def build_runtime(
     profiles = {"reference": with_threads(config.reference, threads)}
     for name, cand in config.candidate_profiles.items():
         profiles[candidate_slot(name)] = with_threads(candidate_profile(cand, injection), threads)
-    candidates = [slot for slot in profiles if slot != "reference"]
-    onnx_path: Path | None = None
-    diff: float | None = None
-    needs_onnx = any(p.kind == BackendKind.ONNX.value for p in profiles.values())
-    if onnx is not None:
-        pipelines = [p.pipeline for p in profiles.values() if p.backend is BackendKind.ONNX]
-        check_onnx_matches(
-            onnx,
-            card,
-            fit=any(p.fit_patch for p in pipelines),
-            batch=max((p.batch_size for p in pipelines), default=1),
-            run=True,
-        )
-        onnx_path = onnx
-    elif needs_onnx:
-        exported = export_onnx(net, card, cache_dir / "onnx", announce=announce)
-        onnx_path, diff = exported.path, exported.max_abs_diff
-    candidate_onnx = onnx_path
-    if injection.perturb:
-        if any(profiles[s].kind != BackendKind.ONNX.value for s in candidates) or onnx_path is None:
-            raise SegbenchError(
-                "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but a "
-                "candidate profile is not onnx. Fix: use onnx candidates in benchmarks.json"
-            )
-        candidate_onnx = perturb_onnx(onnx_path, injection.perturb, cache_dir / "onnx")
-    backends: dict[str, Backend] = {
-        slot: build_backend(
-            profile, net, onnx_path if slot == "reference" else candidate_onnx, cache_dir / "onnx"
-        )
-        for slot, profile in profiles.items()
-        if profile.kind in (BackendKind.TORCH.value, BackendKind.ONNX.value)
-    }
-    if injection.delay or injection.slowdown or injection.shift:
-        deployed = [s for s in candidates if s not in backends]
-        if deployed:
-            raise SegbenchError(
-                f"--segbench-inject {injection.describe()} slows or shifts segbench's own "
-                f"pipeline, but candidate {deployed[0].partition(':')[2] or ''} is your deployment "
-                f"({profiles[deployed[0]].kind}). Fix: inject into an onnx candidate, or "
-                "make the deployment slower yourself"
-            )
-        for slot in candidates:
-            if slot in backends:
-                backends[slot] = InjectedBackend(backends[slot], injection)
+    onnx_path, diff = _onnx_file(onnx, profiles, net, card, cache_dir / "onnx", announce)
+    backends = _backends(profiles, net, onnx_path, injection, cache_dir / "onnx")
     base = Path(config.source).resolve().parent if config.source.endswith(".json") else Path.cwd()
     segmenters = {
         slot: build_segmenter(slot, profile, card, backends.get(slot), base)
@@ -190,3 +148,72 @@ def build_runtime(
         segmenters=segmenters,
         names={slot: profile_names(p, card) for slot, p in profiles.items()},
     )
+
+
+def _onnx_file(
+    onnx: Path | None,
+    profiles: dict[str, Profile],
+    net: nn.Module,
+    card: ModelCard,
+    onnx_dir: Path,
+    announce: Callable[[str], None] | None,
+) -> tuple[Path | None, float | None]:
+    """The ONNX file of the onnx profiles and the export's max logit difference: the user's
+    ``onnx``, checked against the card (and the pipelines' patch fitting and batch), or the
+    network exported once into ``onnx_dir``; ``(None, None)`` when no profile is onnx."""
+    if onnx is not None:
+        pipelines = [p.pipeline for p in profiles.values() if p.backend is BackendKind.ONNX]
+        check_onnx_matches(
+            onnx,
+            card,
+            fit=any(p.fit_patch for p in pipelines),
+            batch=max((p.batch_size for p in pipelines), default=1),
+            run=True,
+        )
+        return onnx, None
+    if any(p.kind == BackendKind.ONNX.value for p in profiles.values()):
+        exported = export_onnx(net, card, onnx_dir, announce=announce)
+        return exported.path, exported.max_abs_diff
+    return None, None
+
+
+def _backends(
+    profiles: dict[str, Profile],
+    net: nn.Module,
+    onnx_path: Path | None,
+    injection: Injection,
+    onnx_dir: Path,
+) -> dict[str, Backend]:
+    """A backend per torch or onnx profile (by slot), the candidates' made worse by
+    ``injection``: perturbed ONNX weights, or wrapped in an :class:`InjectedBackend` (delay,
+    slowdown, shift). An injection that needs segbench's own pipeline is refused for a user's
+    deployment."""
+    candidates = [slot for slot in profiles if slot != "reference"]
+    candidate_onnx = onnx_path
+    if injection.perturb:
+        if any(profiles[s].kind != BackendKind.ONNX.value for s in candidates) or onnx_path is None:
+            raise SegbenchError(
+                "--segbench-inject perturb=... perturbs the candidate's ONNX weights, but a "
+                "candidate profile is not onnx. Fix: use onnx candidates in benchmarks.json"
+            )
+        candidate_onnx = perturb_onnx(onnx_path, injection.perturb, onnx_dir)
+    backends: dict[str, Backend] = {
+        slot: build_backend(
+            profile, net, onnx_path if slot == "reference" else candidate_onnx, onnx_dir
+        )
+        for slot, profile in profiles.items()
+        if profile.kind in (BackendKind.TORCH.value, BackendKind.ONNX.value)
+    }
+    if injection.delay or injection.slowdown or injection.shift:
+        deployed = [s for s in candidates if s not in backends]
+        if deployed:
+            raise SegbenchError(
+                f"--segbench-inject {injection.describe()} slows or shifts segbench's own "
+                f"pipeline, but candidate {deployed[0].partition(':')[2] or ''} is your deployment "
+                f"({profiles[deployed[0]].kind}). Fix: inject into an onnx candidate, or "
+                "make the deployment slower yourself"
+            )
+        for slot in candidates:
+            if slot in backends:
+                backends[slot] = InjectedBackend(backends[slot], injection)
+    return backends

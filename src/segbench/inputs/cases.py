@@ -211,6 +211,22 @@ def nifti_problem(path: Path) -> str | None:
     return None
 
 
+_TsCase = tuple[os.DirEntry[str], os.DirEntry[str]]  # (ct.nii.gz, segmentations/)
+
+
+def _ts_layout(names: dict[str, os.DirEntry[str]]) -> _TsCase | None:
+    """A folder's TotalSegmentator case: its ``ct.nii(.gz)`` and ``segmentations/`` folder,
+    when it has both."""
+    ts_image = next(
+        (names[f"{s}{x}"] for s in TS_IMAGE_STEMS for x in NIFTI_SUFFIXES if f"{s}{x}" in names),
+        None,
+    )
+    ts_masks = names.get(TS_MASKS) if ts_image is not None else None
+    if ts_image is None or ts_masks is None or not ts_masks.is_dir():
+        return None
+    return ts_image, ts_masks
+
+
 class _Walk:
     """One recursive listing: NIfTI files, DICOM series and TotalSegmentator cases found,
     and everything left out."""
@@ -227,6 +243,7 @@ class _Walk:
         self.skipped.append(Skipped(str(rel), reason))
 
     def folder(self, path: Path, rel: PurePosixPath, chain: tuple[str, ...]) -> None:
+        """List ``path`` (at ``rel``, below the real folders ``chain``) and what is in it."""
         try:
             # real files and folders before links to them: a link to one is the duplicate
             entries = sorted(os.scandir(path), key=lambda e: (e.is_symlink(), e.name))
@@ -236,77 +253,112 @@ class _Walk:
         is_series = is_dicom_folder(path)
         if is_series:
             self.series.append((rel, path))
-        names = {e.name: e for e in entries}
-        ts_image = next(
-            (
-                names[f"{s}{x}"]
-                for s in TS_IMAGE_STEMS
-                for x in NIFTI_SUFFIXES
-                if f"{s}{x}" in names
-            ),
-            None,
-        )
-        ts_masks = names.get(TS_MASKS) if ts_image is not None else None
-        if ts_masks is not None and not ts_masks.is_dir():
-            ts_masks = None
+        ts = _ts_layout({e.name: e for e in entries})
         for entry in entries:
-            here = rel / entry.name
-            if entry.name.startswith("."):
-                self.skip(here, "hidden: not searched")
-                continue
-            try:
-                mode = os.stat(entry.path).st_mode  # follows links
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    self.skip(here, "symlink loop: the link never resolves to a file")
-                else:
-                    target = os.readlink(entry.path) if entry.is_symlink() else "?"
-                    self.skip(here, f"dangling symlink to {target}: its target does not exist")
-                continue
-            real = os.path.realpath(entry.path)
-            if stat.S_ISDIR(mode):
-                if real in chain:
-                    self.skip(here, "symlink loop: the link leads back to a folder above it")
-                elif real in self._seen:
-                    self.skip(here, f"the same folder as {self._seen[real]}: searched once")
-                elif ts_masks is not None and ts_image is not None and entry.name == TS_MASKS:
-                    self._seen[real] = str(here)
-                    if nifti_problem(Path(ts_image.path)) is None:
-                        self.ts_cases.append((rel, Path(ts_image.path), Path(entry.path)))
-                    else:
-                        self.skip(here, f"masks of {ts_image.name}, which is left out")
-                else:
-                    self._seen[real] = str(here)
-                    self.folder(Path(entry.path), here, (*chain, real))
-            elif not stat.S_ISREG(mode):
-                self.skip(here, f"is {_kind(mode)}, not a regular file")
-            elif real in self._seen:
-                self.skip(here, f"the same file as {self._seen[real]}: counted once")
-            elif is_nifti(Path(entry.name)):
-                self._seen[real] = str(here)
-                problem = nifti_problem(Path(entry.path))
-                if problem is not None:
-                    self.skip(here, problem)
-                elif not (
-                    ts_masks is not None and ts_image is not None and entry.name == ts_image.name
-                ):
-                    self.niftis.append((here, Path(entry.path)))
-            elif is_series:
-                self._seen[real] = str(here)  # a slice (or a file) of the DICOM series
+            self._entry(entry, rel / entry.name, chain, ts, is_series)
+
+    def _entry(
+        self,
+        entry: os.DirEntry[str],
+        here: PurePosixPath,
+        chain: tuple[str, ...],
+        ts: _TsCase | None,
+        is_series: bool,
+    ) -> None:
+        """One entry of a folder (``ts``: the folder's TotalSegmentator image and masks;
+        ``is_series``: the folder is a DICOM series)."""
+        if entry.name.startswith("."):
+            self.skip(here, "hidden: not searched")
+            return
+        try:
+            mode = os.stat(entry.path).st_mode  # follows links
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self.skip(here, "symlink loop: the link never resolves to a file")
             else:
-                self.skip(
-                    here,
-                    "matches no rule: not .nii/.nii.gz, not in a folder of DICOM slices",
-                )
+                target = os.readlink(entry.path) if entry.is_symlink() else "?"
+                self.skip(here, f"dangling symlink to {target}: its target does not exist")
+            return
+        real = os.path.realpath(entry.path)
+        if stat.S_ISDIR(mode):
+            self._subfolder(entry, here, chain, real, ts)
+        elif not stat.S_ISREG(mode):
+            self.skip(here, f"is {_kind(mode)}, not a regular file")
+        elif real in self._seen:
+            self.skip(here, f"the same file as {self._seen[real]}: counted once")
+        elif is_nifti(Path(entry.name)):
+            self._seen[real] = str(here)
+            problem = nifti_problem(Path(entry.path))
+            if problem is not None:
+                self.skip(here, problem)
+            elif not (ts is not None and entry.name == ts[0].name):
+                self.niftis.append((here, Path(entry.path)))
+        elif is_series:
+            self._seen[real] = str(here)  # a slice (or a file) of the DICOM series
+        else:
+            self.skip(
+                here,
+                "matches no rule: not .nii/.nii.gz, not in a folder of DICOM slices",
+            )
+
+    def _subfolder(
+        self,
+        entry: os.DirEntry[str],
+        here: PurePosixPath,
+        chain: tuple[str, ...],
+        real: str,
+        ts: _TsCase | None,
+    ) -> None:
+        """A folder in a folder: a loop or a folder already searched is left out, a
+        TotalSegmentator ``segmentations/`` folder makes its case, any other is searched."""
+        if real in chain:
+            self.skip(here, "symlink loop: the link leads back to a folder above it")
+        elif real in self._seen:
+            self.skip(here, f"the same folder as {self._seen[real]}: searched once")
+        elif ts is not None and entry.name == TS_MASKS:
+            self._seen[real] = str(here)
+            image = ts[0]
+            if nifti_problem(Path(image.path)) is None:
+                self.ts_cases.append((here.parent, Path(image.path), Path(entry.path)))
+            else:
+                self.skip(here, f"masks of {image.name}, which is left out")
+        else:
+            self._seen[real] = str(here)
+            self.folder(Path(entry.path), here, (*chain, real))
 
 
-def _pair(walk: _Walk) -> tuple[list[tuple[str, Path, Path | None, Path | None]], list[Skipped]]:
+_Found = tuple[str, Path, Path | None, Path | None]  # (id, image, truth file, masks folder)
+_Files = dict[PurePosixPath, Path]  # the NIfTI files of a walk, by relative path
+
+
+def _pair(walk: _Walk) -> tuple[list[_Found], list[Skipped]]:
     """(id, image, truth file, masks folder) of every case, and the NIfTI files left out."""
     skipped: list[Skipped] = []
     files = dict(walk.niftis)
-    cases: list[tuple[str, Path, Path | None, Path | None]] = []
     used: set[PurePosixPath] = set()
-    # nnU-Net: images<X>/<case>_0000.nii.gz with labels<X>/<case>.nii.gz
+    labels_of = _nnunet_truths(files, used, skipped)
+    _nnunet_orphans(files, used, skipped)
+    truth_of = _seg_truths(files, walk.series, used, skipped)
+    cases: list[_Found] = []
+    for rel, path in files.items():
+        if rel in used:
+            continue
+        truth = labels_of.get(rel) or truth_of.get(rel.parent / nifti_stem(rel))
+        cases.append((str(rel), path, files[truth] if truth else None, None))
+    for rel, path in walk.series:
+        truth = truth_of.get(rel)
+        cases.append((str(rel), path, files[truth] if truth else None, None))
+    for rel, image, masks in walk.ts_cases:
+        cases.append((str(rel), image, None, masks))
+    return cases, skipped
+
+
+def _nnunet_truths(
+    files: _Files, used: set[PurePosixPath], skipped: list[Skipped]
+) -> dict[PurePosixPath, PurePosixPath]:
+    """nnU-Net's raw layout: ``images<X>/<case>_0000.nii.gz`` -> ``labels<X>/<case>.nii.gz``.
+    Other input channels are left out (added to ``skipped``); they and the labels found are
+    added to ``used``."""
     labels_of: dict[PurePosixPath, PurePosixPath] = {}
     for rel in files:
         split = NNUNET_IMAGES.match(rel.parent.name)
@@ -335,6 +387,12 @@ def _pair(walk: _Walk) -> tuple[list[tuple[str, Path, Path | None, Path | None]]
         if truth is not None:
             labels_of[rel] = truth
             used.add(truth)
+    return labels_of
+
+
+def _nnunet_orphans(files: _Files, used: set[PurePosixPath], skipped: list[Skipped]) -> None:
+    """Leave out (add to ``skipped`` and ``used``) the files of an nnU-Net ``labels<X>`` folder
+    that no image of its ``images<X>`` folder claimed."""
     image_folders = {rel.parent for rel in files if NNUNET_IMAGES.match(rel.parent.name)}
     for rel in files:
         if rel in used or not rel.parent.name.startswith("labels"):
@@ -349,9 +407,19 @@ def _pair(walk: _Walk) -> tuple[list[tuple[str, Path, Path | None, Path | None]]
                 )
             )
             used.add(rel)
-    # <case>_seg.nii(.gz) beside a case file or a DICOM series folder
+
+
+def _seg_truths(
+    files: _Files,
+    series: list[tuple[PurePosixPath, Path]],
+    used: set[PurePosixPath],
+    skipped: list[Skipped],
+) -> dict[PurePosixPath, PurePosixPath]:
+    """``<case>_seg.nii(.gz)`` beside a case file or a DICOM series folder, by the case's path
+    without suffix; a ``_seg`` file without its case is left out (added to ``skipped``). Every
+    ``_seg`` file is added to ``used``."""
     stems = {rel.parent / nifti_stem(rel) for rel in files if rel not in used}
-    stems |= {rel for rel, _ in walk.series}
+    stems |= {rel for rel, _ in series}
     truth_of: dict[PurePosixPath, PurePosixPath] = {}
     for rel in files:
         stem = nifti_stem(rel)
@@ -369,17 +437,7 @@ def _pair(walk: _Walk) -> tuple[list[tuple[str, Path, Path | None, Path | None]]
                 )
             )
         used.add(rel)
-    for rel, path in files.items():
-        if rel in used:
-            continue
-        truth = labels_of.get(rel) or truth_of.get(rel.parent / nifti_stem(rel))
-        cases.append((str(rel), path, files[truth] if truth else None, None))
-    for rel, path in walk.series:
-        truth = truth_of.get(rel)
-        cases.append((str(rel), path, files[truth] if truth else None, None))
-    for rel, image, masks in walk.ts_cases:
-        cases.append((str(rel), image, None, masks))
-    return cases, skipped
+    return truth_of
 
 
 def discover(folder: Path, glob: str | None = None) -> Discovery:

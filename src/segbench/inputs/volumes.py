@@ -153,40 +153,10 @@ def load_volume(
     shape = _checked_shape(img, source)
     check_voxel_count(shape, source, max_voxels)
     check_voxel_dtype(img, source)
-    affine = np.asarray(img.affine, dtype=np.float64)
-    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(
-            source,
-            f"has a singular or non-finite affine:\n{affine}",
-            "fix the qform/sform of the file",
-        )
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    lo_mm, hi_mm = SPACING_RANGE_MM
-    if not np.all((zooms >= lo_mm) & (zooms <= hi_mm)):
-        raise InputError(
-            source,
-            f"has voxel size {tuple(round(float(z), 4) for z in zooms)} mm, outside the "
-            f"{lo_mm}-{hi_mm} mm a CT segmentation model can use",
-            "check the header's pixdim and units (a file written in m or um instead of mm is "
-            "the usual cause) and fix the affine",
-        )
+    affine = _checked_affine(img, source)
     if check_grid is not None:
         check_grid(*canonical_grid(shape, affine), source)
-    try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise InputError(
-            source,
-            f"voxel data cannot be read ({type(exc).__name__}: {exc})",
-            "the file is probably truncated; re-export or re-download it",
-        ) from exc
-    if not np.isfinite(data).all():
-        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-        raise InputError(
-            source,
-            f"contains {bad} NaN/inf voxels",
-            "replace them (e.g. with -1024 HU) before benchmarking",
-        )
+    data = _voxels(img, shape, source)
     if expect_ct and float(data.min()) > -500.0:
         warnings.warn(
             SegbenchWarning(
@@ -208,6 +178,50 @@ def load_volume(
         to_canonical=transform,
         source=source,
     )
+
+
+def _checked_affine(img: nib.Nifti1Image, source: str) -> np.ndarray:
+    """The image's affine (float64), refused when singular or non-finite, or when its voxel
+    size is outside :data:`SPACING_RANGE_MM`."""
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(
+            source,
+            f"has a singular or non-finite affine:\n{affine}",
+            "fix the qform/sform of the file",
+        )
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    lo_mm, hi_mm = SPACING_RANGE_MM
+    if not np.all((zooms >= lo_mm) & (zooms <= hi_mm)):
+        raise InputError(
+            source,
+            f"has voxel size {tuple(round(float(z), 4) for z in zooms)} mm, outside the "
+            f"{lo_mm}-{hi_mm} mm a CT segmentation model can use",
+            "check the header's pixdim and units (a file written in m or um instead of mm is "
+            "the usual cause) and fix the affine",
+        )
+    return affine
+
+
+def _voxels(img: nib.Nifti1Image, shape: tuple[int, int, int], source: str) -> np.ndarray:
+    """The voxels as float32 of ``shape``, refused when the data cannot be read (a truncated
+    file) or holds NaN/inf."""
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise InputError(
+            source,
+            f"voxel data cannot be read ({type(exc).__name__}: {exc})",
+            "the file is probably truncated; re-export or re-download it",
+        ) from exc
+    if not np.isfinite(data).all():
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        raise InputError(
+            source,
+            f"contains {bad} NaN/inf voxels",
+            "replace them (e.g. with -1024 HU) before benchmarking",
+        )
+    return data
 
 
 def to_original_orientation(array: np.ndarray, volume: Volume) -> np.ndarray:

@@ -94,32 +94,15 @@ def plot_disagreement(
     when ``class_names`` maps a label or is the card's list). Arrays are (X, Y, Z) in RAS, all
     of one shape; ``spacing`` (mm, optional) sets the pixel aspect. Returns the slice index
     along Z."""
-    arrays = {"ct": ct, "reference": reference, "candidate": candidate}
-    for name, array in arrays.items():
-        if np.ndim(array) != 3:
-            raise PlotError(
-                f"plot_disagreement: {name} has shape {np.shape(array)}, not 3D. Fix: pass the "
-                "(X, Y, Z) volumes of one case"
-            )
-    if not ct.shape == reference.shape == candidate.shape:
-        raise PlotError(
-            f"plot_disagreement: shapes differ (ct {ct.shape}, reference {reference.shape}, "
-            f"candidate {candidate.shape}). Fix: resample the masks to the CT grid first"
-        )
+    _check_volumes(ct, reference, candidate)
     path = prepare_target(path)
     z = disagreement_slice(reference, candidate)
     ct_img = _axial(np.asarray(ct, dtype=np.float32), z)
     ref_img = _axial(reference, z)
     cand_img = _axial(candidate, z)
     diff = ref_img != cand_img
-    n_diff = int(diff.sum())
-
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
     n_labels = int(max(reference.max(initial=0), candidate.max(initial=0), 1))
     colors = label_colors(n_labels)
-    label_cmap = ListedColormap(colors)
     aspect = 1.0
     if spacing is not None and len(spacing) >= 2 and spacing[0] > 0:
         aspect = float(spacing[1]) / float(spacing[0])  # rows are Y, columns are X
@@ -132,11 +115,47 @@ def plot_disagreement(
     height = min(max(panel * rows_ * aspect / cols_, 1.5), 8.0) + 0.9 + 0.22 * legend_rows
     fig = figure(4 * panel + 0.4, height)
     axes = fig.subplots(1, 4)
+    _draw_panels(axes, ct_img, (ref_img, cand_img, diff), colors, aspect)
+    _class_legend(fig, named, differing, more, colors, class_names)
+    fig.suptitle(f"{title} - axial slice z={z} of {ct.shape[2]} (radiological view)", fontsize=10)
+    save(fig, path)
+    return z
+
+
+def _check_volumes(ct: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> None:
+    """Refuse volumes that are not 3D or not of one shape (a :class:`PlotError` that says
+    which)."""
+    arrays = {"ct": ct, "reference": reference, "candidate": candidate}
+    for name, array in arrays.items():
+        if np.ndim(array) != 3:
+            raise PlotError(
+                f"plot_disagreement: {name} has shape {np.shape(array)}, not 3D. Fix: pass the "
+                "(X, Y, Z) volumes of one case"
+            )
+    if not ct.shape == reference.shape == candidate.shape:
+        raise PlotError(
+            f"plot_disagreement: shapes differ (ct {ct.shape}, reference {reference.shape}, "
+            f"candidate {candidate.shape}). Fix: resample the masks to the CT grid first"
+        )
+
+
+def _draw_panels(
+    axes: Any,
+    ct_img: np.ndarray,
+    masks: tuple[np.ndarray, np.ndarray, np.ndarray],
+    colors: list[tuple[float, float, float, float]],
+    aspect: float,
+) -> None:
+    """The four panels: the CT slice, the reference and the candidate label maps over it
+    (``masks[0]``, ``masks[1]``, one colour per label), and where they differ (``masks[2]``)."""
+    from matplotlib.colors import ListedColormap
+
+    ref_img, cand_img, diff = masks
     window = {"cmap": "gray", "vmin": CT_WINDOW[0], "vmax": CT_WINDOW[1], "aspect": aspect}
     overlay = {
-        "cmap": label_cmap,
+        "cmap": ListedColormap(colors),
         "vmin": 0.5,
-        "vmax": n_labels + 0.5,
+        "vmax": len(colors) + 0.5,
         "alpha": 0.55,
         "interpolation": "nearest",
         "aspect": aspect,
@@ -156,10 +175,24 @@ def plot_disagreement(
         interpolation="nearest",
         aspect=aspect,
     )
-    axes[3].set_title(f"labels differ ({n_diff} voxels)", fontsize=9)
+    axes[3].set_title(f"labels differ ({int(diff.sum())} voxels)", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+
+
+def _class_legend(
+    fig: Any,
+    named: list[int],
+    differing: set[int],
+    more: int,
+    colors: list[tuple[float, float, float, float]],
+    class_names: Mapping[str, str] | Sequence[str] | None,
+) -> None:
+    """The legend below the panels: the ``named`` classes (``differing`` ones marked), the
+    colour of differing voxels, and how many smaller classes are left out (``more``)."""
+    from matplotlib.patches import Patch
+
     handles: list[Any] = [
         Patch(
             color=colors[lab - 1],
@@ -177,6 +210,3 @@ def plot_disagreement(
         title=f"classes on this slice (+{more} smaller not listed)" if more > 0 else None,
         title_fontsize=8,
     )
-    fig.suptitle(f"{title} - axial slice z={z} of {ct.shape[2]} (radiological view)", fontsize=10)
-    save(fig, path)
-    return z

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from segbench.results.agreement_report import agreement_section
-from segbench.results.compare import Comparison, summary_numbers
+from segbench.results.compare import CaseChange, Comparison, summary_numbers
 from segbench.results.decision import fastest_candidate, run_gates
 from segbench.results.escape import markdown, markdown_code
 from segbench.results.mismatch import describe, injected_banner
@@ -107,9 +107,26 @@ def render_report(
     ``class_names`` maps a label (``"3"``) to a name; ``images`` are ``(caption, relative path)``
     pairs linked at the end (the plots written beside the report)."""
     rows = list(rows)
-    s = summary_numbers(rows)
     estimator = markdown(rows[0].estimator) if rows else "min"
     injection = run.injection if run is not None else _injection(rows)
+    lines = _report_title(title, injection)
+    lines += [*_report_facts(rows, run, estimator), ""]
+    lines += _case_table(rows, class_names)
+    lines += [
+        "",
+        "Total speed-up = sum of reference latencies (paired, gate) / sum of candidate "
+        "latencies; mean and median are over the per-case speed-ups.",
+    ]
+    lines += worst_classes(rows, class_names, run)
+    lines += agreement_section(rows, class_names, run_gates(run) if run else Gates())
+    lines += _stage_table(rows, estimator)
+    if images:
+        lines += [""] + [f"![{caption}]({path})" for caption, path in images]
+    return "\n".join(lines) + "\n"
+
+
+def _report_title(title: str, injection: str) -> list[str]:
+    """The report's heading, and the injection banner of an injected run."""
     lines = [
         f"# {markdown(title)}"
         + (f" (INJECTED: {markdown(injection)})" if injection != "none" else ""),
@@ -117,6 +134,12 @@ def render_report(
     ]
     if injection != "none":
         lines += [f"**{markdown(injected_banner(injection))}**", ""]
+    return lines
+
+
+def _report_facts(rows: Sequence[CaseRecord], run: Run | None, estimator: str) -> list[str]:
+    """The bullet list under the title: the run, both roles' profiles, the model, what the
+    latencies are, the fastest candidate, then what the saved run knows of its machine."""
     facts = [
         f"- reference: {_profile(rows, 'reference')}; candidate: {_profile(rows, 'candidate')}",
         f"- model: {markdown(', '.join(sorted({r.model for r in rows}))) or '-'}; latency = "
@@ -125,39 +148,46 @@ def render_report(
     ]
     if any(r.candidate is not None for r in rows):
         facts.append(f"- {markdown(fastest_candidate(rows))}")
-    if run is not None:
-        when = ", ".join(
-            t for t in (run.datetime, f"commit {run.commit}" if run.commit else None) if t
-        )
-        facts.insert(
-            0,
-            f"- run: {markdown_code(run.path.name)}" + (f" ({markdown(when)})" if when else ""),
-        )
-        if run.machine:
-            facts.append(f"- machine: {markdown(run.machine)}")
-        if run.cpu_flags:
-            facts.append(f"- CPU instruction sets: {markdown(', '.join(run.cpu_flags))}")
-        if run.openvino_precisions:
-            facts.append(
-                "- OpenVINO's default inference precision: "
-                + markdown(", ".join(run.openvino_precisions))
-            )
-        timing = ((run.settings or {}).get("config") or {}).get("timing")
-        if isinstance(timing, Mapping) and "rounds" in timing:
-            facts.append(
-                markdown(
-                    f"- timing: {timing['rounds']} rounds after "
-                    f"{timing.get('warmup_rounds', 0)} warm-ups, "
-                    f"{timing.get('estimator', estimator)}"
-                )
-            )
-    lines += [*facts, ""]
+    if run is None:
+        return facts
+    when = ", ".join(t for t in (run.datetime, f"commit {run.commit}" if run.commit else None) if t)
+    run_line = f"- run: {markdown_code(run.path.name)}" + (f" ({markdown(when)})" if when else "")
+    return [run_line, *facts, *_machine_facts(run, estimator)]
 
+
+def _machine_facts(run: Run, estimator: str) -> list[str]:
+    """Bullets of the saved run's machine, CPU instruction sets, OpenVINO precision and
+    timing settings (each only when the run has it)."""
+    facts: list[str] = []
+    if run.machine:
+        facts.append(f"- machine: {markdown(run.machine)}")
+    if run.cpu_flags:
+        facts.append(f"- CPU instruction sets: {markdown(', '.join(run.cpu_flags))}")
+    if run.openvino_precisions:
+        facts.append(
+            "- OpenVINO's default inference precision: "
+            + markdown(", ".join(run.openvino_precisions))
+        )
+    timing = ((run.settings or {}).get("config") or {}).get("timing")
+    if isinstance(timing, Mapping) and "rounds" in timing:
+        facts.append(
+            markdown(
+                f"- timing: {timing['rounds']} rounds after "
+                f"{timing.get('warmup_rounds', 0)} warm-ups, "
+                f"{timing.get('estimator', estimator)}"
+            )
+        )
+    return facts
+
+
+def _case_columns(rows: Sequence[CaseRecord]) -> list[tuple[str, str, str]]:
+    """The study table's columns ``(key, header, alignment)``: precision, the reference's own
+    rounds, Dice against the ground truth and the machine only where a case has them."""
     own = any(r.reference_own_s is not None for r in rows)
     with_truth = any(r.dice_vs_ground_truth for r in rows)
     machines = {r.machine for r in rows if r.machine}
     with_precision = any(r.precision not in (None, "fp32") for r in rows)
-    columns: list[tuple[str, str, str]] = [  # key, header, alignment
+    return [
         ("case", "subject", "l"),
         ("shape", "shape", "l"),
         *([("precision", "precision", "l")] if with_precision else []),
@@ -171,30 +201,34 @@ def render_report(
         *([("machine", "machine", "l")] if len(machines) > 1 else []),
         ("gates", "gates", "l"),
     ]
-    body: list[Mapping[str, object]] = []
-    for r in rows:
-        truth = r.dice_vs_ground_truth
-        body.append(
-            {
-                "case": markdown(r.label),
-                "shape": _shape(r),
-                "precision": markdown(r.precision or "-"),
-                "ref": _fmt(r.reference_s, ".3f"),
-                "cand": _fmt(r.candidate_s, ".3f"),
-                "speedup": speedup_text(r),
-                "own": _fmt(r.reference_own_s, ".3f"),
-                "dice": _fmt(r.mean_dice, ".5f"),
-                "worst": _worst(r, class_names),
-                "truth": f"{_fmt(truth.get('reference'), '.4f')} / "
-                f"{_fmt(truth.get('candidate'), '.4f')}"
-                if truth
-                else "-",
-                "machine": markdown(r.machine or "-"),
-                "gates": _result(r),
-            }
-        )
+
+
+def _case_cells(r: CaseRecord, class_names: Mapping[str, str] | None) -> dict[str, object]:
+    """One case's row of the study table, by column key."""
+    truth = r.dice_vs_ground_truth
+    return {
+        "case": markdown(r.label),
+        "shape": _shape(r),
+        "precision": markdown(r.precision or "-"),
+        "ref": _fmt(r.reference_s, ".3f"),
+        "cand": _fmt(r.candidate_s, ".3f"),
+        "speedup": speedup_text(r),
+        "own": _fmt(r.reference_own_s, ".3f"),
+        "dice": _fmt(r.mean_dice, ".5f"),
+        "worst": _worst(r, class_names),
+        "truth": f"{_fmt(truth.get('reference'), '.4f')} / {_fmt(truth.get('candidate'), '.4f')}"
+        if truth
+        else "-",
+        "machine": markdown(r.machine or "-"),
+        "gates": _result(r),
+    }
+
+
+def _summary_cells(rows: Sequence[CaseRecord]) -> list[Mapping[str, object]]:
+    """The study table's summary rows (total, mean, median, min, failed gates), by column key."""
+    s = summary_numbers(rows)
     owns = [r.reference_own_s for r in rows if r.reference_own_s is not None]
-    body += [
+    return [
         {
             "case": f"**total ({s['cases']} cases)**",
             "ref": _fmt(s["reference_total_s"], ".3f"),
@@ -229,22 +263,18 @@ def render_report(
             + (f" ({s['failed_cases']} cases not ok)" if s["failed_cases"] else ""),
         },
     ]
-    lines += _table(
+
+
+def _case_table(rows: Sequence[CaseRecord], class_names: Mapping[str, str] | None) -> list[str]:
+    """The study table: one row per case, then the summary rows."""
+    columns = _case_columns(rows)
+    body: list[Mapping[str, object]] = [_case_cells(r, class_names) for r in rows]
+    body += _summary_cells(rows)
+    return _table(
         [h for _, h, _ in columns],
         [[line.get(k, "") for k, _, _ in columns] for line in body],
         "".join(a for _, _, a in columns),
     )
-    lines += [
-        "",
-        "Total speed-up = sum of reference latencies (paired, gate) / sum of candidate "
-        "latencies; mean and median are over the per-case speed-ups.",
-    ]
-    lines += worst_classes(rows, class_names, run)
-    lines += agreement_section(rows, class_names, run_gates(run) if run else Gates())
-    lines += _stage_table(rows, estimator)
-    if images:
-        lines += [""] + [f"![{caption}]({path})" for caption, path in images]
-    return "\n".join(lines) + "\n"
 
 
 def _injection(rows: Sequence[CaseRecord]) -> str:
@@ -361,7 +391,28 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
     for which, run in (("old", c.old), ("new", c.new)):
         if run.injected:
             lines += [f"**{which} run {markdown(injected_banner(run.injection))}**", ""]
-    lines += [
+    lines += [*_comparison_facts(c), ""]
+    lines += _table(
+        ["subject", REF_GATE, "candidate s", "speed-up", "mean Dice", "result"],
+        [_change_cells(ch) for ch in c.changes],
+        "lrrrrl",
+    )
+    if c.regressions:
+        lines += ["", "## Thresholds crossed", ""]
+        for ch in c.regressions:
+            lines += [f"- {markdown(ch.case)}: " + markdown("; ".join(ch.exceeded))]
+    if c.only_old or c.only_new:
+        lines += ["", "## Cases in one run only", ""]
+        lines += [f"- only in old: {markdown(case)}" for case in c.only_old]
+        lines += [f"- only in new: {markdown(case)}" for case in c.only_new]
+    lines += ["", _comparison_verdict(c)]
+    return "\n".join(lines) + "\n"
+
+
+def _comparison_facts(c: Comparison) -> list[str]:
+    """The bullets under the comparison's title: both runs, the thresholds, what the reference
+    latency is, the settings that differ, and a run saved without a segbench block."""
+    lines = [
         f"- old: {markdown_code(c.old.path.name)}"
         + (f" (commit {markdown(c.old.commit)})" if c.old.commit else ""),
         f"- new: {markdown_code(c.new.path.name)}"
@@ -382,37 +433,24 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
             "- a run saved without a segbench block: only its CPU, model, estimator and "
             "injection were checked"
         )
-    lines.append("")
-    body: list[list[object]] = []
-    for ch in c.changes:
-        delta = f" ({ch.dice_delta:+.5f})" if ch.dice_delta is not None else ""
-        body.append(
-            [
-                markdown(ch.case),
-                _change(
-                    ch.old.reference_s, ch.new.reference_s, ".3f", ch.latency_ratio["reference"]
-                ),
-                _change(
-                    ch.old.candidate_s, ch.new.candidate_s, ".3f", ch.latency_ratio["candidate"]
-                ),
-                f"{_fmt(ch.old_speedup, '.2f', 'x')} -> {_fmt(ch.new_speedup, '.2f', 'x')}",
-                f"{_fmt(ch.old.mean_dice, '.5f')} -> {_fmt(ch.new.mean_dice, '.5f')}{delta}",
-                "REGRESSED" if ch.regressed else "ok",
-            ]
-        )
-    lines += _table(
-        ["subject", REF_GATE, "candidate s", "speed-up", "mean Dice", "result"],
-        body,
-        "lrrrrl",
-    )
-    if c.regressions:
-        lines += ["", "## Thresholds crossed", ""]
-        for ch in c.regressions:
-            lines += [f"- {markdown(ch.case)}: " + markdown("; ".join(ch.exceeded))]
-    if c.only_old or c.only_new:
-        lines += ["", "## Cases in one run only", ""]
-        lines += [f"- only in old: {markdown(case)}" for case in c.only_old]
-        lines += [f"- only in new: {markdown(case)}" for case in c.only_new]
+    return lines
+
+
+def _change_cells(ch: CaseChange) -> list[object]:
+    """One case's row of the comparison table."""
+    delta = f" ({ch.dice_delta:+.5f})" if ch.dice_delta is not None else ""
+    return [
+        markdown(ch.case),
+        _change(ch.old.reference_s, ch.new.reference_s, ".3f", ch.latency_ratio["reference"]),
+        _change(ch.old.candidate_s, ch.new.candidate_s, ".3f", ch.latency_ratio["candidate"]),
+        f"{_fmt(ch.old_speedup, '.2f', 'x')} -> {_fmt(ch.new_speedup, '.2f', 'x')}",
+        f"{_fmt(ch.old.mean_dice, '.5f')} -> {_fmt(ch.new.mean_dice, '.5f')}{delta}",
+        "REGRESSED" if ch.regressed else "ok",
+    ]
+
+
+def _comparison_verdict(c: Comparison) -> str:
+    """The comparison's last line: how many cases crossed a threshold, FORCED, INJECTED."""
     verdict = (
         f"{len(c.regressions)} of {len(c.changes)} cases crossed a threshold."
         if c.regressed
@@ -423,5 +461,4 @@ def render_comparison(comparison: Comparison, title: str = "segbench: run compar
     injected = [w for w, run in (("old", c.old), ("new", c.new)) if run.injected]
     if injected:
         verdict += f" INJECTED ({' and '.join(injected)} run): not the code's verdict."
-    lines += ["", verdict]
-    return "\n".join(lines) + "\n"
+    return verdict

@@ -206,16 +206,7 @@ def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
     first shard's ``machine_info``/``commit_info`` and a merged ``"segbench"`` block (``shards``:
     which file, group and machine ran which cases; ``missing_groups``: pytest-split groups not
     given). Raises :class:`MergeError` or :class:`RunFileError`."""
-    if not paths:
-        raise MergeError("no shard given. Fix: pass the shard files (segbench merge A.json B.json)")
-    seen: dict[Path, str] = {}
-    for p in paths:
-        if Path(p).resolve() in seen:
-            raise MergeError(
-                f"{p}: given twice (also as {seen[Path(p).resolve()]}). Fix: pass each shard once"
-            )
-        seen[Path(p).resolve()] = str(p)
-    shards = [load_shard(p) for p in paths]
+    shards = _load_distinct(paths)
     _check_settings(shards)
     _check_cases(shards)
 
@@ -225,11 +216,48 @@ def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
     suite: list[str] = []
     for shard in shards:
         suite += [str(c) for c in shard.block.get("suite") or shard.cases if str(c) not in suite]
-    order = {case: i for i, case in enumerate(suite)}
+    first = shards[0].data
+    dates = sorted(str(s.data["datetime"]) for s in shards if s.data.get("datetime"))
+    block = {
+        "format": FORMAT,
+        "settings": settings,
+        "suite": suite,
+        "cases": [c for c in suite if any(c in s.cases for s in shards)],
+        "shard": None,
+        "model_option": shards[0].block.get("model_option"),
+        "config_source": shards[0].block.get("config_source"),
+        "machine": shards[0].block.get("machine"),
+        "merged_from": [_described(index, shard) for index, shard in enumerate(shards)],
+        "missing_groups": _missing_groups(shards),
+    }
+    return {
+        **{k: v for k, v in first.items() if k not in ("benchmarks", "segbench")},
+        "datetime": dates[0] if dates else first.get("datetime"),
+        "benchmarks": _merged_benchmarks(shards, suite),
+        "segbench": block,
+    }
 
+
+def _load_distinct(paths: Sequence[str | Path]) -> list[Shard]:
+    """The shards at ``paths``, refusing none and a file given twice (by its real path)."""
+    if not paths:
+        raise MergeError("no shard given. Fix: pass the shard files (segbench merge A.json B.json)")
+    seen: dict[Path, str] = {}
+    for p in paths:
+        if Path(p).resolve() in seen:
+            raise MergeError(
+                f"{p}: given twice (also as {seen[Path(p).resolve()]}). Fix: pass each shard once"
+            )
+        seen[Path(p).resolve()] = str(p)
+    return [load_shard(p) for p in paths]
+
+
+def _merged_benchmarks(shards: Sequence[Shard], suite: Sequence[str]) -> list[dict[str, Any]]:
+    """Every shard's benchmarks, segbench's in ``suite`` order (by case, then role), each with
+    ``extra_info["machine"]`` (kept if the shard set it) and ``["shard"]``; others last."""
+    order = {case: i for i, case in enumerate(suite)}
     benchmarks: list[tuple[tuple[int, int, int], dict[str, Any]]] = []
-    described: list[dict[str, Any]] = []
-    for index, shard in enumerate(shards):
+    for shard in shards:
         machine = machine_label(shard.data.get("machine_info"))
         for bench in shard.data["benchmarks"]:
             case = _case_of(bench)
@@ -244,40 +272,27 @@ def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
             else:
                 key = (len(order) + 1, 0, len(benchmarks))
             benchmarks.append((key, bench))
-        group = shard.group
-        described.append(
-            {
-                "file": shard.path.name,
-                "group": group[1] if group else None,
-                "splits": group[0] if group else None,
-                "machine": machine,
-                "machine_info": shard.data.get("machine_info"),
-                "segbench_machine": shard.block.get("machine"),
-                "datetime": shard.data.get("datetime"),
-                "cases": shard.cases,
-                "index": index,
-            }
-        )
+    return [bench for _, bench in sorted(benchmarks, key=lambda kb: kb[0])]
+
+
+def _described(index: int, shard: Shard) -> dict[str, Any]:
+    """The merged block's record of one shard: its file, group, machine and cases."""
+    group = shard.group
+    return {
+        "file": shard.path.name,
+        "group": group[1] if group else None,
+        "splits": group[0] if group else None,
+        "machine": machine_label(shard.data.get("machine_info")),
+        "machine_info": shard.data.get("machine_info"),
+        "segbench_machine": shard.block.get("machine"),
+        "datetime": shard.data.get("datetime"),
+        "cases": shard.cases,
+        "index": index,
+    }
+
+
+def _missing_groups(shards: Sequence[Shard]) -> list[int]:
+    """The pytest-split groups of the split that no shard ran (ascending)."""
     splits = {g[0] for s in shards if (g := s.group) is not None}
     present = {g[1] for s in shards if (g := s.group) is not None}
-    missing = sorted(set(range(1, splits.pop() + 1)) - present) if splits else []
-    first = shards[0].data
-    dates = sorted(str(s.data["datetime"]) for s in shards if s.data.get("datetime"))
-    block = {
-        "format": FORMAT,
-        "settings": settings,
-        "suite": suite,
-        "cases": [c for c in suite if any(c in s.cases for s in shards)],
-        "shard": None,
-        "model_option": shards[0].block.get("model_option"),
-        "config_source": shards[0].block.get("config_source"),
-        "machine": shards[0].block.get("machine"),
-        "merged_from": described,
-        "missing_groups": missing,
-    }
-    return {
-        **{k: v for k, v in first.items() if k not in ("benchmarks", "segbench")},
-        "datetime": dates[0] if dates else first.get("datetime"),
-        "benchmarks": [bench for _, bench in sorted(benchmarks, key=lambda kb: kb[0])],
-        "segbench": block,
-    }
+    return sorted(set(range(1, splits.pop() + 1)) - present) if splits else []

@@ -12,12 +12,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from segbench.results.canvas import (
+    ClassGrid,
     PlotError,
+    annotate_cells,
+    band_legend,
+    band_scale,
+    class_grid,
     class_grid_ticks,
+    draw_bands,
     figure,
     prepare_target,
     require_matplotlib,
@@ -43,8 +50,6 @@ __all__ = [
 REFERENCE_COLOR = "#4C72B0"
 CANDIDATE_COLOR = "#DD8452"
 FAIL_COLOR = "#C44E52"
-ABSENT_COLOR = "#e6e6e6"
-CLASSES_AS_COLUMNS = 30  # more classes than this: classes go down the rows (names readable)
 
 
 def _require_rows(rows: Sequence[CaseRecord], what: str) -> None:
@@ -101,7 +106,24 @@ def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
             label="reference (own rounds)",
         )
     top = float(np.nanmax([*ref, *cand, *own, 0.0]))
-    for yi, r, o in zip(y, rows, own, strict=True):
+    _annotate_speedups(ax, rows, own, top)
+    ax.set_yticks(y, [short_name(r.case) for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.15 if top > 0 else 1.0)
+    ax.set_xlabel(f"latency per volume (s, {rows[0].estimator} of the timed rounds)")
+    ax.set_title("Latency per case (speed-up = reference (paired, gate) / candidate)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return save(fig, path)
+
+
+def _annotate_speedups(
+    ax: Any, rows: Sequence[CaseRecord], own: Sequence[float], top: float
+) -> None:
+    """Each case's speed-up right of its longest bar (red when the speed-up gate failed);
+    ``own`` is the reference's own-rounds latency per case (NaN: none), ``top`` the longest bar
+    of the plot."""
+    for yi, r, o in zip(range(len(rows)), rows, own, strict=True):
         speedup = r.speedup
         longest = np.nanmax([r.reference_s or 0.0, r.candidate_s or 0.0, o])
         if speedup is not None and math.isfinite(speedup):
@@ -113,14 +135,6 @@ def plot_latency(rows: Sequence[CaseRecord], path: str | Path) -> Path:
                 fontsize=9,
                 color=FAIL_COLOR if "speedup" in r.failed_gates else "black",
             )
-    ax.set_yticks(y, [short_name(r.case) for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlim(0, top * 1.15 if top > 0 else 1.0)
-    ax.set_xlabel(f"latency per volume (s, {rows[0].estimator} of the timed rounds)")
-    ax.set_title("Latency per case (speed-up = reference (paired, gate) / candidate)")
-    ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    return save(fig, path)
 
 
 def plot_speedup_vs_voxels(rows: Sequence[CaseRecord], path: str | Path) -> Path:
@@ -189,19 +203,7 @@ def dice_bands(gates: Gates) -> tuple[list[float], list[str], list[str]]:
         (0.999, "#74c476", ">= 0.999"),
         (0.9999, "#238b45", ">= 0.9999"),
     ]
-    edges: list[float] = []
-    colors: list[str] = []
-    names: list[str] = []
-    for start, color, name in bands:
-        if edges and start <= edges[-1]:  # a threshold at or below the previous band's start
-            colors[-1], names[-1] = color, name
-            continue
-        if start >= 1.0:
-            continue
-        edges.append(start)
-        colors.append(color)
-        names.append(name)
-    return [*edges, 1.0 + 1e-9], colors, names
+    return band_scale(bands, drop_from=1.0)
 
 
 def _edge_label(edge: float, gates: Gates) -> str:
@@ -230,67 +232,46 @@ def plot_class_dice(
     path = prepare_target(path)
     gates = gates or Gates()
     rows = list(rows)
-    labels = sorted(
-        {label for r in rows for label in r.class_dice},
-        key=lambda k: (int(k), "") if k.isdigit() else (1 << 30, k),
+    layout = class_grid(
+        [r.class_dice for r in rows], [short_name(r.case) for r in rows], class_names
     )
-    names = class_names or {}
-    class_ticks = [names.get(k, f"label {k}") for k in labels] or ["-"]
-    case_ticks = [short_name(r.case) for r in rows]
-    grid = np.full((len(rows), max(len(labels), 1)), np.nan)
-    for i, r in enumerate(rows):
-        for j, label in enumerate(labels):
-            if label in r.class_dice:
-                grid[i, j] = r.class_dice[label]
-    by_rows = len(labels) > CLASSES_AS_COLUMNS
-    if by_rows:  # classes down the rows, cases across
-        grid = grid.T
-        x_ticks, y_ticks = case_ticks, class_ticks
-        cell_w, cell_h = min(1.3, max(0.5, 9.0 / max(len(rows), 1))), 0.19
-        width = 3.2 + cell_w * len(rows)
-        height = 2.6 + cell_h * len(labels)
-    else:
-        x_ticks, y_ticks = class_ticks, case_ticks
-        cell_w, cell_h = 0.85, 0.42
-        width = 3.0 + cell_w * max(len(labels), 1)
-        height = 2.8 + cell_h * len(rows)
-    width = max(width, 6.5)
-    fig = figure(width, height)
+    grid = layout.values
+    fig = figure(*layout.size)
     ax = fig.add_subplot()
-
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
-
     edges, colors, band_names = dice_bands(gates)
-    cmap = ListedColormap(colors).with_extremes(bad=ABSENT_COLOR)
-    norm = BoundaryNorm(edges, cmap.N)
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
-    annotate = cell_w >= 0.5 and grid.size <= 400
-    if annotate:
-        dark = {colors[0], colors[-1], FAIL_COLOR}
-        for i in range(grid.shape[0]):
-            for j in range(grid.shape[1]):
-                value = grid[i, j]
-                if np.isfinite(value):
-                    band = colors[int(np.searchsorted(edges, value, side="right")) - 1]
-                    ax.text(
-                        j,
-                        i,
-                        f"{value:.4f}" if by_rows or cell_w < 0.8 else f"{value:.5f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6.5 if by_rows else 7,
-                        color="white" if band in dark else "black",
-                    )
+    image = draw_bands(ax, grid, edges, colors)
+    if layout.cell_width >= 0.5 and grid.size <= 400:
+        _annotate_dice(ax, layout, edges, colors)
     if not np.isfinite(grid).any():
         ax.text(0, 0, "no Dice in this run", ha="center", va="center")
-    class_grid_ticks(ax, x_ticks, y_ticks, by_rows)
+    class_grid_ticks(ax, layout.x_ticks, layout.y_ticks, layout.by_rows)
     ax.set_title(
-        f"Dice per class, candidate vs reference mask ({len(labels)} classes present, "
+        f"Dice per class, candidate vs reference mask ({len(layout.labels)} classes present, "
         f"{len(rows)} cases)\ngates: class_dice_min {gates.class_dice_min:g} (classes of >= "
         f"{gates.min_class_voxels} voxels), dice_min {gates.dice_min:g} (mean)",
         fontsize=9,
     )
+    _dice_colorbar(fig, ax, image, edges, gates)
+    band_legend(fig, colors, band_names)
+    return save(fig, path)
+
+
+def _annotate_dice(ax: Any, layout: ClassGrid, edges: list[float], colors: list[str]) -> None:
+    """Each cell's Dice (5 decimals where the cell is wide enough), white on the darkest and
+    the failing bands."""
+    dark = {colors[0], colors[-1], FAIL_COLOR}
+    short = layout.by_rows or layout.cell_width < 0.8
+    annotate_cells(
+        ax,
+        layout.values,
+        lambda value: f"{value:.4f}" if short else f"{value:.5f}",
+        lambda value: colors[int(np.searchsorted(edges, value, side="right")) - 1] in dark,
+        6.5 if layout.by_rows else 7,
+    )
+
+
+def _dice_colorbar(fig: Any, ax: Any, image: Any, edges: list[float], gates: Gates) -> None:
+    """The colour bar below the heatmap, its ticks at the band edges named by the gates."""
     bar = fig.colorbar(
         image,
         ax=ax,
@@ -303,12 +284,3 @@ def plot_class_dice(
     )
     bar.ax.set_xticklabels([_edge_label(e, gates) for e in edges], fontsize=7)
     bar.set_label("Dice (colour bands; edges at the gate thresholds)", fontsize=8)
-    fig.legend(
-        handles=[Patch(color=c, label=n) for c, n in zip(colors, band_names, strict=True)]
-        + [Patch(color=ABSENT_COLOR, label="class absent from both masks")],
-        loc="outside lower center",
-        ncols=max(1, min(4, int(fig.get_figwidth() / 3.0))),  # columns of ~3 inches fit
-        fontsize=7.5,
-        frameon=False,
-    )
-    return save(fig, path)
