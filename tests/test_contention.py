@@ -299,3 +299,18 @@ def test_hand_edited_contention_is_refused_naming_the_key() -> None:
     for key, bad in (("left_out", "3"), ("per_pair", [["x"]]), ("cpu_share", [0.9])):
         with pytest.raises(RunFileError, match=rf"contention\.{key}"):
             parse_run(_run({**good, key: bad}))
+
+
+def test_the_table_and_the_report_show_each_side_s_cpu_share() -> None:
+    from segbench.results.markdown import render_report
+    from segbench.results.runs import parse_run
+    from segbench.results.table import summary_table
+
+    good = Contention(0.1, 4, 1, (1.5,), 0.9, 0.95, 0.0, 0.4, 0.0, 1.0).to_info()["contention"]
+    run = parse_run(_run(good))
+    table = summary_table(run.rows, "torch", "onnx")
+    assert "CPU torch/onnx" in table and "90/95%, 1/4 busy" in table
+    assert "1/4 pairs busy" in table.splitlines()[-1]
+    assert "90/95%, 1/4 busy" in render_report(run.rows, "run")
+    old = parse_run(_run(None))  # a run saved before: no column
+    assert "CPU" not in summary_table(old.rows, "torch", "onnx")

@@ -14,7 +14,7 @@ from segbench.results.escape import markdown, markdown_code
 from segbench.results.mismatch import describe, injected_banner
 from segbench.results.record import STAGES, CaseRecord
 from segbench.results.runs import Run
-from segbench.results.table import speedup_text
+from segbench.results.table import cpu_text, speedup_text
 from segbench.settings.config import Gates
 
 
@@ -187,6 +187,7 @@ def _case_columns(rows: Sequence[CaseRecord]) -> list[tuple[str, str, str]]:
     with_truth = any(r.dice_vs_ground_truth for r in rows)
     machines = {r.machine for r in rows if r.machine}
     with_precision = any(r.precision not in (None, "fp32") for r in rows)
+    with_cpu = any(r.contention is not None for r in rows)
     return [
         ("case", "subject", "l"),
         ("shape", "shape", "l"),
@@ -195,6 +196,7 @@ def _case_columns(rows: Sequence[CaseRecord]) -> list[tuple[str, str, str]]:
         ("cand", "candidate s", "r"),
         ("speedup", "speed-up", "r"),
         *([("own", REF_OWN, "r")] if own else []),
+        *([("cpu", "CPU share ref/cand, pairs busy", "r")] if with_cpu else []),
         ("dice", "mean Dice", "r"),
         ("worst", "worst class", "l"),
         *([("truth", "Dice vs truth (ref / cand)", "l")] if with_truth else []),
@@ -214,6 +216,7 @@ def _case_cells(r: CaseRecord, class_names: Mapping[str, str] | None) -> dict[st
         "cand": _fmt(r.candidate_s, ".3f"),
         "speedup": speedup_text(r),
         "own": _fmt(r.reference_own_s, ".3f"),
+        "cpu": cpu_text(r),
         "dice": _fmt(r.mean_dice, ".5f"),
         "worst": _worst(r, class_names),
         "truth": f"{_fmt(truth.get('reference'), '.4f')} / {_fmt(truth.get('candidate'), '.4f')}"
