@@ -96,7 +96,7 @@ def fastest_candidate(rows: Iterable[CaseRecord]) -> str:
         if not all(r.gates.get("dice") for r in cand_rows):
             failed.append(name)
         elif all(s is not None and 0 < s < math.inf for s in speedups):
-            means[name] = math.exp(sum(math.log(s or 1.0) for s in speedups) / len(speedups))
+            means[name] = PairSample.from_ratios([s for s in speedups if s is not None]).speedup
     dice_note = f" (failed Dice: {', '.join(failed)})" if failed else ""
     if not means:
         return f"fastest candidate at passing Dice: none timed with every case passing{dice_note}"
