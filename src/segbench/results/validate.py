@@ -254,7 +254,8 @@ def _machine(key: str, value: Any) -> None:
 
 
 def check_block(block: Any) -> None:
-    """The run's ``"segbench"`` block: every key segbench reads, of the kind it reads."""
+    """The run's ``"segbench"`` block: every key segbench reads, of the kind it reads (the
+    schema: :mod:`segbench.results.runfile`)."""
     if block is None:
         return
     _mapping("segbench", block)
