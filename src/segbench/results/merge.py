@@ -1,11 +1,10 @@
 """Sharded runs: merge the saved runs of several CI machines into one run (the gate decision
 over the merged run is :mod:`segbench.results.decision`).
 
-Each session's pytest-benchmark JSON carries a top-level ``"segbench"`` block: its schema,
-writer and reader are :mod:`segbench.results.runfile`'s (:class:`~segbench.results.runfile.\
-SegbenchBlock`). A merged run's block adds ``merged_from`` (which file, group and machine ran
-which cases; ``machine`` is not a setting: shards of one suite may run on different machines)
-and ``missing_groups``.
+Each session's pytest-benchmark JSON carries a top-level ``"segbench"`` block; its schema,
+its writer and its reader are those of :mod:`segbench.results.runfile`. A merged run's block
+adds ``merged_from`` (which file, group and machine ran which cases; ``machine`` is not a
+setting: shards of one suite may run on different machines) and ``missing_groups``.
 
 Shards merge only when every ``settings`` value is equal (a value that is ``null`` in a shard
 that ran no case is not compared), no case is in two shards and, for pytest-split shards, all
