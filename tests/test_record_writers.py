@@ -5,11 +5,11 @@ order and values, ``tests/data/record/golden.jsonl``), the read-back through
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from segbench.results.record import (
     CaseRecord,
@@ -24,10 +24,7 @@ from segbench.scoring.metrics import ClassDice, DiceResult
 from segbench.scoring.stats import PairSample
 
 DATA = Path(__file__).parent / "data" / "record"
-_spec = importlib.util.spec_from_file_location("record_golden", DATA / "generate.py")
-assert _spec is not None and _spec.loader is not None
-generate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generate)
+generate = load_script(DATA / "generate.py")
 
 
 def test_the_writers_write_what_they_wrote_before() -> None:

@@ -7,7 +7,6 @@ compare | gate | merge`` on runs saved before giving the outputs the code before
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace as NS
@@ -15,6 +14,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from helpers import load_script
 
 from segbench.results.merge import merge_shards
 from segbench.results.runfile import (
@@ -27,10 +27,7 @@ from segbench.results.runfile import (
 from segbench.results.runs import load_run, parse_run
 
 DATA = Path(__file__).parent / "data" / "runfile"
-_spec = importlib.util.spec_from_file_location("runfile_golden", DATA / "generate.py")
-assert _spec is not None and _spec.loader is not None
-generate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generate)
+generate = load_script(DATA / "generate.py")
 
 
 def saved(name: str) -> dict[str, Any]:
