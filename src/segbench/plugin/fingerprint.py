@@ -47,6 +47,23 @@ def fingerprint(
 ) -> dict[str, Any]:
     """The block for a session (:meth:`SegbenchBlock.to_json`); values that need the runtime
     are ``None`` when no case built it."""
+    splits, group = config.getoption("splits", None), config.getoption("group", None)
+    return SegbenchBlock(
+        settings=session_settings(options, bench, malloc, runtime),
+        suite=tuple(suite),
+        cases=tuple(selected),
+        shard=ShardGroup(splits, group) if splits and group else None,
+        model_option=options.model,
+        config_source=Path(bench.source).name,
+        paths=recorded_paths(options),
+        machine=machine_facts(bench),
+    ).to_json()
+
+
+def session_settings(
+    options: Options, bench: BenchConfig, malloc: str, runtime: Runtime | None
+) -> dict[str, Any]:
+    """The block's ``settings``: what must be equal for shards to make one gate decision."""
     card = runtime.card if runtime is not None else None
     versions: dict[str, str | None] = {"segbench": SEGBENCH_VERSION}
     for module in VERSIONED:
@@ -59,39 +76,29 @@ def fingerprint(
             "source": runtime.onnx_source,
             "sha256": sha256_file(runtime.onnx_path) if runtime.onnx_path else None,
         }
-    splits, group = config.getoption("splits", None), config.getoption("group", None)
-    return SegbenchBlock(
-        settings={
-            "model": card.name if card is not None else None,
-            "weights_sha256": runtime.weights_sha256 if runtime is not None else None,
-            "card": {
-                "spacing": list(card.spacing),
-                "patch_size": list(card.patch_size),
-                "tile_step": card.tile_step,
-                "classes": card.num_classes,
-            }
-            if card is not None
-            else None,
-            "onnx": onnx,
-            "config_sha256": bench.digest(),
-            "config": bench.settings(),
-            "versions": versions,
-            "options": {
-                "injection": options.injection.describe(),
-                "baseline": options.baseline.name if options.baseline else None,
-                "max_voxels": options.max_voxels,
-                "require_gpu": options.require_gpu,
-                "malloc": malloc,
-            },
+    return {
+        "model": card.name if card is not None else None,
+        "weights_sha256": runtime.weights_sha256 if runtime is not None else None,
+        "card": {
+            "spacing": list(card.spacing),
+            "patch_size": list(card.patch_size),
+            "tile_step": card.tile_step,
+            "classes": card.num_classes,
+        }
+        if card is not None
+        else None,
+        "onnx": onnx,
+        "config_sha256": bench.digest(),
+        "config": bench.settings(),
+        "versions": versions,
+        "options": {
+            "injection": options.injection.describe(),
+            "baseline": options.baseline.name if options.baseline else None,
+            "max_voxels": options.max_voxels,
+            "require_gpu": options.require_gpu,
+            "malloc": malloc,
         },
-        suite=tuple(suite),
-        cases=tuple(selected),
-        shard=ShardGroup(splits, group) if splits and group else None,
-        model_option=options.model,
-        config_source=Path(bench.source).name,
-        paths=recorded_paths(options),
-        machine=machine_facts(bench),
-    ).to_json()
+    }
 
 
 def machine_facts(bench: BenchConfig) -> dict[str, Any]:
