@@ -93,6 +93,27 @@ def test_a_newer_format_is_refused_naming_both_versions_and_the_fix(tmp_path: Pa
         merge_shards([path])
 
 
+@pytest.mark.parametrize("command", ["report", "gate", "compare", "merge"])
+def test_every_command_refuses_a_newer_format(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = saved("shard-1.json")
+    data["segbench"]["format"] = FORMAT + 1
+    (tmp_path / "future.json").write_text(json.dumps(data))
+    monkeypatch.chdir(tmp_path)
+    argv = {
+        "report": ["report", "future.json", "--no-plots", "--out", "rep"],
+        "gate": ["gate", "future.json"],
+        "compare": ["compare", str(DATA / "full_block.json"), "future.json"],
+        "merge": ["merge", str(DATA / "shard-2.json"), "future.json", "-o", "m.json"],
+    }[command]
+    found = generate.run(argv, tmp_path / "out")
+    assert found.startswith("exit 2\n") and "Traceback" not in found
+    assert f'future.json: has a "segbench" block of format {FORMAT + 1}' in found
+    assert "upgrade segbench" in found
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "rep").exists()
+
+
 def test_the_current_format_is_read(tmp_path: Path) -> None:
     assert load_run(DATA / "full_block.json").segbench.format == FORMAT
 
