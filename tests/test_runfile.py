@@ -114,6 +114,11 @@ def test_every_command_refuses_a_newer_format(
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "rep").exists()
 
 
+def test_a_format_no_segbench_wrote_is_refused() -> None:
+    with pytest.raises(RunFileError, match=r"x\.json: .*format 0; .*Fix: save the run again"):
+        SegbenchBlock.read({"format": 0}, "x.json")
+
+
 def test_the_current_format_is_read(tmp_path: Path) -> None:
     assert load_run(DATA / "full_block.json").segbench.format == FORMAT
 

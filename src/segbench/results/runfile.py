@@ -189,16 +189,7 @@ class SegbenchBlock:
         if not isinstance(data, Mapping):
             return cls(format=None)
         found = data.get("format")
-        if found is not None and not 1 <= found <= FORMAT:
-            raise RunFileError(
-                path,
-                f'has a "segbench" block of format {found}; this segbench '
-                f"reads format {FORMAT}" + (" or older" if FORMAT > 1 else ""),
-                "upgrade segbench (pip install -U segbench) to read it, or read it with the "
-                "segbench version that saved it"
-                if found > FORMAT
-                else 'save the run again: no segbench version writes that "format"',
-            )
+        _check_format(found, path)
         shard = data.get("shard")
         merged = data.get("merged_from")
         missing = data.get("missing_groups")
@@ -285,6 +276,24 @@ class SegbenchBlock:
         if shards:
             return shards
         return [self.machine] if self.machine is not None else []
+
+
+def _check_format(found: int | None, path: str | Path) -> None:
+    """Refuse a block whose ``format`` this segbench cannot read (``None``: a block saved
+    without the key, read as format 1)."""
+    if found is None or 1 <= found <= FORMAT:
+        return
+    known = f"format {FORMAT}" if FORMAT == 1 else f"formats 1 to {FORMAT}"
+    if found > FORMAT:
+        fix = (
+            "upgrade segbench (pip install -U segbench) to read it, or read it with the "
+            "segbench version that saved it"
+        )
+    else:
+        fix = 'save the run again: no segbench version writes that "format"'
+    raise RunFileError(
+        path, f'has a "segbench" block of format {found}; this segbench reads {known}', fix
+    )
 
 
 def _mapping(value: Any) -> Mapping[str, Any] | None:
