@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 import nibabel as nib
 import numpy as np
@@ -234,3 +236,12 @@ def run_pytest(
     return subprocess.run(
         cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False
     )
+
+
+def load_script(path: Path) -> ModuleType:
+    """A Python file outside the import path (a data folder's ``generate.py``) as a module."""
+    spec = importlib.util.spec_from_file_location(f"script_{path.parent.name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -39,6 +39,7 @@ from segbench.results.markdown import render_comparison, render_report
 from segbench.results.merge import merge_shards
 from segbench.results.mismatch import injected_banner
 from segbench.results.record import CaseRecord
+from segbench.results.runfile import SegbenchBlock
 from segbench.results.runs import ROLES, Run, load_run
 from segbench.results.table import REFERENCE_LINE, missing, summary_table, timing_line
 
@@ -453,21 +454,22 @@ def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     refuse_overwrite(args.output, args.shards)
     merged = merge_shards(args.shards)
     _write(args.output, json.dumps(merged, indent=4) + "\n")
-    block = merged["segbench"]
-    for shard in block["merged_from"]:
-        group = f"group {shard['group']}/{shard['splits']}" if shard["group"] else "-"
+    block = SegbenchBlock.read(merged["segbench"], args.output)
+    shards = block.merged_from or ()
+    for shard in shards:
+        group = f"group {shard.group}/{shard.splits}" if shard.group else "-"
         out.write(
-            f"{terminal(shard['file'])}\t{group}\t{len(shard['cases'])} cases\t"
-            f"{terminal(shard['machine'])}\n"
+            f"{terminal(shard.file)}\t{group}\t{len(shard.cases)} cases\t"
+            f"{terminal(shard.machine)}\n"
         )
     out.write(
-        f"merged {len(block['merged_from'])} shards, {len(block['cases'])} cases into "
+        f"merged {len(shards)} shards, {len(block.cases or ())} cases into "
         f"{terminal(args.output)}\n"
     )
-    if block["missing_groups"]:
+    if block.missing_groups:
         print(
             f"segbench merge: warning: pytest-split group(s) "
-            f"{', '.join(map(str, block['missing_groups']))} not given; `segbench gate` fails "
+            f"{', '.join(map(str, block.missing_groups))} not given; `segbench gate` fails "
             "if their cases are missing",
             file=sys.stderr,
         )
@@ -497,16 +499,14 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
     out.write(summary_table(rows, backends[0], backends[1], class_names=names) + "\n")
     if named:
         out.write(terminal(fastest_candidate(rows)) + "\n")
-    settings = run.segbench.get("settings") if run.segbench else None
-    config = settings.get("config") if isinstance(settings, Mapping) else None
-    timing = config.get("timing") if isinstance(config, Mapping) else None
+    timing = run.segbench.timing
     out.write(
         terminal(
             timing_line(
                 timing
-                if isinstance(timing, Mapping)
+                if timing is not None
                 else {"estimator": run.rows[0].estimator if run.rows else "min"},
-                str(run.segbench.get("config_source") or "the saved run"),
+                run.segbench.config_source or "the saved run",
                 timed=any(r.reference_s is not None for r in rows),
             )
         )
@@ -514,14 +514,13 @@ def cmd_gate(args: argparse.Namespace, out: TextIO) -> int:
     )
     if any(r.reference_s is not None for r in rows):
         out.write(REFERENCE_LINE + "\n")
-    shards = run.segbench.get("merged_from") if run.segbench else None
-    if isinstance(shards, list) and shards:
+    shards = run.segbench.merged_from
+    if shards:
         out.write(f"merged from {len(shards)} shards:\n")
         for shard in shards:
-            group = f" (group {shard['group']}/{shard['splits']})" if shard.get("group") else ""
+            group = f" (group {shard.group}/{shard.splits})" if shard.group else ""
             text = (
-                f"  {shard['file']}{group} on {shard['machine']}: "
-                f"{', '.join(shard['cases']) or 'no case'}"
+                f"  {shard.file}{group} on {shard.machine}: {', '.join(shard.cases) or 'no case'}"
             )
             out.write(terminal(text) + "\n")
     decision = gate_decision(run)

@@ -1,6 +1,6 @@
-"""The ``"segbench"`` block of a saved run: everything that must be equal for shards to make one
-gate decision (``settings``), and which cases the session ran (see
-:mod:`segbench.results.merge`)."""
+"""The values of a session's ``"segbench"`` block: everything that must be equal for shards to
+make one gate decision (``settings``), which cases the session ran, the machine's facts. The
+block's schema and writer are :mod:`segbench.results.runfile`'s."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from segbench import __version__ as SEGBENCH_VERSION
-from segbench.results.runs import FORMAT
+from segbench.results.runfile import SegbenchBlock, ShardGroup
 from segbench.settings.config import BenchConfig
 from segbench.settings.cpu import UNKNOWN, read_cpu_flags
 
@@ -45,8 +45,25 @@ def fingerprint(
     suite: Sequence[str],
     selected: Sequence[str],
 ) -> dict[str, Any]:
-    """The block for a session; values that need the runtime are ``None`` when no case built
-    it."""
+    """The block for a session (:meth:`SegbenchBlock.to_json`); values that need the runtime
+    are ``None`` when no case built it."""
+    splits, group = config.getoption("splits", None), config.getoption("group", None)
+    return SegbenchBlock(
+        settings=session_settings(options, bench, malloc, runtime),
+        suite=tuple(suite),
+        cases=tuple(selected),
+        shard=ShardGroup(splits, group) if splits and group else None,
+        model_option=options.model,
+        config_source=Path(bench.source).name,
+        paths=recorded_paths(options),
+        machine=machine_facts(bench),
+    ).to_json()
+
+
+def session_settings(
+    options: Options, bench: BenchConfig, malloc: str, runtime: Runtime | None
+) -> dict[str, Any]:
+    """The block's ``settings``: what must be equal for shards to make one gate decision."""
     card = runtime.card if runtime is not None else None
     versions: dict[str, str | None] = {"segbench": SEGBENCH_VERSION}
     for module in VERSIONED:
@@ -59,39 +76,28 @@ def fingerprint(
             "source": runtime.onnx_source,
             "sha256": sha256_file(runtime.onnx_path) if runtime.onnx_path else None,
         }
-    splits, group = config.getoption("splits", None), config.getoption("group", None)
     return {
-        "format": FORMAT,
-        "settings": {
-            "model": card.name if card is not None else None,
-            "weights_sha256": runtime.weights_sha256 if runtime is not None else None,
-            "card": {
-                "spacing": list(card.spacing),
-                "patch_size": list(card.patch_size),
-                "tile_step": card.tile_step,
-                "classes": card.num_classes,
-            }
-            if card is not None
-            else None,
-            "onnx": onnx,
-            "config_sha256": bench.digest(),
-            "config": bench.settings(),
-            "versions": versions,
-            "options": {
-                "injection": options.injection.describe(),
-                "baseline": options.baseline.name if options.baseline else None,
-                "max_voxels": options.max_voxels,
-                "require_gpu": options.require_gpu,
-                "malloc": malloc,
-            },
+        "model": card.name if card is not None else None,
+        "weights_sha256": runtime.weights_sha256 if runtime is not None else None,
+        "card": {
+            "spacing": list(card.spacing),
+            "patch_size": list(card.patch_size),
+            "tile_step": card.tile_step,
+            "classes": card.num_classes,
+        }
+        if card is not None
+        else None,
+        "onnx": onnx,
+        "config_sha256": bench.digest(),
+        "config": bench.settings(),
+        "versions": versions,
+        "options": {
+            "injection": options.injection.describe(),
+            "baseline": options.baseline.name if options.baseline else None,
+            "max_voxels": options.max_voxels,
+            "require_gpu": options.require_gpu,
+            "malloc": malloc,
         },
-        "suite": list(suite),
-        "cases": list(selected),
-        "shard": {"splits": splits, "group": group} if splits and group else None,
-        "model_option": options.model,
-        "config_source": Path(bench.source).name,
-        "paths": recorded_paths(options),
-        "machine": machine_facts(bench),
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from segbench.errors import ConfigError
 from segbench.results.record import record_key
+from segbench.results.runfile import SegbenchBlock
 from segbench.results.runs import Run, load_run
 from segbench.scoring.gates import BaselineSpeedup
 
@@ -24,8 +25,7 @@ def load_baselines(
     names other instruction sets or another OpenVINO precision than the run recorded (a run
     that recorded none, saved before, is let through)."""
     run = load_run(path)
-    options = (run.settings or {}).get("options")  # the run's block is validated on load
-    saved = (options.get("malloc") or "system") if isinstance(options, Mapping) else "system"
+    saved = run.segbench.malloc or "system"
     if malloc is not None and saved != malloc:
         raise ConfigError(
             f"--segbench-baseline {path}: saved with --segbench-malloc {saved!r}, but this "
@@ -51,7 +51,7 @@ def load_baselines(
 def check_machine(path: Path, run: Run, machine: Mapping[str, Any]) -> None:
     """Refuse a baseline ``run`` whose instruction sets or OpenVINO precision differ from this
     session's ``machine`` facts, naming both (unknown on either side is not a difference)."""
-    here = Run(path, (), segbench={"machine": machine})
+    here = Run(path, (), segbench=SegbenchBlock(machine=machine))
     for what, saved, now in (
         ("CPU instruction sets", run.cpu_flags, here.cpu_flags),
         (

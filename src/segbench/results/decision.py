@@ -4,7 +4,7 @@ both roles, every recorded gate passed, and the suite's speed-up against its bas
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 
 from segbench.results.record import CaseRecord
@@ -47,7 +47,7 @@ def gate_decision(run: Run) -> GateDecision:
             + capped(missing, ", ")
             + " (the test errored before timing, or its shard was not merged)"
         )
-    groups = run.segbench.get("missing_groups") if run.segbench else None
+    groups = run.segbench.missing_groups
     if groups:
         text = f"pytest-split group(s) {', '.join(map(str, groups))} were not merged"
         (problems if missing else notes).append(
@@ -101,7 +101,7 @@ def fastest_candidate(rows: Iterable[CaseRecord]) -> str:
         if not all(r.gates.get("dice") for r in cand_rows):
             failed.append(name)
         elif all(s is not None and 0 < s < math.inf for s in speedups):
-            means[name] = math.exp(sum(math.log(s or 1.0) for s in speedups) / len(speedups))
+            means[name] = PairSample.from_ratios([s for s in speedups if s is not None]).speedup
     dice_note = f" (failed Dice: {', '.join(failed)})" if failed else ""
     if not means:
         return f"fastest candidate at passing Dice: none timed with every case passing{dice_note}"
@@ -117,14 +117,8 @@ def fastest_candidate(rows: Iterable[CaseRecord]) -> str:
 def run_gates(run: Run, case: str | None = None) -> Gates:
     """The gates the run was measured with (its ``segbench`` block; ``case``'s own gates when
     benchmarks.json set some for it), else the defaults."""
-    config = (run.settings or {}).get("config")
-    if not isinstance(config, Mapping):
-        return Gates()
-    saved = config.get("gates")
-    cases = config.get("cases")
-    if case is not None and isinstance(cases, Mapping) and isinstance(cases.get(case), Mapping):
-        saved = cases[case]
-    if not isinstance(saved, Mapping):
+    saved = run.segbench.gate_values(case)
+    if saved is None:
         return Gates()
     defaults = Gates()
     values = {

@@ -1,20 +1,10 @@
 """Sharded runs: merge the saved runs of several CI machines into one run (the gate decision
 over the merged run is :mod:`segbench.results.decision`).
 
-Each session's pytest-benchmark JSON carries a top-level ``"segbench"`` block (written by the
-plugin through ``pytest_benchmark_update_json``)::
-
-    {"format": 1,
-     "settings": {"model", "weights_sha256", "card", "onnx": {"source", "sha256"},
-                  "config_sha256", "config": {gates, timing, profiles, cases},
-                  "versions": {segbench, torch, onnxruntime, numpy, scipy},
-                  "options": {injection, baseline, max_voxels, require_gpu, benchmarks}},
-     "suite": [case ids that reached the splitter], "cases": [case ids this session ran],
-     "shard": {"splits": N, "group": i} or null, "model_option", "config_source",
-     "machine": {"cpu_flags": {avx2, avx512f, ...: bool} or "unknown", "openvino"?}}
-
-(``machine`` is not a setting: shards of one suite may run on different machines; each merged
-shard keeps its own in ``merged_from``.)
+Each session's pytest-benchmark JSON carries a top-level ``"segbench"`` block; its schema,
+its writer and its reader are those of :mod:`segbench.results.runfile`. A merged run's block
+adds ``merged_from`` (which file, group and machine ran which cases; ``machine`` is not a
+setting: shards of one suite may run on different machines) and ``missing_groups``.
 
 Shards merge only when every ``settings`` value is equal (a value that is ``null`` in a shard
 that ran no case is not compared), no case is in two shards and, for pytest-split shards, all
@@ -29,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from segbench.errors import SegbenchError
+from segbench.results.runfile import FORMAT, MergedShard, RunFileError, SegbenchBlock
 from segbench.results.runs import (
-    FORMAT,
     MAX_LISTED,
     ROLES,
-    RunFileError,
     capped,
     machine_label,
     parse_run,
@@ -89,25 +78,25 @@ class Shard:
 
     path: Path
     data: dict[str, Any]
+    block: SegbenchBlock
 
     @property
-    def block(self) -> dict[str, Any]:
-        block = self.data.get("segbench")
-        return block if isinstance(block, dict) else {}
+    def settings(self) -> Mapping[str, Any]:
+        """The block's ``settings`` (:func:`load_shard` refuses a shard without)."""
+        assert self.block.settings is not None
+        return self.block.settings
 
     @property
     def cases(self) -> list[str]:
         """Cases with a benchmark in this shard, then cases it selected but saved nothing for."""
         ran = [c for b in self.data["benchmarks"] if (c := _case_of(b)) is not None]
-        return list(dict.fromkeys([*ran, *(str(c) for c in self.block.get("cases") or [])]))
+        return list(dict.fromkeys([*ran, *(self.block.cases or ())]))
 
     @property
     def group(self) -> tuple[int, int] | None:
         """``(splits, group)`` of a pytest-split shard."""
-        shard = self.block.get("shard")
-        if isinstance(shard, Mapping) and shard.get("splits") and shard.get("group"):
-            return int(shard["splits"]), int(shard["group"])
-        return None
+        shard = self.block.shard
+        return (shard.splits, shard.group) if shard is not None else None
 
 
 def load_shard(path: str | Path) -> Shard:
@@ -116,8 +105,8 @@ def load_shard(path: str | Path) -> Shard:
     data = read_run_json(path)
     if not (isinstance(data, Mapping) and data.get("benchmarks") == []):
         parse_run(data, path)  # a pytest-benchmark run with segbench's benchmarks
-    block = data.get("segbench")
-    if not isinstance(block, Mapping) or not isinstance(block.get("settings"), Mapping):
+    block = SegbenchBlock.read(data.get("segbench"), path)
+    if block.settings is None:
         raise RunFileError(
             path,
             'has no "segbench" block (the settings fingerprint that shards are checked with)',
@@ -125,21 +114,20 @@ def load_shard(path: str | Path) -> Shard:
             "(`pytest --benchmark-only --benchmark-json=shard-N.json`); runs saved by older "
             "versions cannot be merged",
         )
-    if block.get("format") != FORMAT:
+    if block.format != FORMAT:
         raise RunFileError(
             path,
-            f"has segbench block format {block.get('format')!r}, this segbench merges "
-            f"format {FORMAT}",
+            f"has segbench block format {block.format!r}, this segbench merges format {FORMAT}",
             "save all shards with the same segbench version",
         )
-    return Shard(path, dict(data))
+    return Shard(path, dict(data), block)
 
 
 def _check_settings(shards: Sequence[Shard]) -> None:
     first = shards[0]
     problems: list[str] = []
     for other in shards[1:]:
-        diffs = differences(first.block["settings"], other.block["settings"])
+        diffs = differences(first.settings, other.settings)
         problems += [
             f"settings.{key}: {first.path.name} has {_short(a)}, {other.path.name} has {_short(b)}"
             for key, a, b in diffs
@@ -189,7 +177,7 @@ def _check_cases(shards: Sequence[Shard]) -> None:
         )
     split = [s for s in shards if s.group is not None]
     for other in split[1:]:
-        a, b = split[0].block.get("suite"), other.block.get("suite")
+        a, b = split[0].block.suite, other.block.suite
         if a is not None and b is not None and list(a) != list(b):
             only = [str(c) for c in a if c not in b] + [str(c) for c in b if c not in a]
             listed = ", ".join(only[:MAX_LISTED]) or "the same cases in another order"
@@ -210,31 +198,29 @@ def merge_shards(paths: Sequence[str | Path]) -> dict[str, Any]:
     _check_settings(shards)
     _check_cases(shards)
 
-    settings: Any = shards[0].block["settings"]
+    settings: Any = shards[0].settings
     for shard in shards[1:]:
-        settings = _fill(settings, shard.block["settings"])
+        settings = _fill(settings, shard.settings)
     suite: list[str] = []
     for shard in shards:
-        suite += [str(c) for c in shard.block.get("suite") or shard.cases if str(c) not in suite]
+        suite += [str(c) for c in shard.block.suite or shard.cases if str(c) not in suite]
     first = shards[0].data
     dates = sorted(str(s.data["datetime"]) for s in shards if s.data.get("datetime"))
-    block = {
-        "format": FORMAT,
-        "settings": settings,
-        "suite": suite,
-        "cases": [c for c in suite if any(c in s.cases for s in shards)],
-        "shard": None,
-        "model_option": shards[0].block.get("model_option"),
-        "config_source": shards[0].block.get("config_source"),
-        "machine": shards[0].block.get("machine"),
-        "merged_from": [_described(index, shard) for index, shard in enumerate(shards)],
-        "missing_groups": _missing_groups(shards),
-    }
+    block = SegbenchBlock(
+        settings=settings,
+        suite=tuple(suite),
+        cases=tuple(c for c in suite if any(c in s.cases for s in shards)),
+        model_option=shards[0].block.model_option,
+        config_source=shards[0].block.config_source,
+        machine=shards[0].block.machine,
+        merged_from=tuple(_described(index, shard) for index, shard in enumerate(shards)),
+        missing_groups=tuple(_missing_groups(shards)),
+    )
     return {
         **{k: v for k, v in first.items() if k not in ("benchmarks", "segbench")},
         "datetime": dates[0] if dates else first.get("datetime"),
         "benchmarks": _merged_benchmarks(shards, suite),
-        "segbench": block,
+        "segbench": block.to_json(),
     }
 
 
@@ -275,20 +261,20 @@ def _merged_benchmarks(shards: Sequence[Shard], suite: Sequence[str]) -> list[di
     return [bench for _, bench in sorted(benchmarks, key=lambda kb: kb[0])]
 
 
-def _described(index: int, shard: Shard) -> dict[str, Any]:
+def _described(index: int, shard: Shard) -> MergedShard:
     """The merged block's record of one shard: its file, group, machine and cases."""
     group = shard.group
-    return {
-        "file": shard.path.name,
-        "group": group[1] if group else None,
-        "splits": group[0] if group else None,
-        "machine": machine_label(shard.data.get("machine_info")),
-        "machine_info": shard.data.get("machine_info"),
-        "segbench_machine": shard.block.get("machine"),
-        "datetime": shard.data.get("datetime"),
-        "cases": shard.cases,
-        "index": index,
-    }
+    return MergedShard(
+        file=shard.path.name,
+        group=group[1] if group else None,
+        splits=group[0] if group else None,
+        machine=machine_label(shard.data.get("machine_info")),
+        machine_info=shard.data.get("machine_info"),
+        segbench_machine=shard.block.machine,
+        datetime=shard.data.get("datetime"),
+        cases=tuple(shard.cases),
+        index=index,
+    )
 
 
 def _missing_groups(shards: Sequence[Shard]) -> list[int]:

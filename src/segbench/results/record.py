@@ -2,9 +2,11 @@
 session and read back from it by every reader of saved runs (and by the session's own table).
 
 Each case has two benchmarks: the reference's and the candidate's, each with ``extra_info``.
-Both carry the measurement keys (:func:`measurement_info`'s: case, role, model, backend,
-shape, latency_s, stages_s, ...); the candidate's also carries the gate keys
-(:func:`gate_info`'s: mean_dice, class_dice, reference_s, candidate_s, speedup, gates, ...).
+Both carry the measurement keys (:class:`Measurement`'s :meth:`~Measurement.to_info`: case,
+role, model, backend, shape, latency_s, stages_s, ...); the candidate's also carries the gate
+keys (:class:`GateFigures`' :meth:`~GateFigures.to_info`: mean_dice, class_dice, reference_s,
+candidate_s, speedup, gates, ...). Those two writers and the one reader
+(:meth:`CaseRecord.from_benchmarks`) are the only code that knows the keys.
 The keys are those of every saved run so far: old runs load unchanged. A session with several
 named candidates has one candidate benchmark per case and candidate, each with
 ``candidate_name``; its record (one per case and candidate) pairs it with the case's one
@@ -20,6 +22,7 @@ from typing import Any
 
 from segbench.results.agreement import AgreementRecord
 from segbench.results.contention import Contention
+from segbench.scoring.gates import speedup as latency_ratio
 from segbench.scoring.metrics import DiceResult, LogitDiff
 from segbench.scoring.stats import CONFIDENCE, Estimate, PairSample, speedup_interval
 from segbench.settings.kinds import ROLES
@@ -50,7 +53,7 @@ class RoleResult:
 class CaseRecord:
     """One case's result, as the session measured it and as a saved run holds it: both roles'
     latencies, the mask agreement and the gate results. Written into the benchmarks'
-    ``extra_info`` (:func:`measurement_info`, :func:`gate_info`) and read back from it
+    ``extra_info`` (:class:`Measurement`, :class:`GateFigures`) and read back from it
     (:meth:`from_extra_info`): the terminal table, ``segbench gate``/``report``/``compare`` and
     the merge all see this one type."""
 
@@ -136,13 +139,13 @@ class CaseRecord:
         """The geometric mean of the pair speed-ups; for a run saved without them, reference
         latency / candidate latency (``None`` when either is missing)."""
         if self.pair_speedups:
-            return PairSample.from_ratios(self.pair_speedups).speedup
+            return self.pairs.speedup
         if self.left_out:  # every pair was contended: no speed-up is read from them
             return None
         ref, cand = self.reference_s, self.candidate_s
         if ref is None or cand is None:
             return None
-        return ref / cand if cand > 0 else math.inf
+        return latency_ratio(ref, cand)
 
     @property
     def pairs(self) -> PairSample:
@@ -377,120 +380,160 @@ def pairing_names(info: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in names.items()}
 
 
-def measurement_info(
-    *,
-    case: str,
-    role: str,
-    candidate_name: str | None = None,
-    threads: int | None = None,
-    model: str,
-    backend: str,
-    precision: str,
-    provider: str | None,
-    io_binding: bool,
-    shape: tuple[int, ...],
-    spacing: tuple[float, ...],
-    voxels: int,
-    network_shape: tuple[int, ...] | None,
-    stages_s: Mapping[str, float],
-    estimator: str,
-    latency_s: float | None,
-    peak_rss_mb: float,
-    peak_rss_scope: str,
-    window: tuple[int, ...] | None = None,
-    windows: int | None = None,
-    gflop_per_window: float | None = None,
-    ground_truth: Mapping[str, Any] | None = None,
-    dice_vs_ground_truth: float | None = None,
-) -> dict[str, Any]:
-    """The ``extra_info`` keys of one role's measurement (both benchmarks of a case)."""
-    info: dict[str, Any] = {
-        "case": case,
-        "role": role,
-        **({"candidate_name": candidate_name} if candidate_name is not None else {}),
-        "model": model,
-        "backend": backend,
-        "precision": precision,
-        "provider": provider,
-        "io_binding": io_binding,
-        "shape": list(shape),
-        "spacing": [round(s, 4) for s in spacing],
-        "voxels": voxels,
-        "network_shape": list(network_shape) if network_shape is not None else None,
-        "stages_s": dict(stages_s),
-        "estimator": estimator,
-        "latency_s": latency_s,
-        "peak_rss_mb": peak_rss_mb,
-        "peak_rss_scope": peak_rss_scope,
-    }
-    if threads is not None:
-        info["threads"] = threads
-    if gflop_per_window is not None and windows is not None and stages_s:
-        inference = stages_s["inference"]
-        info["window"] = list(window or ())
-        info["windows"] = windows
-        info["gflop_per_window"] = round(gflop_per_window, 2)
-        info["inference_gflops"] = (
-            round(windows * gflop_per_window / inference, 1) if inference > 0 else None
-        )
-    if ground_truth is not None:
-        info["ground_truth"] = dict(ground_truth)
-        if dice_vs_ground_truth is not None:
-            info["dice_vs_ground_truth"] = round(dice_vs_ground_truth, 5)
-    return info
+@dataclass(frozen=True)
+class Measurement:
+    """One role's measurement of one case, as its benchmark's ``extra_info`` holds it
+    (:meth:`to_info`): the volume (``shape`` in voxels, ``spacing`` in mm), the backend,
+    the median stage times and the latency (seconds), the peak RSS (MiB) and, when the
+    sliding window's FLOPs are known, the achieved GFLOP/s (:func:`achieved_gflops`)."""
+
+    case: str
+    role: str
+    model: str
+    backend: str
+    precision: str
+    provider: str | None
+    io_binding: bool
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    voxels: int
+    network_shape: tuple[int, ...] | None
+    stages_s: Mapping[str, float]
+    estimator: str
+    latency_s: float | None
+    peak_rss_mb: float
+    peak_rss_scope: str
+    candidate_name: str | None = None
+    threads: int | None = None
+    window: tuple[int, ...] | None = None
+    windows: int | None = None
+    gflop_per_window: float | None = None
+    ground_truth: Mapping[str, Any] | None = None
+    dice_vs_ground_truth: float | None = None
+
+    def to_info(self) -> dict[str, Any]:
+        """The ``extra_info`` keys of this measurement (both benchmarks of a case)."""
+        info: dict[str, Any] = {
+            "case": self.case,
+            "role": self.role,
+            **({"candidate_name": self.candidate_name} if self.candidate_name is not None else {}),
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "provider": self.provider,
+            "io_binding": self.io_binding,
+            "shape": list(self.shape),
+            "spacing": [round(s, 4) for s in self.spacing],
+            "voxels": self.voxels,
+            "network_shape": list(self.network_shape) if self.network_shape is not None else None,
+            "stages_s": dict(self.stages_s),
+            "estimator": self.estimator,
+            "latency_s": self.latency_s,
+            "peak_rss_mb": self.peak_rss_mb,
+            "peak_rss_scope": self.peak_rss_scope,
+        }
+        if self.threads is not None:
+            info["threads"] = self.threads
+        gflop, windows = self.gflop_per_window, self.windows
+        if gflop is not None and windows is not None and self.stages_s:
+            info["window"] = list(self.window or ())
+            info["windows"] = windows
+            info["gflop_per_window"] = round(gflop, 2)
+            info["inference_gflops"] = achieved_gflops(windows, gflop, self.stages_s["inference"])
+        if self.ground_truth is not None:
+            info["ground_truth"] = dict(self.ground_truth)
+            if self.dice_vs_ground_truth is not None:
+                info["dice_vs_ground_truth"] = round(self.dice_vs_ground_truth, 5)
+        return info
 
 
-def gate_info(
-    *,
-    dice: DiceResult | None,
-    min_class_voxels: int,
-    logits: LogitDiff | None,
-    reference_s: float | None,
-    candidate_s: float | None,
-    speedup: float | None,
-    baseline_speedup: float | None,
-    injected: str,
-    gates: Mapping[str, bool],
-    pairs: PairSample | None = None,
-    interval: Estimate | None = None,
-    baseline_pairs: PairSample | None = None,
-    change: Estimate | None = None,
-    verdict: str | None = None,
-    agreement: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The ``extra_info`` keys the candidate's benchmark adds once the gates ran (``agreement``:
-    the ``"agreement"`` value of :func:`segbench.results.agreement.agreement_info`): with the
-    pairs, ``pair_speedups`` (each pair's reference_s / candidate_s), ``speedup_interval``
-    and, against a baseline, ``baseline_pair_speedups``, ``baseline_change`` (speed-up /
-    baseline speed-up with its interval) and ``verdict``."""
-    stats: dict[str, Any] = {}
-    if pairs is not None and pairs.n:
-        stats["pair_speedups"] = pairs.ratios
-        stats["speedup_interval"] = interval.as_dict() if interval else None
-    if baseline_pairs is not None and baseline_pairs.n:
-        stats["baseline_pair_speedups"] = baseline_pairs.ratios
-        stats["baseline_change"] = change.as_dict() if change else None
-        stats["verdict"] = verdict
-    if agreement is not None:
-        stats["agreement"] = dict(agreement)
-    return stats | {
-        "mean_dice": round(dice.mean, 6) if dice else None,
-        "class_dice": {str(c.label): round(c.dice, 6) for c in dice.per_class} if dice else {},
-        "gated_class_dice_min": min(
-            (round(c.dice, 6) for c in dice.per_class if c.voxels >= min_class_voxels),
-            default=None,
+def achieved_gflops(windows: int, gflop_per_window: float, inference_s: float) -> float | None:
+    """GFLOP/s achieved by the sliding window: ``windows`` windows of ``gflop_per_window`` GFLOP
+    in ``inference_s`` seconds, to 0.1 (``None`` for a time that is not positive)."""
+    return round(windows * gflop_per_window / inference_s, 1) if inference_s > 0 else None
+
+
+def measurement_info(**fields: Any) -> dict[str, Any]:
+    """``Measurement(**fields).to_info()`` (:class:`Measurement`'s fields, by keyword)."""
+    return Measurement(**fields).to_info()
+
+
+@dataclass(frozen=True)
+class GateFigures:
+    """What the candidate's benchmark adds to its ``extra_info`` once the gates ran
+    (:meth:`to_info`): the Dice figures, the latencies (seconds) and speed-ups, the gate
+    results and, with the interleaved pairs, ``pair_speedups`` (each pair's reference_s /
+    candidate_s), ``speedup_interval`` and, against a baseline, ``baseline_pair_speedups``,
+    ``baseline_change`` (speed-up / baseline speed-up with its interval) and ``verdict``
+    (``agreement``: the ``"agreement"`` value of
+    :func:`segbench.results.agreement.agreement_info`)."""
+
+    dice: DiceResult | None
+    min_class_voxels: int
+    logits: LogitDiff | None
+    reference_s: float | None
+    candidate_s: float | None
+    speedup: float | None
+    baseline_speedup: float | None
+    injected: str
+    gates: Mapping[str, bool]
+    pairs: PairSample | None = None
+    interval: Estimate | None = None
+    baseline_pairs: PairSample | None = None
+    change: Estimate | None = None
+    verdict: str | None = None
+    agreement: Mapping[str, Any] | None = None
+
+    def to_info(self) -> dict[str, Any]:
+        """The candidate's gate keys of the ``extra_info``."""
+        return (
+            self._pair_info()
+            | self._dice_info()
+            | {
+                "max_abs_logit_diff": self.logits.max_abs if self.logits else None,
+                "reference_s": self.reference_s,
+                "candidate_s": self.candidate_s,
+                "speedup": self.speedup,
+                "baseline_speedup": self.baseline_speedup,
+                "injected": self.injected,
+                "gates": dict(self.gates),
+            }
         )
-        if dice
-        else None,
-        "flipped_fraction": dice.flipped_fraction if dice else None,
-        "max_abs_logit_diff": logits.max_abs if logits else None,
-        "reference_s": reference_s,
-        "candidate_s": candidate_s,
-        "speedup": speedup,
-        "baseline_speedup": baseline_speedup,
-        "injected": injected,
-        "gates": dict(gates),
-    }
+
+    def _pair_info(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {}
+        if self.pairs is not None and self.pairs.n:
+            stats["pair_speedups"] = self.pairs.ratios
+            stats["speedup_interval"] = self.interval.as_dict() if self.interval else None
+        if self.baseline_pairs is not None and self.baseline_pairs.n:
+            stats["baseline_pair_speedups"] = self.baseline_pairs.ratios
+            stats["baseline_change"] = self.change.as_dict() if self.change else None
+            stats["verdict"] = self.verdict
+        if self.agreement is not None:
+            stats["agreement"] = dict(self.agreement)
+        return stats
+
+    def _dice_info(self) -> dict[str, Any]:
+        dice = self.dice
+        if dice is None:
+            return {
+                "mean_dice": None,
+                "class_dice": {},
+                "gated_class_dice_min": None,
+                "flipped_fraction": None,
+            }
+        gated = [round(c.dice, 6) for c in dice.per_class if c.voxels >= self.min_class_voxels]
+        return {
+            "mean_dice": round(dice.mean, 6),
+            "class_dice": {str(c.label): round(c.dice, 6) for c in dice.per_class},
+            "gated_class_dice_min": min(gated, default=None),
+            "flipped_fraction": dice.flipped_fraction,
+        }
+
+
+def gate_info(**fields: Any) -> dict[str, Any]:
+    """``GateFigures(**fields).to_info()`` (:class:`GateFigures`' fields, by keyword)."""
+    return GateFigures(**fields).to_info()
 
 
 def record_key(case: str, candidate: str | None) -> str:

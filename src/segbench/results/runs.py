@@ -17,24 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segbench.errors import SegbenchError
 from segbench.results.record import CaseRecord
+from segbench.results.runfile import (
+    RunFileError,
+    SegbenchBlock,
+    machine_flags,
+    machine_openvino_precision,
+)
 from segbench.results.validate import Malformed, check_document
-from segbench.settings.cpu import UNKNOWN, flags_text
 from segbench.settings.kinds import ROLES
 
-FORMAT = 1  # of the "segbench" block a session adds to its saved run
 MAX_RUN_BYTES = 512 * 2**20  # a saved run larger than this is not one segbench wrote
-
-
-class RunFileError(SegbenchError, ValueError):
-    """A file that is not a saved segbench run (missing, not JSON, not pytest-benchmark's)."""
-
-    def __init__(self, path: str | Path, problem: str, fix: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{self.path}: {problem}. Fix: {fix}")
 
 
 @dataclass(frozen=True)
@@ -47,7 +40,7 @@ class Run:
     commit: str | None = None
     machine: str | None = None
     cpu: str | None = None  # machine_info.cpu.brand_raw: speed-ups compare on one CPU type
-    segbench: Mapping[str, Any] = field(default_factory=dict)  # the run's "segbench" block
+    segbench: SegbenchBlock = field(default_factory=lambda: SegbenchBlock(format=None))
 
     def by_case(self) -> dict[str, CaseRecord]:
         """The rows by case id (with several candidates: a case's last row)."""
@@ -71,18 +64,15 @@ class Run:
     def settings(self) -> Mapping[str, Any] | None:
         """The settings fingerprint of the ``segbench`` block (``None`` for runs saved without
         one)."""
-        settings = self.segbench.get("settings") if isinstance(self.segbench, Mapping) else None
-        return settings if isinstance(settings, Mapping) else None
+        return self.segbench.settings
 
     @property
     def injection(self) -> str:
         """What ``--segbench-inject`` put into the candidate (``"slowdown=0.5"``), ``"none"``
         for a normal run: the fingerprint's ``options.injection``, else the cases' ``injected``
         extra_info."""
-        options = (self.settings or {}).get("options")
-        saved = options.get("injection") if isinstance(options, Mapping) else None
-        if isinstance(saved, str) and saved:
-            return saved
+        if self.segbench.injection is not None:
+            return self.segbench.injection
         found = list(dict.fromkeys(r.injected for r in self.rows if r.injected))
         active = [i for i in found if i != "none"]
         return ", ".join(active) if active else "none"
@@ -94,11 +84,10 @@ class Run:
     @property
     def cpus(self) -> tuple[str, ...]:
         """The CPU types that ran the cases: each merged shard's, else the run's own."""
-        shards = self.segbench.get("merged_from") if isinstance(self.segbench, Mapping) else None
         found = [
             brand
-            for shard in (shards if isinstance(shards, list) else [])
-            if isinstance(shard, Mapping) and (brand := _cpu_brand(shard.get("machine_info")))
+            for shard in self.segbench.merged_from or ()
+            if (brand := _cpu_brand(shard.machine_info))
         ]
         if not found and self.cpu:
             found = [self.cpu]
@@ -109,60 +98,30 @@ class Run:
         """The instruction sets of the machines that ran the cases (the flags present, by name:
         :func:`~segbench.settings.cpu.flags_text`): each merged shard's, else the run's own;
         empty where not recorded (a run saved before, or no ``/proc/cpuinfo``: unknown)."""
-        return self._machine_values(
-            lambda m: (
-                flags_text(m["cpu_flags"]) if isinstance(m.get("cpu_flags"), Mapping) else None
-            )
-        )
+        return self._machine_values(machine_flags)
 
     @property
     def openvino_precisions(self) -> tuple[str, ...]:
         """OpenVINO's default inference precision on the machines that ran the cases, as its CPU
         plugin reported it (empty: no profile ran on OpenVINO, or a run saved before)."""
-
-        def precision(machine: Mapping[str, Any]) -> str | None:
-            found = machine.get("openvino")
-            value = found.get("inference_precision") if isinstance(found, Mapping) else None
-            return str(value) if value and value != UNKNOWN else None
-
-        return self._machine_values(precision)
+        return self._machine_values(machine_openvino_precision)
 
     def _machine_values(self, read: Callable[[Mapping[str, Any]], str | None]) -> tuple[str, ...]:
         """``read`` of each merged shard's ``"machine"`` facts, else of the run's own."""
-        block = self.segbench if isinstance(self.segbench, Mapping) else {}
-        shards = block.get("merged_from")
-        machines = [
-            shard.get("segbench_machine")
-            for shard in (shards if isinstance(shards, list) else [])
-            if isinstance(shard, Mapping)
-        ]
-        if not any(isinstance(m, Mapping) for m in machines):
-            machines = [block.get("machine")]
-        found = {v for m in machines if isinstance(m, Mapping) and (v := read(m)) is not None}
+        found = {v for m in self.segbench.machines() if (v := read(m)) is not None}
         return tuple(sorted(found))
 
     @property
     def expected_candidates(self) -> list[str]:
         """The named candidates the run's settings list (empty: one unnamed candidate, or a run
         saved without settings)."""
-        config = (self.settings or {}).get("config")
-        profiles = config.get("profiles") if isinstance(config, Mapping) else None
-        named = profiles.get("candidates") if isinstance(profiles, Mapping) else None
-        return [str(n) for n in named] if isinstance(named, Mapping) else []
+        return self.segbench.candidate_names
 
     @property
     def expected_cases(self) -> list[str]:
         """The cases the run should hold: the suite each session saw before sharding, else the
         cases it selected (from the ``segbench`` block; empty for runs saved without one)."""
-        block = self.segbench
-        cases: list[str] = []
-        for key in ("suite", "cases"):
-            for value in (block.get(key) or []) if isinstance(block, Mapping) else []:
-                if str(value) not in cases:
-                    cases.append(str(value))
-            if cases:
-                break
-        return cases
+        return self.segbench.expected_cases
 
 
 def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
@@ -204,7 +163,7 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
         )
     machine = data.get("machine_info")
     commit = data.get("commit_info")
-    block = data.get("segbench")
+    block = SegbenchBlock.parse_checked(data.get("segbench"), path)
     rows = tuple(
         CaseRecord.from_benchmarks(case, pair)
         for case, benches in cases.items()
@@ -222,7 +181,7 @@ def parse_run(data: Any, path: str | Path = "<in-memory run>") -> Run:
         if len(machines) > 1
         else (_machine_text(machine) if isinstance(machine, Mapping) else None),
         cpu=_cpu_brand(machine),
-        segbench=block if isinstance(block, Mapping) else {},
+        segbench=block,
     )
 
 

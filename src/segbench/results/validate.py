@@ -18,6 +18,7 @@ from dataclasses import fields
 from typing import Any
 
 from segbench.settings.config import Gates
+from segbench.settings.cpu import UNKNOWN
 from segbench.settings.kinds import ROLES
 
 MAX_DEPTH = 32  # nesting levels of a saved run (pytest-benchmark's and segbench's use ~8)
@@ -252,10 +253,25 @@ def _merged_record(key: str, value: Any) -> None:
         _integer()(f"{key}.{name}", value.get(name))
     _text(f"{key}.datetime", value.get("datetime"))
     _mapping(f"{key}.machine_info", value.get("machine_info"))
+    _machine(f"{key}.segbench_machine", value.get("segbench_machine"))
+
+
+def _machine(key: str, value: Any) -> None:
+    """A ``"machine"`` value: ``cpu_flags`` a mapping of booleans and ``openvino`` a mapping,
+    either ``"unknown"`` where not read (see :func:`segbench.plugin.fingerprint.machine_facts`)."""
+    _mapping(key, value)
+    value = value or {}
+    if value.get("cpu_flags") != UNKNOWN:
+        _mapping_of(_boolean)(f"{key}.cpu_flags", value.get("cpu_flags"))
+    if value.get("openvino") != UNKNOWN:
+        _mapping(f"{key}.openvino", value.get("openvino"))
+        precision = (value.get("openvino") or {}).get("inference_precision")
+        _text(f"{key}.openvino.inference_precision", precision)
 
 
 def check_block(block: Any) -> None:
-    """The run's ``"segbench"`` block: every key segbench reads, of the kind it reads."""
+    """The run's ``"segbench"`` block: every key segbench reads, of the kind it reads (the
+    schema: :mod:`segbench.results.runfile`)."""
     if block is None:
         return
     _mapping("segbench", block)
@@ -266,6 +282,11 @@ def check_block(block: Any) -> None:
     _list_of(_merged_record)("segbench.merged_from", block.get("merged_from"))
     for name in ("config_source", "model_option"):
         _text(f"segbench.{name}", block.get(name))
+    _machine("segbench.machine", block.get("machine"))
+    paths = block.get("paths")
+    _mapping("segbench.paths", paths)
+    for name in ("mode", "cases_from"):
+        _text(f"segbench.paths.{name}", (paths or {}).get(name))
     shard = block.get("shard")
     _mapping("segbench.shard", shard)
     for name in ("splits", "group"):
