@@ -33,7 +33,7 @@ from segbench.pipeline.inference import Progress
 from segbench.pipeline.predict import Prediction, StageTimes
 from segbench.results.agreement import agreement_info, noise_floor
 from segbench.results.contention import Contention
-from segbench.results.record import gate_info, measurement_info
+from segbench.results.record import GateFigures, Measurement, achieved_gflops
 from segbench.scoring.gates import (
     BaselineSpeedup,
     GateResult,
@@ -241,12 +241,11 @@ class PairedRun:
         gflop = self.runtime.gflop_per_window(pred.window if pred else None)
         if pred is None or gflop is None or not runs.times:
             return None
-        inference = runs.stage_medians()["inference"]
-        return round(pred.windows * gflop / inference, 1) if inference > 0 else None
+        return achieved_gflops(pred.windows, gflop, runs.stage_medians()["inference"])
 
     def extra_info(self, slot: str) -> dict[str, Any]:
         """``slot``'s measurement keys of the benchmark's extra_info (see
-        :func:`segbench.results.record.measurement_info`)."""
+        :class:`segbench.results.record.Measurement`)."""
         role = slot
         runs = self.runs[slot]
         pred = runs.last
@@ -254,7 +253,7 @@ class PairedRun:
         profile = self.runtime.profiles[slot]
         gflop = self.runtime.gflop_per_window(pred.window if pred else None)
         truth = self.truth
-        return measurement_info(
+        return Measurement(
             case=self.case_id,
             role=role_of_slot(slot),
             candidate_name=candidate_of_slot(slot),
@@ -278,7 +277,7 @@ class PairedRun:
             gflop_per_window=gflop if pred is not None else None,
             ground_truth=truth.info() if truth is not None else None,
             dice_vs_ground_truth=self.truth_dice(role),
-        ) | deployment_info(self.runtime.segmenter(slot), self.pairings.get(slot))
+        ).to_info() | deployment_info(self.runtime.segmenter(slot), self.pairings.get(slot))
 
     def ensure(self, role: str, timed: bool) -> None:
         """Make sure ``role`` has a prediction (and timed rounds when ``timed``)."""
@@ -375,9 +374,9 @@ class PairedRun:
 
     def gate_info(self, evaluation: Evaluation, injected: str) -> dict[str, Any]:
         """The candidate's gate keys of the extra_info (see
-        :func:`segbench.results.record.gate_info`)."""
+        :class:`segbench.results.record.GateFigures`)."""
         check = evaluation.check
-        return gate_info(
+        return GateFigures(
             dice=evaluation.dice,
             min_class_voxels=self.gates.min_class_voxels,
             logits=evaluation.logits,
@@ -393,7 +392,8 @@ class PairedRun:
             change=check.change if check else None,
             verdict=check.verdict.value if check and check.verdict else None,
             agreement=evaluation.agreement_info,
-        ) | (self.contention(evaluation.slot).to_info() if evaluation.check else {})
+            contention=self.contention(evaluation.slot) if check else None,
+        ).to_info()
 
     def contention(self, slot: str) -> Contention:
         """What the machine gave ``slot``'s pairs (see :mod:`segbench.results.contention`)."""

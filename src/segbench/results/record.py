@@ -483,6 +483,7 @@ class GateFigures:
     change: Estimate | None = None
     verdict: str | None = None
     agreement: Mapping[str, Any] | None = None
+    contention: Contention | None = None  # what the machine gave the pairs
 
     def to_info(self) -> dict[str, Any]:
         """The candidate's gate keys of the ``extra_info``."""
@@ -511,6 +512,8 @@ class GateFigures:
             stats["verdict"] = self.verdict
         if self.agreement is not None:
             stats["agreement"] = dict(self.agreement)
+        if self.contention is not None:
+            stats |= self.contention.to_info()
         return stats
 
     def _dice_info(self) -> dict[str, Any]:
