@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
-from segbench.inputs.phantoms import default_cache_dir
+from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
 from segbench.models.card import ModelCard
 from segbench.models.normalization import CTNormalization
 from segbench.models.unet import PlainConvUNet
+from segbench.plugin.progress import Terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "test_regression.py"
+PYTEST_LINE = "tests/test_regression.py ."  # pytest's text on the line when a test runs
 
 TINY_FEATURES = (4, 8, 16)
 TINY_STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2))
 TINY_PATCH = (32, 32, 32)
 TINY_TOTAL_STRIDE = (4, 4, 4)
 TINY_NORMALIZATION = CTNormalization(-1000.0, 1000.0, 0.0, 300.0)
+# a phantom grid the demo model covers with one 64^3 window: the cheapest whole-suite case
+TINY_GRID = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")
 
 
 def build_tiny_net(num_classes: int = 3, seed: int = 0) -> PlainConvUNet:
@@ -234,3 +240,87 @@ def run_pytest(
     return subprocess.run(
         cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout, check=False
     )
+
+
+class FakeWriter:
+    def __init__(self, width: int) -> None:
+        self.fullwidth = width
+        self._current_line = PYTEST_LINE
+
+    @property
+    def width_of_current_line(self) -> int:
+        return len(self._current_line)
+
+
+class FakeReporter:
+    """What segbench's progress writes through of pytest's terminal reporter (its output kept
+    in ``out``)."""
+
+    hasmarkup = True
+
+    def __init__(self, tty: bool, width: int = 100) -> None:
+        self._tw = FakeWriter(width)
+        self.tty = tty
+        self.out: list[str] = []
+        self.currentfspath: Any = Path("tests/test_regression.py")
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write_raw(self, text: str, flush: bool = False) -> None:
+        self.out.append(text)
+
+    def write(self, text: str, flush: bool = False) -> None:
+        self.out.append(text)
+
+    def write_line(self, text: str) -> None:  # as pytest's: ends pytest's line first
+        if self.currentfspath:
+            self.out.append("\n")
+            self.currentfspath = None
+        self.out.append(text + "\n")
+
+
+def attached_terminal(
+    reporter: FakeReporter | None, mode: str = "auto", verbosity: int = 0
+) -> Terminal:
+    """A progress :class:`Terminal` in ``mode`` attached to ``reporter``."""
+    terminal = Terminal(None, mode)
+    terminal.attach(reporter, None, verbosity)
+    return terminal
+
+
+def phantom_folder(spec: PhantomSpec, factory: pytest.TempPathFactory) -> Path:
+    """The cached phantom of ``spec`` copied alone into a new temporary folder (a user's data
+    folder)."""
+    image, _ = ensure_phantom(spec, default_cache_dir())
+    folder = factory.mktemp("scans")
+    shutil.copy(image, folder / image.name)
+    return folder
+
+
+def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The main job on ``data_dir`` (two timed rounds unless ``extra`` says otherwise)."""
+    return run_pytest(
+        tmp_path,
+        "--benchmark-only",
+        "--segbench-data",
+        str(data_dir),
+        "--segbench-rounds",
+        "2",
+        *extra,
+    )
+
+
+class ScriptedClock:
+    """A clock for timing tests: ``clock()`` reads the time (seconds), :meth:`sleep` moves it on;
+    nothing else does, so measured durations are exactly what the test scripted, whatever the
+    machine's load."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds

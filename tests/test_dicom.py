@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from helpers import (
+    run_suite,
     shared_dicom_paths,
     synthetic_ct,
     tiny_card,
@@ -340,8 +341,6 @@ def test_series_runs_as_a_case_of_the_suite(tmp_path: Path) -> None:
     segmentation) linked into DIR: both backends run on it, its truth's grid is checked, and
     Dice against that truth is left out (TotalSegmentator labels, not the demo model's)."""
     import json
-
-    from test_suite_gates import run_suite
 
     folder, seg_path = shared_dicom_paths()
     data = tmp_path / "hospital"

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_pytest
+from helpers import TINY_GRID, phantom_folder, run_suite
 
-from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.inputs.phantoms import GridSpec, PhantomSpec
 from segbench.models import get_card, load_network
 from segbench.pipeline.export import export_onnx
 
@@ -24,33 +23,10 @@ SMALL = GridSpec("small3mm", (96, 80, 64), (3.0, 3.0, 3.0), "LPS")
 CASE = "phantom_small3mm_lps_s007.nii.gz"
 
 
-TINY = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window
-
-
-def _folder(spec: PhantomSpec, factory: pytest.TempPathFactory) -> Path:
-    image, _ = ensure_phantom(spec, default_cache_dir())
-    folder = factory.mktemp("scans")
-    shutil.copy(image, folder / image.name)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One small phantom (3 mm, 96 x 80 x 64, LPS) as a user data folder."""
-    return _folder(PhantomSpec(SMALL, 7), tmp_path_factory)
-
-
-def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """The main job on ``data_dir`` (two timed rounds unless ``extra`` says otherwise)."""
-    return run_pytest(
-        tmp_path,
-        "--benchmark-only",
-        "--segbench-data",
-        str(data_dir),
-        "--segbench-rounds",
-        "2",
-        *extra,
-    )
+    return phantom_folder(PhantomSpec(SMALL, 7), tmp_path_factory)
 
 
 def failed_candidate(stdout: str) -> bool:
@@ -97,7 +73,7 @@ def test_slow_candidate_fails_speedup_gate(
 ) -> None:
     # one window of ~0.15 s per run and a 2 s delay: the gate fails even when a busy machine
     # slows the reference several-fold (seen here: PyTorch 7x slower beside a training job)
-    tiny = _folder(PhantomSpec(TINY, 7), tmp_path_factory)
+    tiny = phantom_folder(PhantomSpec(TINY_GRID, 7), tmp_path_factory)
     out = run_suite(
         tiny,
         tmp_path,
@@ -140,7 +116,7 @@ def test_slowdown_against_a_baseline_fails_speedup_gate(
 ) -> None:
     """A candidate twice as slow keeps a speed-up above speedup_min 0.3 here, but falls more
     than speedup_drop_max below the saved run of the same machine."""
-    tiny = _folder(PhantomSpec(TINY, 7), tmp_path_factory)
+    tiny = phantom_folder(PhantomSpec(TINY_GRID, 7), tmp_path_factory)
     base = tmp_path / "base.json"
     # tiny runs (0.1 s) are noisy and the first pairs after the warm-up run slower: six pairs
     # after two warm-ups make the verdict (about 0.5 of the baseline) clear
