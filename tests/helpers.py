@@ -210,6 +210,31 @@ def write_dicom_series(
     return paths
 
 
+def session_args(
+    cwd: Path,
+    *args: str,
+    suite: Path | None = SUITE,
+    settings: bool = True,
+    cache_dir: Path | None = None,
+) -> list[str]:
+    """The arguments of a plugin session: the regression suite (``suite``; ``None``: only
+    ``args``) with the segbench plugin, the project's pytest settings (``settings`` false:
+    pytest chooses its rootdir and ini file from ``cwd`` and ``args``, as in a user's project),
+    the shared cache of phantoms and ONNX exports (``cache_dir``, default
+    :func:`default_cache_dir`), and failure PNGs under ``cwd/reports``."""
+    loaded = any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
+    return [
+        *([str(suite)] if suite is not None else []),
+        *([] if loaded else ["-p", "segbench.plugin"]),
+        "-p",
+        "no:cacheprovider",
+        *(["--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")] if settings else []),
+        f"--segbench-cache-dir={cache_dir or default_cache_dir()}",
+        f"--segbench-report-dir={cwd / 'reports'}",
+        *args,
+    ]
+
+
 def run_pytest(
     cwd: Path,
     *args: str,
@@ -217,24 +242,14 @@ def run_pytest(
     timeout: float = 600,
     settings: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """pytest in a subprocess on this checkout's sources: the regression suite (``suite``;
-    ``None``: only ``args``) with the segbench plugin, the project's pytest settings (``settings``
-    false: pytest chooses its rootdir and ini file from ``cwd`` and ``args``, as in a user's
-    project), the shared cache of phantoms and ONNX exports, and failure PNGs under
-    ``cwd/reports``."""
-    loaded = any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
+    """pytest in a subprocess on this checkout's sources, run in ``cwd`` with
+    :func:`session_args`. (The ``plugin_session`` fixture runs the same session through
+    pytest's ``pytester``.)"""
     cmd = [
         sys.executable,
         "-m",
         "pytest",
-        *([str(suite)] if suite is not None else []),
-        *([] if loaded else ["-p", "segbench.plugin"]),
-        "-p",
-        "no:cacheprovider",
-        *(["--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")] if settings else []),
-        f"--segbench-cache-dir={default_cache_dir()}",
-        f"--segbench-report-dir={cwd / 'reports'}",
-        *args,
+        *session_args(cwd, *args, suite=suite, settings=settings),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(
