@@ -80,6 +80,7 @@ def test_example_series_lands_on_its_segmentation_grid() -> None:
     assert volume.spacing == pytest.approx((0.9765625, 0.9765625, 2.0))
 
 
+@pytest.mark.slow
 def test_predict_on_a_series_writes_the_mask_on_its_grid(tmp_path: Path) -> None:
     folder, seg_path = shared_dicom_paths()
     card = tiny_card(spacing=(6.0, 6.0, 6.0), tile_step=1.0)  # 9 windows: CPU time is scarce

@@ -164,6 +164,7 @@ def _totalsegmentator_case(data: Path) -> None:
             nib.save(mask, case / "segmentations" / f"{name}.nii.gz")
 
 
+@pytest.mark.slow
 def test_suite_shows_progress_and_records_the_truth_relative_to_the_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _totalsegmentator_case(data)

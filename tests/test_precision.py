@@ -425,6 +425,7 @@ def test_bf16_runs_in_bf16_close_to_fp32(tiny_onnx: Path) -> None:
     assert 0 < diff < 0.5 * float(np.abs(fp32).max())  # bf16 rounds: close, not equal
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _bf16_runs_here(), reason=BF16_SKIP)
 def test_a_bf16_session_records_bf16(tmp_path: Path) -> None:
     from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
