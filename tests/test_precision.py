@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_pytest
+from helpers import TINY_GRID, run_pytest
 from saved_runs import SUITE, make_run, run_cli, shard, write
 
 from segbench.errors import ConfigError
@@ -428,11 +428,10 @@ def test_bf16_runs_in_bf16_close_to_fp32(tiny_onnx: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not _bf16_runs_here(), reason=BF16_SKIP)
 def test_a_bf16_session_records_bf16(tmp_path: Path) -> None:
-    from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+    from segbench.inputs.phantoms import PhantomSpec, default_cache_dir, ensure_phantom
 
     (tmp_path / "data").mkdir()
-    tiny = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window
-    image, _ = ensure_phantom(PhantomSpec(tiny, 7), default_cache_dir())
+    image, _ = ensure_phantom(PhantomSpec(TINY_GRID, 7), default_cache_dir())
     shutil.copy(image, tmp_path / "data" / image.name)
     config = tmp_path / "bf16.json"
     candidates = {"ov": {"backend": "onnx", "provider": "openvino"}, "ov-bf16": BF16}
