@@ -1,6 +1,7 @@
 # segbench's two commands; each sets up .venv on first use and reuses it while it is current:
 #   make bench   the main job: the demo model on the default cases, Dice and speed-up gates
-#   make test    the unit tests (benchmarks skipped)
+#   make test    the unit tests (benchmarks skipped), the whole suite
+#   make test-fast  the same without the tests marked slow (whole plugin sessions on real models)
 #   make lint    ruff (check and format) and mypy
 # The environment is (re)installed when pyproject.toml or constraints-cpu.txt changed since the
 # last install (the stamp $(VENV)/.segbench-installed). Pass pytest arguments with ARGS="...".
@@ -22,13 +23,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.segbench-installed
 PIP := $(BIN)/python -m pip
 
-.PHONY: bench test lint install clean-venv
+.PHONY: bench test test-fast lint install clean-venv
 
 bench: $(STAMP)
 	$(BIN)/pytest --benchmark-only $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest --benchmark-skip $(ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/pytest --benchmark-skip -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts conftest.py

@@ -4,31 +4,37 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
-from segbench.inputs.phantoms import default_cache_dir
+from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
 from segbench.models.card import ModelCard
 from segbench.models.normalization import CTNormalization
 from segbench.models.unet import PlainConvUNet
+from segbench.plugin.progress import Terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests" / "test_regression.py"
+PYTEST_LINE = "tests/test_regression.py ."  # pytest's text on the line when a test runs
 
 TINY_FEATURES = (4, 8, 16)
 TINY_STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2))
 TINY_PATCH = (32, 32, 32)
 TINY_TOTAL_STRIDE = (4, 4, 4)
 TINY_NORMALIZATION = CTNormalization(-1000.0, 1000.0, 0.0, 300.0)
+# a phantom grid the demo model covers with one 64^3 window: the cheapest whole-suite case
+TINY_GRID = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")
 
 
 def build_tiny_net(num_classes: int = 3, seed: int = 0) -> PlainConvUNet:
@@ -206,6 +212,31 @@ def write_dicom_series(
     return paths
 
 
+def session_args(
+    cwd: Path,
+    *args: str,
+    suite: Path | None = SUITE,
+    settings: bool = True,
+    cache_dir: Path | None = None,
+) -> list[str]:
+    """The arguments of a plugin session: the regression suite (``suite``; ``None``: only
+    ``args``) with the segbench plugin, the project's pytest settings (``settings`` false:
+    pytest chooses its rootdir and ini file from ``cwd`` and ``args``, as in a user's project),
+    the shared cache of phantoms and ONNX exports (``cache_dir``, default
+    :func:`default_cache_dir`), and failure PNGs under ``cwd/reports``."""
+    loaded = any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
+    return [
+        *([str(suite)] if suite is not None else []),
+        *([] if loaded else ["-p", "segbench.plugin"]),
+        "-p",
+        "no:cacheprovider",
+        *(["--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")] if settings else []),
+        f"--segbench-cache-dir={cache_dir or default_cache_dir()}",
+        f"--segbench-report-dir={cwd / 'reports'}",
+        *args,
+    ]
+
+
 def run_pytest(
     cwd: Path,
     *args: str,
@@ -213,24 +244,14 @@ def run_pytest(
     timeout: float = 600,
     settings: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """pytest in a subprocess on this checkout's sources: the regression suite (``suite``;
-    ``None``: only ``args``) with the segbench plugin, the project's pytest settings (``settings``
-    false: pytest chooses its rootdir and ini file from ``cwd`` and ``args``, as in a user's
-    project), the shared cache of phantoms and ONNX exports, and failure PNGs under
-    ``cwd/reports``."""
-    loaded = any(ep.value == "segbench.plugin" for ep in entry_points(group="pytest11"))
+    """pytest in a subprocess on this checkout's sources, run in ``cwd`` with
+    :func:`session_args`. (The ``plugin_session`` fixture runs the same session through
+    pytest's ``pytester``.)"""
     cmd = [
         sys.executable,
         "-m",
         "pytest",
-        *([str(suite)] if suite is not None else []),
-        *([] if loaded else ["-p", "segbench.plugin"]),
-        "-p",
-        "no:cacheprovider",
-        *(["--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml")] if settings else []),
-        f"--segbench-cache-dir={default_cache_dir()}",
-        f"--segbench-report-dir={cwd / 'reports'}",
-        *args,
+        *session_args(cwd, *args, suite=suite, settings=settings),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(
@@ -245,3 +266,87 @@ def load_script(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class FakeWriter:
+    def __init__(self, width: int) -> None:
+        self.fullwidth = width
+        self._current_line = PYTEST_LINE
+
+    @property
+    def width_of_current_line(self) -> int:
+        return len(self._current_line)
+
+
+class FakeReporter:
+    """What segbench's progress writes through of pytest's terminal reporter (its output kept
+    in ``out``)."""
+
+    hasmarkup = True
+
+    def __init__(self, tty: bool, width: int = 100) -> None:
+        self._tw = FakeWriter(width)
+        self.tty = tty
+        self.out: list[str] = []
+        self.currentfspath: Any = Path("tests/test_regression.py")
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write_raw(self, text: str, flush: bool = False) -> None:
+        self.out.append(text)
+
+    def write(self, text: str, flush: bool = False) -> None:
+        self.out.append(text)
+
+    def write_line(self, text: str) -> None:  # as pytest's: ends pytest's line first
+        if self.currentfspath:
+            self.out.append("\n")
+            self.currentfspath = None
+        self.out.append(text + "\n")
+
+
+def attached_terminal(
+    reporter: FakeReporter | None, mode: str = "auto", verbosity: int = 0
+) -> Terminal:
+    """A progress :class:`Terminal` in ``mode`` attached to ``reporter``."""
+    terminal = Terminal(None, mode)
+    terminal.attach(reporter, None, verbosity)
+    return terminal
+
+
+def phantom_folder(spec: PhantomSpec, factory: pytest.TempPathFactory) -> Path:
+    """The cached phantom of ``spec`` copied alone into a new temporary folder (a user's data
+    folder)."""
+    image, _ = ensure_phantom(spec, default_cache_dir())
+    folder = factory.mktemp("scans")
+    shutil.copy(image, folder / image.name)
+    return folder
+
+
+def run_suite(data_dir: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The main job on ``data_dir`` (two timed rounds unless ``extra`` says otherwise)."""
+    return run_pytest(
+        tmp_path,
+        "--benchmark-only",
+        "--segbench-data",
+        str(data_dir),
+        "--segbench-rounds",
+        "2",
+        *extra,
+    )
+
+
+class ScriptedClock:
+    """A clock for timing tests: ``clock()`` reads the time (seconds), :meth:`sleep` moves it on;
+    nothing else does, so measured durations are exactly what the test scripted, whatever the
+    machine's load."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds

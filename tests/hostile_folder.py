@@ -8,11 +8,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from helpers import write_nifti
+from helpers import TINY_GRID, write_nifti
 
-from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.inputs.phantoms import PhantomSpec, default_cache_dir, ensure_phantom
 
-TINY = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window
 GOOD = "phantom_tiny3mm_ras_s007.nii.gz"
 
 
@@ -31,7 +30,7 @@ def hostile_folder(folder: Path) -> dict[str, str]:
     """Fill ``folder`` with the good phantom and ten hostile volumes; return the hostile file
     names, each with a phrase of the message that refuses it."""
     folder.mkdir(parents=True, exist_ok=True)
-    image, _ = ensure_phantom(PhantomSpec(TINY, 7), default_cache_dir())
+    image, _ = ensure_phantom(PhantomSpec(TINY_GRID, 7), default_cache_dir())
     shutil.copy(image, folder / GOOD)
     good = (folder / GOOD).read_bytes()
     (folder / "truncated.nii.gz").write_bytes(good[: len(good) // 3])

@@ -9,18 +9,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_pytest
+from helpers import TINY_GRID, run_pytest
 
-from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.inputs.phantoms import PhantomSpec, default_cache_dir, ensure_phantom
 
-TINY = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window
 CASE = "phantom_tiny3mm_ras_s007.nii.gz"
 AGREEMENT_GATES = ("nsd", "hd95", "volume", "vanished")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    image, _ = ensure_phantom(PhantomSpec(TINY, 7), default_cache_dir())
+    image, _ = ensure_phantom(PhantomSpec(TINY_GRID, 7), default_cache_dir())
     folder = tmp_path_factory.mktemp("scans")
     shutil.copy(image, folder / image.name)
     return folder

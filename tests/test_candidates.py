@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_pytest
-from test_cli import CASES, make_run, run_cli, write
-from test_merge import SUITE, shard
+from helpers import TINY_GRID, run_pytest
+from saved_runs import CASES, SUITE, make_run, run_cli, shard, write
 
 from segbench.errors import ConfigError
-from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.inputs.phantoms import PhantomSpec, default_cache_dir, ensure_phantom
 from segbench.results.compare import compare_runs
 from segbench.results.decision import fastest_candidate, gate_decision
 from segbench.results.record import CaseRecord
@@ -69,7 +68,6 @@ def test_bad_candidates_are_config_errors(profiles: dict[str, Any], match: str) 
 
 # a real session --------------------------------------------------------------------------------
 
-TINY = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window
 CASE = "phantom_tiny3mm_ras_s007.nii.gz"
 
 
@@ -78,7 +76,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder of one tiny phantom; a two-candidate and a one-candidate gate file."""
     root = tmp_path_factory.mktemp("candidates")
     (root / "data").mkdir()
-    image, _ = ensure_phantom(PhantomSpec(TINY, 7), default_cache_dir())
+    image, _ = ensure_phantom(PhantomSpec(TINY_GRID, 7), default_cache_dir())
     shutil.copy(image, root / "data" / image.name)
     gates = {"speedup_min": 0.0}
     (root / "two.json").write_text(json.dumps({"gates": gates, "profiles": {"candidates": TWO}}))

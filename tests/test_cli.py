@@ -4,7 +4,6 @@ report, the plots, ``compare`` exit codes and the github-action-benchmark export
 from __future__ import annotations
 
 import copy
-import io
 import json
 import sys
 from pathlib import Path
@@ -12,122 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from saved_runs import CASES, make_run, run_cli, write
 
 from segbench.cli import main
 from segbench.errors import SegbenchError
 from segbench.results.compare import compare_runs
 from segbench.results.markdown import render_report
 from segbench.results.runs import RunFileError, load_run, parse_run
-
-# (case, shape, reference s, candidate s, class Dice, Dice vs truth or None)
-CASES = [
-    ("phantom_a_s1.nii.gz", (64, 64, 40), 2.5, 1.25, {"1": 1.0, "2": 0.99871, "3": 0.99995}, 0.91),
-    ("phantom_b_s2.nii.gz", (96, 80, 32), 1.2, 1.0, {"1": 0.99990, "2": 1.0}, 0.85),
-    ("scan_c.nii.gz", (48, 48, 24), 0.6, 0.5, {"1": 0.99950, "3": 0.99700}, None),
-]
-
-
-def _bench(case: str, role: str, info: dict[str, Any], latency: float) -> dict[str, Any]:
-    return {
-        "group": case,
-        "name": f"{role}[{case}]",
-        "fullname": f"tests/test_regression.py::test_{role}[{case}]",
-        "params": {"segbench_case": f"UNSERIALIZABLE[{case}]"},
-        "param": case,
-        "extra_info": info,
-        "options": {"min_rounds": 3, "timer": "perf_counter", "warmup": False},
-        "stats": {
-            "min": latency + 1e-4,
-            "max": latency * 1.2,
-            "mean": latency * 1.1,
-            "median": latency * 1.05,
-            "rounds": 3,
-            "iterations": 1,
-            "data": [latency + 1e-4, latency * 1.05, latency * 1.2],
-        },
-    }
-
-
-def make_run(
-    slow_candidate: float = 1.0, dice_drop: float = 0.0, failed_dice: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """A saved run in pytest-benchmark's layout with segbench's extra_info on both roles."""
-    benches = []
-    for case, shape, ref_s, cand_s, class_dice, truth in CASES:
-        cand_s *= slow_candidate
-        dice = {k: max(0.0, v - dice_drop) for k, v in class_dice.items()}
-        mean = round(sum(dice.values()) / len(dice), 6)
-        common = {
-            "case": case,
-            "model": "synthetic",
-            "shape": list(shape),
-            "spacing": [1.5, 1.5, 3.0],
-            "voxels": int(np.prod(shape)),
-            "network_shape": [s // 2 for s in shape],
-            "estimator": "min",
-        }
-        ref = {
-            **common,
-            "role": "reference",
-            "backend": "torch",
-            "provider": "cpu",
-            "stages_s": {
-                "preprocess": 0.05,
-                "inference": ref_s - 0.1,
-                "postprocess": 0.05,
-                "total": ref_s,
-            },
-            "latency_s": ref_s,
-        }
-        cand = {
-            **common,
-            "role": "candidate",
-            "backend": "onnx",
-            "provider": "CPUExecutionProvider",
-            "stages_s": {
-                "preprocess": 0.05,
-                "inference": cand_s - 0.1,
-                "postprocess": 0.05,
-                "total": cand_s,
-            },
-            "latency_s": cand_s,
-            "mean_dice": mean,
-            "class_dice": dice,
-            "flipped_fraction": 1e-5,
-            "max_abs_logit_diff": 0.02,
-            "reference_s": ref_s,
-            "candidate_s": cand_s,
-            "speedup": ref_s / cand_s,
-            "gates": {"dice": case not in failed_dice, "speedup": ref_s / cand_s >= 1.0},
-        }
-        if truth is not None:
-            ref["dice_vs_ground_truth"] = truth
-            cand["dice_vs_ground_truth"] = truth + 0.001
-        benches += [_bench(case, "reference", ref, ref_s), _bench(case, "candidate", cand, cand_s)]
-    return {
-        "machine_info": {
-            "node": "ci",
-            "machine": "x86_64",
-            "python_version": "3.11.7",
-            "cpu": {"brand_raw": "Test CPU", "count": 2},
-        },
-        "commit_info": {"id": "0123456789abcdef0123", "branch": "main", "dirty": False},
-        "benchmarks": benches,
-        "datetime": "2026-01-01T00:00:00+00:00",
-        "version": "5.3.1",
-    }
-
-
-def write(path: Path, data: Any) -> Path:
-    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
-    return path
-
-
-def run_cli(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main([str(a) for a in argv], out=out)
-    return code, out.getvalue()
-
 
 # loading -----------------------------------------------------------------------------------
 

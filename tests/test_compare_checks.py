@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_cli import make_run, run_cli, write
-from test_merge import SUITE, shard
+from saved_runs import SUITE, make_run, run_cli, shard, write
 
 from segbench.results.compare import compare_runs
 from segbench.results.mismatch import RunsNotComparable, run_differences

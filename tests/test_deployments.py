@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import ROOT, run_pytest, tiny_card, write_nifti
-from test_cli import run_cli
+from helpers import ROOT, TINY_GRID, run_pytest, tiny_card, write_nifti
+from saved_runs import run_cli
 
 from segbench.bench.paired import PairedRun
 from segbench.bench.runtime import Runtime
@@ -28,7 +28,7 @@ from segbench.bench.segmenters import (
     relabel,
 )
 from segbench.errors import ConfigError
-from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+from segbench.inputs.phantoms import PhantomSpec, default_cache_dir, ensure_phantom
 from segbench.inputs.volumes import Volume, load_volume
 from segbench.results.runs import load_run
 from segbench.scoring.metrics import compute_dice
@@ -381,7 +381,6 @@ def test_a_paired_run_scores_a_pipeline_by_class_name(factories: Path, tmp_path:
 
 # a real session ---------------------------------------------------------------------------------
 
-TINY = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window
 PHANTOM = "phantom_tiny3mm_ras_s007.nii.gz"
 PERMUTED = '''
 import sys
@@ -410,7 +409,7 @@ def test_a_session_with_deployments_goes_on_past_a_broken_one(tmp_path: Path) ->
     factory raises. The broken one fails with one line; the others pass; the saved run is read
     by gate, report and compare."""
     (tmp_path / "data").mkdir()
-    image, _ = ensure_phantom(PhantomSpec(TINY, 7), default_cache_dir())
+    image, _ = ensure_phantom(PhantomSpec(TINY_GRID, 7), default_cache_dir())
     shutil.copy(image, tmp_path / "data" / image.name)
     (tmp_path / "renumber.py").write_text(PERMUTED.format(example=str(EXAMPLE)))
     (tmp_path / "broken.py").write_text(FACTORIES)

@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from helpers import (
+    run_suite,
     shared_dicom_paths,
     synthetic_ct,
     tiny_card,
@@ -79,6 +80,7 @@ def test_example_series_lands_on_its_segmentation_grid() -> None:
     assert volume.spacing == pytest.approx((0.9765625, 0.9765625, 2.0))
 
 
+@pytest.mark.slow
 def test_predict_on_a_series_writes_the_mask_on_its_grid(tmp_path: Path) -> None:
     folder, seg_path = shared_dicom_paths()
     card = tiny_card(spacing=(6.0, 6.0, 6.0), tile_step=1.0)  # 9 windows: CPU time is scarce
@@ -340,8 +342,6 @@ def test_series_runs_as_a_case_of_the_suite(tmp_path: Path) -> None:
     segmentation) linked into DIR: both backends run on it, its truth's grid is checked, and
     Dice against that truth is left out (TotalSegmentator labels, not the demo model's)."""
     import json
-
-    from test_suite_gates import run_suite
 
     folder, seg_path = shared_dicom_paths()
     data = tmp_path / "hospital"

@@ -21,8 +21,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import make_run
-from test_merge import SUITE, shard
+from saved_runs import SUITE, make_run, shard
 
 from segbench.cli import main
 from segbench.results.decision import gate_decision

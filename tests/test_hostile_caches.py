@@ -122,11 +122,11 @@ def test_export_cache_poisoned_then_rebuilt(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.path.name, meta.name])
 
 
-def test_float16_cache_verified(tmp_path: Path) -> None:
+def test_float16_cache_verified(tiny_onnx: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from segbench.pipeline.export import export_onnx, to_float16
+    from segbench.pipeline.export import to_float16
 
-    source = export_onnx(build_tiny_net(), tiny_card(), tmp_path / "src").path
+    source = tiny_onnx
     half = to_float16(source, tmp_path / "fp16")
     assert half.with_suffix(".json").is_file()
     half.write_bytes(half.read_bytes()[:50])

@@ -8,40 +8,13 @@ from pathlib import Path
 
 import pytest
 from helpers import write_dicom_series
+from hostile_files import insert_before_pixels, nested_sequences, set_number_of_frames
 
 from segbench.errors import InputError
 from segbench.inputs.volumes import load_volume
 
 pydicom = pytest.importorskip("pydicom", reason="DICOM tests need segbench[dicom] (pydicom)")
 pytest.importorskip("SimpleITK", reason="DICOM tests need segbench[dicom] (SimpleITK)")
-
-PIXEL_DATA = b"\xe0\x7f\x10\x00"  # (7FE0,0010), explicit VR little endian
-
-
-def nested_sequences(depth: int) -> bytes:
-    """ContentSequence (0040,A730) items nested ``depth`` deep, undefined lengths throughout:
-    pydicom itself cannot write this (its writer recurses), so it is built byte by byte."""
-    sequence = b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff"
-    item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
-    ends = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-    return (sequence + item) * depth + ends * depth
-
-
-def insert_before_pixels(path: Path, raw: bytes) -> None:
-    data = path.read_bytes()
-    at = data.index(PIXEL_DATA)
-    path.write_bytes(data[:at] + raw + data[at:])
-
-
-def set_number_of_frames(path: Path, text: bytes) -> None:
-    """NumberOfFrames (IS) set to ``text`` (2 bytes): pydicom refuses to write a non-number."""
-    ds = pydicom.dcmread(path)
-    ds.NumberOfFrames = 1
-    ds.save_as(path)
-    data = path.read_bytes()
-    tag = b"\x28\x00\x08\x00IS\x02\x00"
-    assert tag + b"1 " in data
-    path.write_bytes(data.replace(tag + b"1 ", tag + text))
 
 
 def refused(folder: Path, *words: str) -> str:

@@ -8,53 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from helpers import TINY_PATCH, tiny_card
+from hostile_files import conv_model
 from onnx import TensorProto, helper, numpy_helper
 
 from segbench.errors import ModelError
 from segbench.pipeline.export import check_onnx_matches
 
-Dims = list[int | str]
-IMAGE: Dims = ["b", 1, "x", "y", "z"]
-LOGITS: Dims = ["b", 3, "x", "y", "z"]
 CARD = tiny_card(num_classes=3)  # 1 channel in, 3 classes out, patch (32, 32, 32)
-
-
-def conv_model(
-    path: Path,
-    *,
-    image: Dims | None = IMAGE,
-    logits: Dims | None = LOGITS,
-    in_type: int = TensorProto.FLOAT,
-    out_type: int = TensorProto.FLOAT,
-    channels: int = 3,
-    extra: str | None = None,
-    extra_with_default: bool = False,
-    nodes: list[onnx.NodeProto] | None = None,
-) -> Path:
-    """A 1x1x1 convolution from 1 channel to ``channels`` (a real network as far as
-    onnxruntime can tell: an input of another type is cast to float first), with the
-    declared input/output types and dims given; ``extra``
-    adds a second graph input (required, or with a default value: an initializer)."""
-    weight = numpy_helper.from_array(np.ones((channels, 1, 1, 1, 1), np.float32), "w")
-    body = nodes or [helper.make_node("Conv", ["image", "w"], ["logits"])]
-    if nodes is None and in_type != TensorProto.FLOAT:  # a valid model: cast, then convolve
-        cast = helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT)
-        body = [cast, helper.make_node("Conv", ["image_f", "w"], ["logits"])]
-    inputs = [helper.make_tensor_value_info("image", in_type, image)]
-    initializers = [weight]
-    if extra is not None:
-        inputs.append(helper.make_tensor_value_info(extra, TensorProto.FLOAT, [1]))
-        if extra_with_default:
-            initializers.append(numpy_helper.from_array(np.zeros(1, np.float32), extra))
-    out = helper.make_tensor_value_info("logits", out_type, logits)
-    graph = helper.make_graph(body, "g", inputs, [out], initializer=initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 def refused(path: Path, *words: str, fit: bool = False, batch: int = 1) -> str:

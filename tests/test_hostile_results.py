@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_pytest
-from test_cli import make_run, run_cli, write
+from helpers import FakeReporter, attached_terminal, run_pytest
+from saved_runs import SUITE, make_run, run_cli, shard, write
 
 from segbench.cachefiles import UnsafeWriteError, temp_path, write_atomic, write_text_atomic
 from segbench.results.decision import gate_decision, run_gates
@@ -217,10 +217,8 @@ def test_session_table_and_progress_escape_names() -> None:
     assert len(table.splitlines()) == len(rows) + 4
     assert "\x1b" not in table and not any(_workflow_command(x) for x in table.splitlines())
 
-    from test_plugin_progress import _Reporter, _terminal
-
-    reporter = _Reporter(tty=False)
-    terminal_ = _terminal(reporter, mode="on")
+    reporter = FakeReporter(tty=False)
+    terminal_ = attached_terminal(reporter, mode="on")
     observer = terminal_.case(HOSTILE_NAMES[0])
     assert observer is not None
     observer.start("candidate", "round", 1, 3)
@@ -284,8 +282,6 @@ def test_report_markdown_escapes_names_models_and_machine_fields(tmp_path: Path)
 def test_compare_and_merge_output_escape_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from test_merge import SUITE, shard
-
     old = write(tmp_path / "old.json", _renamed("::error::x\n<b>.nii.gz"))
     new_data = _renamed("::error::x\n<b>.nii.gz")
     new_data["machine_info"]["cpu"]["brand_raw"] = "Other\x1b[31m CPU"
@@ -545,8 +541,6 @@ def test_an_oversized_run_is_refused(
 def test_merge_and_compare_refuse_malformed_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from test_merge import SUITE, shard
-
     good = write(tmp_path / "good.json", make_run())
     bad = write(tmp_path / "run.json", _set(make_run(), "cand.speedup", "fast"))
     code, _ = run_cli("compare", str(good), str(bad))

@@ -13,10 +13,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from helpers import run_pytest, write_dicom_series, write_nifti
+from hostile_files import conv_model, insert_before_pixels, nested_sequences, set_number_of_frames
 from onnx import TensorProto
-from test_cli import make_run
-from test_hostile_dicom import insert_before_pixels, nested_sequences, set_number_of_frames
-from test_hostile_onnx import conv_model
+from saved_runs import make_run
 
 from segbench.cli import main
 from segbench.scoring.gates import check_dice

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from helpers import build_tiny_net, tiny_card
+from helpers import ScriptedClock
 from onnx import numpy_helper
 
 from segbench.bench.inject import (
@@ -17,7 +16,6 @@ from segbench.bench.inject import (
     perturb_onnx,
     shift_first_axis,
 )
-from segbench.pipeline.export import export_onnx
 from segbench.settings.config import Profile
 from segbench.settings.injection import Injection, parse_injection
 from segbench.settings.kinds import BackendKind
@@ -47,30 +45,39 @@ def test_bad_injection_quotes_the_item(item: str, expected: str) -> None:
 
 
 class _Fixed:
+    """A backend whose every call takes ``seconds`` on ``clock`` (no clock: no time at all)."""
+
     kind = BackendKind.ONNX
     provider = "CPUExecutionProvider"
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float, clock: ScriptedClock | None = None) -> None:
+        self.seconds, self.clock = seconds, clock
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        time.sleep(self.seconds)
+        if self.clock is not None:
+            self.clock.sleep(self.seconds)
         return np.arange(batch.size, dtype=np.float32).reshape(batch.shape)
 
 
-def test_slowdown_is_relative_and_delay_absolute() -> None:
+@pytest.mark.parametrize(
+    ("injection", "seconds"),
+    [
+        (Injection(), 0.1),
+        (Injection(slowdown=1.0), 0.2),  # relative: twice the inner call
+        (Injection(slowdown=0.3), 0.13),
+        (Injection(delay=0.05), 0.15),  # absolute: 50 ms more
+        (Injection(delay=0.05, slowdown=1.0), 0.25),
+    ],
+)
+def test_slowdown_is_relative_and_delay_absolute(injection: Injection, seconds: float) -> None:
     batch = np.zeros((1, 1, 4, 2, 2), dtype=np.float32)
-    for injection, low, high in (
-        (Injection(slowdown=1.0), 0.2, 0.35),
-        (Injection(delay=0.05), 0.15, 0.25),
-    ):
-        backend = InjectedBackend(_Fixed(0.1), injection)
-        start = time.perf_counter()
-        out = backend(batch)
-        elapsed = time.perf_counter() - start
-        assert low <= elapsed < high, (injection, elapsed)
-        assert np.array_equal(out, _Fixed(0)(batch))
-        assert backend.provider == "CPUExecutionProvider" and backend.kind is BackendKind.ONNX
+    clock = ScriptedClock()
+    backend = InjectedBackend(_Fixed(0.1, clock), injection, clock=clock, sleep=clock.sleep)
+    start = clock()
+    out = backend(batch)
+    assert clock() - start == pytest.approx(seconds)
+    assert np.array_equal(out, _Fixed(0)(batch))
+    assert backend.provider == "CPUExecutionProvider" and backend.kind is BackendKind.ONNX
 
 
 def test_shift_moves_window_output_one_voxel() -> None:
@@ -88,9 +95,8 @@ def test_no_gaussian_changes_only_the_candidate_profile() -> None:
     assert candidate_profile(profile, Injection(no_gaussian=True)).use_gaussian is False
 
 
-def test_perturb_onnx_changes_only_the_last_conv(tmp_path: Path) -> None:
-    card = tiny_card()
-    source = export_onnx(build_tiny_net(), card, tmp_path / "onnx").path
+def test_perturb_onnx_changes_only_the_last_conv(tiny_onnx: Path, tmp_path: Path) -> None:
+    source = tiny_onnx
     out = perturb_onnx(source, 0.5, tmp_path / "bad")
     assert out != source and out.parent == tmp_path / "bad"
     onnx.checker.check_model(str(out))

@@ -13,8 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from helpers import ROOT
-from test_cli import make_run
-from test_merge import SUITE, shard
+from saved_runs import SUITE, make_run, shard
 
 SRC = ROOT / "src"
 PACKAGE = SRC / "segbench"

@@ -71,3 +71,11 @@ def test_torch_index_can_be_left_to_pip_config(checkout: Path) -> None:
     lines = _dry(checkout, "install", "TORCH_INDEX=")
     torch = next(line for line in lines if "--no-deps" in line)
     assert "--index-url" not in torch and torch.endswith(" torch")
+
+
+def test_fast_subset_deselects_the_slow_tests(checkout: Path) -> None:
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "python").touch()
+    (checkout / ".venv" / ".segbench-installed").touch()
+    assert _dry(checkout, "test-fast") == ['.venv/bin/pytest --benchmark-skip -m "not slow"']
+    assert _dry(checkout, "test") == [".venv/bin/pytest --benchmark-skip"]  # the whole suite

@@ -9,72 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import CASES, make_run, run_cli, write
+from saved_runs import SUITE, make_run, run_cli, shard, write
 
 from segbench.results.decision import gate_decision
 from segbench.results.merge import MergeError, differences, merge_shards
 from segbench.results.runs import load_run
-
-SUITE = [c[0] for c in CASES]
-
-
-def settings() -> dict[str, Any]:
-    """A shard's settings fingerprint (the plugin writes the same layout)."""
-    return {
-        "model": "synthetic",
-        "weights_sha256": "ab" * 32,
-        "card": {
-            "spacing": [3.0, 3.0, 3.0],
-            "patch_size": [64, 64, 64],
-            "tile_step": 0.8,
-            "classes": 4,
-        },
-        "onnx": {"source": "export", "sha256": "cd" * 32},
-        "config_sha256": "ef" * 32,
-        "config": {
-            "gates": {
-                "dice_min": 0.99,
-                "class_dice_min": 0.95,
-                "min_class_voxels": 1000,
-                "speedup_min": 1.0,
-            },
-            "timing": {"rounds": 3, "warmup_rounds": 2, "estimator": "min"},
-            "profiles": {},
-            "cases": {},
-        },
-        "versions": {
-            "segbench": "0.1.0",
-            "torch": "2.13.0+cpu",
-            "onnxruntime": "1.32.0",
-            "numpy": "2.4.6",
-            "scipy": "1.17.1",
-        },
-        "options": {
-            "injection": "none",
-            "baseline": None,
-            "max_voxels": 314572800,
-            "require_gpu": False,
-        },
-    }
-
-
-def shard(
-    cases: list[str], group: int | None, splits: int = 2, node: str = "ci-1", **run_kw: Any
-) -> dict[str, Any]:
-    """The saved run of one shard: ``cases`` of the synthetic suite, with a segbench block."""
-    data = make_run(**run_kw)
-    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["case"] in cases]
-    data["machine_info"] = {**data["machine_info"], "node": node}
-    data["segbench"] = {
-        "format": 1,
-        "settings": settings(),
-        "suite": list(SUITE),
-        "cases": list(cases),
-        "shard": {"splits": splits, "group": group} if group else None,
-        "model_option": "synthetic",
-        "config_source": "benchmarks.json",
-    }
-    return data
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """segbench.models.totalseg: TotalSegmentator's installed weights by name, found in fake
-TotalSegmentator homes (the tiny nnU-Net folders of test_models_nnunet under TotalSegmentator's
+TotalSegmentator homes (the tiny nnU-Net folders of nnunet_folders under TotalSegmentator's
 dataset and trainer names)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_models_nnunet import (
+from nnunet_folders import (
     TINY_FEATURES,
     TINY_KERNELS_ZYX,
     TINY_PATCH_ZYX,

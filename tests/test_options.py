@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_pytest
 
 from segbench.inputs.limits import DEFAULT_MAX_VOXELS
 from segbench.plugin.options import SPECS, Options
@@ -98,21 +97,23 @@ def test_bad_ini_value_is_a_usage_error_naming_the_key(
     assert needle in str(info.value) and str(tmp_path / "pytest.ini") in str(info.value)
 
 
-def test_every_option_has_an_ini_key_and_a_metavar_in_help(tmp_path: Path) -> None:
-    out = run_pytest(tmp_path, "--help", suite=None)
-    assert out.returncode == 0, out.stderr
-    options = set(re.findall(r"--segbench-[a-z-]+", out.stdout))
-    keys = set(re.findall(r"^  (segbench_[a-z_]+) ", out.stdout, re.M))
+def test_every_option_has_an_ini_key_and_a_metavar_in_help(plugin_session: Any) -> None:
+    result = plugin_session("--help", suite=None)
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    out = result.stdout.str()
+    options = set(re.findall(r"--segbench-[a-z-]+", out))
+    keys = set(re.findall(r"^  (segbench_[a-z_]+) ", out, re.M))
     assert options == {s.option for s in SPECS}
     assert keys == {s.key for s in SPECS}
-    assert "--segbench-data=DIR" in out.stdout and "SEGBENCH_DATA" not in out.stdout
-    assert not re.search(r"\d\.\d+x", out.stdout)  # no measured speed-ups in help texts
+    assert "--segbench-data=DIR" in out and "SEGBENCH_DATA" not in out
+    assert not re.search(r"\d\.\d+x", out)  # no measured speed-ups in help texts
 
 
-def test_bad_ini_value_stops_the_session(tmp_path: Path) -> None:
-    out = run_pytest(tmp_path, "--collect-only", "-o", "segbench_rounds=0")
-    assert out.returncode != 0
-    assert "segbench_rounds = '0'" in out.stderr and "must be >= 1" in out.stderr
+def test_bad_ini_value_stops_the_session(plugin_session: Any) -> None:
+    result = plugin_session("--collect-only", "-o", "segbench_rounds=0")
+    assert result.ret != pytest.ExitCode.OK
+    err = result.stderr.str()
+    assert "segbench_rounds = '0'" in err and "must be >= 1" in err
 
 
 def test_rounds_and_budget_override_the_timing(tmp_path: Path) -> None:

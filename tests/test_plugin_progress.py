@@ -12,7 +12,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import run_pytest
+from helpers import PYTEST_LINE, FakeReporter, attached_terminal, run_pytest
 
 from segbench.inputs.cases import Case
 from segbench.inputs.phantoms import (
@@ -28,45 +28,7 @@ from segbench.plugin.progress import INTERVAL, Terminal, announcer
 from segbench.plugin.session import SegbenchSession
 from segbench.settings.cpu import read_cpu_flags
 
-PYTEST_LINE = "tests/test_regression.py ."  # pytest's text on the line when a test runs
 TINY = GridSpec("wheel3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window of demo
-
-
-class _Writer:
-    def __init__(self, width: int) -> None:
-        self.fullwidth = width
-        self._current_line = PYTEST_LINE
-
-    @property
-    def width_of_current_line(self) -> int:
-        return len(self._current_line)
-
-
-class _Reporter:
-    """What the progress writes through of pytest's terminal reporter."""
-
-    hasmarkup = True
-
-    def __init__(self, tty: bool, width: int = 100) -> None:
-        self._tw = _Writer(width)
-        self.tty = tty
-        self.out: list[str] = []
-        self.currentfspath: Any = Path("tests/test_regression.py")
-
-    def isatty(self) -> bool:
-        return self.tty
-
-    def write_raw(self, text: str, flush: bool = False) -> None:
-        self.out.append(text)
-
-    def write(self, text: str, flush: bool = False) -> None:
-        self.out.append(text)
-
-    def write_line(self, text: str) -> None:  # as pytest's: ends pytest's line first
-        if self.currentfspath:
-            self.out.append("\n")
-            self.currentfspath = None
-        self.out.append(text + "\n")
 
 
 class _Clock:
@@ -77,19 +39,13 @@ class _Clock:
         return self.now
 
 
-def _terminal(reporter: _Reporter | None, mode: str = "auto", verbosity: int = 0) -> Terminal:
-    terminal = Terminal(None, mode)
-    terminal.attach(reporter, None, verbosity)
-    return terminal
-
-
 def test_live_line_is_rewritten_in_place_at_most_every_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = _Clock()
     monkeypatch.setattr(progress.time, "monotonic", clock)
-    reporter = _Reporter(tty=True)
-    observer = _terminal(reporter).case("phantom_lung192x208")
+    reporter = FakeReporter(tty=True)
+    observer = attached_terminal(reporter).case("phantom_lung192x208")
     assert observer is not None
     move = f"\r\x1b[{len(PYTEST_LINE)}C"  # after pytest's text, which stays
     show = observer.start("candidate", "round", 2, 3)
@@ -114,9 +70,9 @@ def test_live_line_is_rewritten_in_place_at_most_every_interval(
     assert not any("\n" in text for text in reporter.out)
 
 
-def test_live_line_drops_the_case_on_a_narrow_terminal() -> None:
-    reporter = _Reporter(tty=True, width=len(PYTEST_LINE) + 40)
-    observer = _terminal(reporter).case("phantom_lung192x208_las_s102.nii.gz")
+def test_live_line_drops_the_case_on_a_narrowattached_terminal() -> None:
+    reporter = FakeReporter(tty=True, width=len(PYTEST_LINE) + 40)
+    observer = attached_terminal(reporter).case("phantom_lung192x208_las_s102.nii.gz")
     assert observer is not None
     show = observer.start("reference", "warm-up", 1, 2)
     assert reporter.out[-1].endswith("C  reference  warm-up 1/2\x1b[K")
@@ -126,8 +82,8 @@ def test_live_line_drops_the_case_on_a_narrow_terminal() -> None:
 
 
 def test_callback_cost_stays_small_with_a_real_clock() -> None:
-    reporter = _Reporter(tty=True)
-    observer = _terminal(reporter).case("c")
+    reporter = FakeReporter(tty=True)
+    observer = attached_terminal(reporter).case("c")
     assert observer is not None
     show = observer.start("candidate", "round", 1, 1)
     assert show is not None
@@ -139,8 +95,8 @@ def test_callback_cost_stays_small_with_a_real_clock() -> None:
 
 
 def test_without_a_terminal_one_line_per_run_then_pytests_line_again() -> None:
-    reporter = _Reporter(tty=False)
-    observer = _terminal(reporter).case("scan.nii.gz")
+    reporter = FakeReporter(tty=False)
+    observer = attached_terminal(reporter).case("scan.nii.gz")
     assert observer is not None
     note = observer.start("reference", "round", 1, 2)
     assert note is not None
@@ -156,21 +112,21 @@ def test_without_a_terminal_one_line_per_run_then_pytests_line_again() -> None:
 
 
 def test_announcements_and_modes() -> None:
-    reporter = _Reporter(tty=False)
-    terminal = _terminal(reporter)
+    reporter = FakeReporter(tty=False)
+    terminal = attached_terminal(reporter)
     say = announcer(terminal)
     assert say is not None
     say("exporting demo to ONNX (opset 17) into /c/onnx...")
     assert "".join(reporter.out) == (
         "\nsegbench: exporting demo to ONNX (opset 17) into /c/onnx...\n" + PYTEST_LINE
     )
-    quiet = _terminal(_Reporter(tty=True), "auto", verbosity=-1)  # -q
+    quiet = attached_terminal(FakeReporter(tty=True), "auto", verbosity=-1)  # -q
     assert quiet.case("c") is None and announcer(quiet) is None
-    assert _terminal(_Reporter(tty=True), "on", verbosity=-1).case("c") is not None
-    assert _terminal(_Reporter(tty=True), "off").case("c") is None
-    assert _terminal(None, "on").case("c") is None  # no terminal reporter
+    assert attached_terminal(FakeReporter(tty=True), "on", verbosity=-1).case("c") is not None
+    assert attached_terminal(FakeReporter(tty=True), "off").case("c") is None
+    assert attached_terminal(None, "on").case("c") is None  # no terminal reporter
     worker = Terminal(None, "on")
-    worker.attach(_Reporter(tty=True), None, 0, worker=True)
+    worker.attach(FakeReporter(tty=True), None, 0, worker=True)
     assert worker.case("c") is None
 
 
@@ -208,6 +164,7 @@ def _totalsegmentator_case(data: Path) -> None:
             nib.save(mask, case / "segmentations" / f"{name}.nii.gz")
 
 
+@pytest.mark.slow
 def test_suite_shows_progress_and_records_the_truth_relative_to_the_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _totalsegmentator_case(data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import run_pytest, write_nifti
@@ -106,15 +107,19 @@ def test_skipped_lines_are_capped() -> None:
     assert skipped_lines(Path("/d"), []) == []
 
 
-def test_no_cases_is_a_usage_error(tmp_path: Path) -> None:
+def test_no_cases_is_a_usage_error(tmp_path: Path, plugin_session: Any) -> None:
     empty = tmp_path / "no-shared-data"
     empty.mkdir()
-    out = run_pytest(
-        tmp_path, "--collect-only", "--segbench-suite=none", f"--segbench-shared-data={empty}"
+    result = plugin_session(
+        "--collect-only", "--segbench-suite=none", f"--segbench-shared-data={empty}"
     )
-    assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout[-2000:]
-    assert "no cases: --segbench-suite=none and no --segbench-data" in out.stderr
-    assert "Fix: pass --segbench-data=DIR" in out.stderr
-    out = run_pytest(tmp_path, "--collect-only", "--segbench-glob=*.nii.gz")
-    assert out.returncode == pytest.ExitCode.USAGE_ERROR
-    assert "--segbench-glob=*.nii.gz without --segbench-data" in out.stderr
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:]
+    result.stderr.fnmatch_lines(
+        [
+            "*no cases: --segbench-suite=none and no --segbench-data*",
+        ]
+    )
+    assert "Fix: pass --segbench-data=DIR" in result.stderr.str()
+    result = plugin_session("--collect-only", "--segbench-glob=*.nii.gz")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--segbench-glob=*.nii.gz without --segbench-data" in result.stderr.str()

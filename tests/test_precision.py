@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_pytest
-from test_cli import make_run, run_cli, write
-from test_merge import SUITE, shard
+from helpers import TINY_GRID, run_pytest
+from saved_runs import SUITE, make_run, run_cli, shard, write
 
 from segbench.errors import ConfigError
 from segbench.results.baseline import load_baselines
@@ -413,13 +412,10 @@ def test_a_bf16_session_is_refused_before_anything_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not _bf16_runs_here(), reason=BF16_SKIP)
-def test_bf16_runs_in_bf16_close_to_fp32(tmp_path: Path) -> None:
-    from helpers import build_tiny_net, tiny_card
-
+def test_bf16_runs_in_bf16_close_to_fp32(tiny_onnx: Path) -> None:
     from segbench.pipeline.backends import OrtBackend
-    from segbench.pipeline.export import export_onnx
 
-    path = export_onnx(build_tiny_net(), tiny_card(), tmp_path).path
+    path = tiny_onnx
     batch = np.random.default_rng(0).standard_normal((1, 1, 32, 32, 32)).astype(np.float32)
     fp32 = OrtBackend(path, provider="openvino", threads=1)(batch)
     bf16_backend = OrtBackend(path, provider="openvino", threads=1, precision="bf16")
@@ -429,13 +425,13 @@ def test_bf16_runs_in_bf16_close_to_fp32(tmp_path: Path) -> None:
     assert 0 < diff < 0.5 * float(np.abs(fp32).max())  # bf16 rounds: close, not equal
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _bf16_runs_here(), reason=BF16_SKIP)
 def test_a_bf16_session_records_bf16(tmp_path: Path) -> None:
-    from segbench.inputs.phantoms import GridSpec, PhantomSpec, default_cache_dir, ensure_phantom
+    from segbench.inputs.phantoms import PhantomSpec, default_cache_dir, ensure_phantom
 
     (tmp_path / "data").mkdir()
-    tiny = GridSpec("tiny3mm", (60, 56, 48), (3.0, 3.0, 3.0), "RAS")  # one 64^3 window
-    image, _ = ensure_phantom(PhantomSpec(tiny, 7), default_cache_dir())
+    image, _ = ensure_phantom(PhantomSpec(TINY_GRID, 7), default_cache_dir())
     shutil.copy(image, tmp_path / "data" / image.name)
     config = tmp_path / "bf16.json"
     candidates = {"ov": {"backend": "onnx", "provider": "openvino"}, "ov-bf16": BF16}

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import build_tiny_net, tiny_card
+from helpers import tiny_card
 
 from segbench.errors import ConfigError, ModelError
 from segbench.settings.config import Profile, parse_config
@@ -239,12 +239,9 @@ def test_profile_defaults_to_auto() -> None:
 
 
 @pytest.fixture(scope="module")
-def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def onnx_path(tiny_onnx: Path) -> Path:
     pytest.importorskip("onnxruntime")
-    from segbench.pipeline.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("onnx-providers")
-    return export_onnx(build_tiny_net(), tiny_card(), folder).path
+    return tiny_onnx
 
 
 @pytest.fixture(scope="module")

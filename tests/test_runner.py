@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import build_tiny_net, tiny_card, write_nifti
+from helpers import ScriptedClock, build_tiny_net, tiny_card, write_nifti
 
 from segbench.bench.contention import Snapshot, process_cpu_s
 from segbench.bench.inject import InjectedBackend
 from segbench.bench.paired import PairedRun
 from segbench.bench.runtime import Runtime, build_runtime
+from segbench.bench.segmenters import BackendSegmenter
 from segbench.errors import ConfigError, SegbenchError
 from segbench.pipeline.backends import BackendKind, OrtBackend, TorchBackend
 from segbench.results.baseline import load_baselines
@@ -370,11 +371,11 @@ def test_big_reference_logits_wait_on_disk_during_candidate_rounds(
 
 
 class _Timed:
-    """A backend whose windows take scripted times: ``seconds[i % len(seconds)]`` for its i-th
-    window (a sleep), then the tiny network's output."""
+    """A backend whose windows take scripted times on ``clock``: ``seconds[i % len(seconds)]``
+    for its i-th window, then the tiny network's output."""
 
-    def __init__(self, seconds: list[float], kind: BackendKind) -> None:
-        self.seconds, self.kind, self.calls = seconds, kind, 0
+    def __init__(self, seconds: list[float], kind: BackendKind, clock: ScriptedClock) -> None:
+        self.seconds, self.kind, self.clock, self.calls = seconds, kind, clock, 0
         self.inner = TorchBackend(build_tiny_net())
 
     @property
@@ -382,9 +383,7 @@ class _Timed:
         return "cpu"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        import time
-
-        time.sleep(self.seconds[self.calls % len(self.seconds)])
+        self.clock.sleep(self.seconds[self.calls % len(self.seconds)])
         self.calls += 1
         return self.inner(batch)
 
@@ -392,21 +391,25 @@ class _Timed:
 def _scripted(
     tmp_path: Path, candidate_s: list[float], baseline: Any = None, slowdown: float = 0.0
 ) -> PairedRun:
-    """A case whose reference windows take 400 ms and the candidate's ``candidate_s``, timed
-    with 4 pairs (no adaptive rounds), gated against ``baseline``."""
+    """A case whose reference windows take 400 ms and the candidate's ``candidate_s`` on a
+    scripted clock (the pipeline around the windows takes no time on it), timed with 4 pairs
+    (no adaptive rounds), gated against ``baseline``."""
     tmp_path.mkdir()
     image = write_nifti(tmp_path / "ct.nii.gz", shape=(30, 30, 24), zooms=(3.0, 3.0, 3.0))
-    candidate: Any = _Timed(candidate_s, BackendKind.ONNX)
+    clock = ScriptedClock()
+    candidate: Any = _Timed(candidate_s, BackendKind.ONNX, clock)
     if slowdown:
-        candidate = InjectedBackend(candidate, Injection(slowdown=slowdown))
-    runtime = Runtime(
-        tiny_card(),
-        {"reference": _Timed([0.4], BackendKind.TORCH), "candidate": candidate},
-        {"reference": Profile(BackendKind.TORCH), "candidate": Profile(BackendKind.ONNX)},
-        None,
-        "export",
-        None,
-    )
+        candidate = InjectedBackend(
+            candidate, Injection(slowdown=slowdown), clock=clock, sleep=clock.sleep
+        )
+    card = tiny_card()
+    backends = {"reference": _Timed([0.4], BackendKind.TORCH, clock), "candidate": candidate}
+    profiles = {"reference": Profile(BackendKind.TORCH), "candidate": Profile(BackendKind.ONNX)}
+    segmenters: dict[str, Any] = {
+        slot: BackendSegmenter(card, backends[slot], profiles[slot], clock=clock)
+        for slot in backends
+    }
+    runtime = Runtime(card, backends, profiles, None, "export", None, segmenters=segmenters)
     timing = Timing(rounds=4, warmup_rounds=1, reference_rounds=1, max_rounds=4)
     gates = Gates(speedup_min=0.0, speedup_drop_max=0.3)
     pair = PairedRun.load(
@@ -427,16 +430,16 @@ def _verdict_of(pair: PairedRun) -> tuple[str | None, bool, dict[str, Any]]:
 
 
 def test_verdicts_on_injected_timings(tmp_path: Path) -> None:
-    """Scripted window times through the real paired run: a steady candidate twice as fast,
-    saved as the baseline; the same again is unchanged; twice as slow (the injected
-    slowdown) is regressed; a candidate whose windows jump between 50 and 400 ms is inconclusive."""
+    """Scripted window times on a scripted clock through the real paired run: a steady
+    candidate twice as fast, saved as the baseline; the same again is unchanged; twice as slow
+    (the injected slowdown) is regressed; a candidate whose windows jump between 50 and 400 ms
+    is inconclusive. The clock makes every figure exact, whatever the machine's load."""
     first = _scripted(tmp_path / "a", [0.2])
     found, passed, info = _verdict_of(first)
     assert found is None and passed  # no baseline: no verdict
     ratios = tuple(info["pair_speedups"])
-    # the windows sleep 2:1; the untimed-by-sleep part of each run (the pipeline around the
-    # windows) is the same on both sides, so the ratio lies between 1 and 2
-    assert len(ratios) == 4 and all(1.0 < r < 3.0 for r in ratios)
+    assert ratios == pytest.approx((2.0,) * 4)  # 400 ms / 200 ms windows, nothing else timed
+    assert info["speedup"] == pytest.approx(2.0)
     assert info["speedup_interval"]["low"] <= info["speedup"] <= info["speedup_interval"]["high"]
     baseline = BaselineSpeedup(info["speedup"], "base.json", ratios)
 
@@ -446,6 +449,7 @@ def test_verdicts_on_injected_timings(tmp_path: Path) -> None:
 
     slow, passed, info = _verdict_of(_scripted(tmp_path / "c", [0.2], baseline, slowdown=1.0))
     assert (slow, passed) == ("regressed", False), info
+    assert info["pair_speedups"] == pytest.approx([1.0] * 4)  # the candidate twice as slow
     assert info["baseline_change"]["high"] < 1.0
 
     noisy = _scripted(tmp_path / "d", [0.05, 0.05, 0.4, 0.4, 0.4, 0.05], baseline)

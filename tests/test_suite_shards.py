@@ -165,6 +165,7 @@ def test_shard_of_other_settings_is_refused(
     assert "Fix:" in err
 
 
+@pytest.mark.slow
 def test_cases_stay_whole_whatever_the_split(work: Path) -> None:
     listed = []
     for group in (1, 2, 3):

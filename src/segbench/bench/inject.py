@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,25 +36,34 @@ from segbench.settings.injection import Injection, MaskEdit
 
 
 class InjectedBackend:
-    """The candidate backend with an injected slowdown and/or shifted window output."""
+    """The candidate backend with an injected slowdown and/or shifted window output. The
+    inner call is timed with ``clock`` and the extra time spent in ``sleep`` (seconds; tests
+    pass a scripted clock)."""
 
-    def __init__(self, inner: Backend, injection: Injection) -> None:
+    def __init__(
+        self,
+        inner: Backend,
+        injection: Injection,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.inner = inner
         self.injection = injection
         self.kind = inner.kind
+        self.clock, self.sleep = clock, sleep
 
     @property
     def provider(self) -> str:
         return self.inner.provider
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
+        start = self.clock()
         out = self.inner(batch)
         if self.injection.shift:
             out = shift_first_axis(out, self.injection.shift)
-        extra = self.injection.delay + self.injection.slowdown * (time.perf_counter() - start)
+        extra = self.injection.delay + self.injection.slowdown * (self.clock() - start)
         if extra > 0:
-            time.sleep(extra)
+            self.sleep(extra)
         return out
 
 

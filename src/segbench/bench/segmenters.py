@@ -95,13 +95,15 @@ class Segmenter(Protocol):
 
 @dataclass
 class BackendSegmenter:
-    """segbench's own pipeline on a torch or onnxruntime backend (logits kept)."""
+    """segbench's own pipeline on a torch or onnxruntime backend (logits kept); its stage times
+    are read from ``clock`` (seconds)."""
 
     card: ModelCard
     backend: Backend
     profile: Profile
     cold: bool = False
     staged: bool = True
+    clock: Callable[[], float] = time.perf_counter
 
     @property
     def kind(self) -> str:
@@ -118,6 +120,7 @@ class BackendSegmenter:
             self.profile.pipeline,
             keep_logits=True,
             progress=progress,
+            clock=self.clock,
         )
 
     def describe(self) -> dict[str, Any] | None:
