@@ -314,3 +314,20 @@ def test_the_table_and_the_report_show_each_side_s_cpu_share() -> None:
     assert "90/95%, 1/4 busy" in render_report(run.rows, "run")
     old = parse_run(_run(None))  # a run saved before: no column
     assert "CPU" not in summary_table(old.rows, "torch", "onnx")
+
+
+def test_a_contended_run_of_an_added_pair_is_run_again_after_a_quiet_wait() -> None:
+    """The first added pair's candidate run meets the neighbour: it is dropped and run again
+    once the machine is quiet, and the pair is kept (nothing left out of the added pairs)."""
+    machine = Machine()
+    quiet, busy = (1.0, 0.0), (1.5, 0.5)
+    # warm-up, round 1 (pytest-benchmark's, left out when contended), added pair: busy, again
+    again = [(1.01, 0.0), (0.99, 0.0), (1.02, 0.0)]
+    script = {"reference": [(2.0, 0.0)], "candidate": [quiet, busy, busy, *again]}
+    timing = Timing(rounds=1, warmup_rounds=1, max_rounds=3, budget_s=100.0, precision=0.0)
+    rounds = _rounds(machine, script, timing)
+    rounds.measure("candidate", None)
+    flags = [contended for _, _, contended in rounds.pairs("candidate")]
+    assert flags == [True, False, False, False]  # round 1 left out, 3 clean added pairs
+    assert rounds.rerun["candidate"] == 1 and rounds.pair_sample("candidate").n == 3
+    assert 0 < rounds.waited_s["candidate"] < 1.0

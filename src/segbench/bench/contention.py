@@ -34,7 +34,6 @@ from pathlib import Path
 PROC_STAT = Path("/proc/stat")
 BUSY_FIELDS = (0, 1, 2, 5, 6)  # user nice system irq softirq (of the cpuN line's numbers)
 STEAL_FIELD = 7
-BUSY_MAX = 0.1  # default: a run during which others took more than 10 % of its cores
 
 
 @dataclass(frozen=True)

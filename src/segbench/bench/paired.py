@@ -407,6 +407,7 @@ class PairedRun:
             rounds.waited_s.get(slot, 0.0),
             load_1m(),
             rounds.per_pair(slot),
+            rounds.rerun.get(slot, 0),
         )
 
     def edited(self, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:

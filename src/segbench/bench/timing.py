@@ -29,7 +29,8 @@ from segbench.settings.config import Gates, Timing
 from segbench.settings.kinds import candidate_of_slot, slot_label
 
 PARK_BYTES = 256 * 2**20  # logits at least this big wait on disk while the other role runs
-PAIR_WAIT_S = 5.0  # the longest wait for a quiet machine before one pair
+PAIR_WAIT_S = 5.0  # the longest wait for a quiet machine before one run
+RETRIES = 2  # a contended run of a pair is run again up to this many times
 
 
 class RunObserver(Protocol):
@@ -114,6 +115,7 @@ class Rounds:
         self.paired_reference: dict[str, list[StageTimes]] = {s: [] for s in self.candidates}
         self.paired_cpu: dict[str, list[RunCpu]] = {s: [] for s in self.candidates}
         self.waited_s: dict[str, float] = {s: 0.0 for s in self.candidates}
+        self.rerun: dict[str, int] = {s: 0 for s in self.candidates}  # contended runs dropped
         self.last_cpu: RunCpu | None = None
         self.sample: Callable[[], Snapshot] = snapshot  # the clocks (tests script them)
         self.sleep: Callable[[float], None] = time.sleep
@@ -135,6 +137,22 @@ class Rounds:
         if runs.last is not None:
             runs.previous = runs.last.labels
         runs.last = pred
+        return pred
+
+    def _uncontended(self, slot: str, role: str, progress: Progress | None) -> Prediction:
+        """One run of ``role`` (unrecorded) for ``slot``'s pairs, run again while it was
+        contended, after a wait for a quiet machine, up to ``RETRIES`` more times within the
+        case's ``quiet_wait_s``: a neighbour's busy phase costs a run, not a pair. The runs
+        dropped are counted in ``rerun``."""
+        pred = self.run(role, record=False, progress=progress)
+        for _ in range(RETRIES):
+            last = self.last_cpu
+            if last is None or not last.contended(self.timing.busy_max):
+                break
+            if not self._wait_quiet(slot):
+                break
+            self.rerun[slot] = self.rerun.get(slot, 0) + 1
+            pred = self.run(role, record=False, progress=progress)
         return pred
 
     def drop_logits(self, role: str) -> None:
@@ -163,19 +181,22 @@ class Rounds:
         if self.observer is not None:
             self.observer.end()
 
-    def _wait_quiet(self, slot: str) -> None:
+    def _wait_quiet(self, slot: str) -> bool:
         """After a contended run, wait (within the case's ``quiet_wait_s``) for the machine to
         go quiet before the next pair, so that it starts at the beginning of a neighbour's idle
         phase rather than at a random point of its cycle. A machine that stays busy through one
-        wait is not waited for again in this case."""
+        wait is not waited for again in this case. Whether the machine is quiet now."""
         last, timing = self.last_cpu, self.timing
         left = timing.quiet_wait_s - self.waited_s.get(slot, 0.0)
-        if last is None or not last.contended(timing.busy_max) or left <= 0:
-            return
+        if last is None or not last.contended(timing.busy_max):
+            return True
+        if left <= 0:
+            return False
         limit = min(left, PAIR_WAIT_S)
         waited, quiet = wait_quiet(timing.busy_max, limit, self.sample, self.sleep)
         spent = self.waited_s.get(slot, 0.0) + waited
         self.waited_s[slot] = spent if quiet else max(spent, timing.quiet_wait_s)
+        return quiet
 
     def reference_before(
         self, slot: str, index: int = 1, count: int = 1, warmup: bool = False
@@ -196,8 +217,10 @@ class Rounds:
             self._wait_quiet(slot)
         phase = "paired warm-up" if warmup else "paired"
         progress = self.start("reference", phase, index, count)
-        times = self.run("reference", record=False, progress=progress).times
-        if not warmup:
+        if warmup:
+            times = self.run("reference", record=False, progress=progress).times
+        else:
+            times = self._uncontended(slot, "reference", progress).times
             self.paired_reference.setdefault(slot, []).append(times)
             assert self.last_cpu is not None
             self.paired_cpu.setdefault(slot, []).append(self.last_cpu)
@@ -284,7 +307,10 @@ class Rounds:
             self.drop_logits(slot)
             self.reference_before(slot, count + 1, timing.max_rounds)
             progress = self.start(self.label(slot), "round", count + 1, timing.max_rounds)
-            self.run(slot, progress=progress)
+            pred = self._uncontended(slot, slot, progress)
+            assert self.last_cpu is not None
+            self.runs[slot].times.append(pred.times)
+            self.runs[slot].cpu.append(self.last_cpu)
 
     def reference_latency(self, estimator: str, slot: str = "candidate") -> float | None:
         """The reference latency ``slot``'s speed-up uses: the runs interleaved with that

@@ -8,6 +8,7 @@ key ``contention`` (see :mod:`segbench.bench.contention` for how it is measured)
                    "cpu_share": {"reference": 0.93, "candidate": 0.98},  # median per side
                    "others_share": {"median": 0.01, "max": 0.49},  # of the cores, per run
                    "waited_s": 2.4,            # waited for a quiet machine before pairs
+                   "rerun": 2,                 # contended runs run again (not pairs)
                    "load_1m": 1.32,            # the load average as the case ended
                    "per_pair": [[ref wall s, ref CPU s, ref others' share,
                                  cand wall s, cand CPU s, cand others' share], ..]}
@@ -42,6 +43,7 @@ class Contention:
     load_1m: float | None = None
     # every pair, in order: (reference wall s, CPU s, others' share, candidate's the same)
     per_pair: tuple[tuple[float | None, ...], ...] = ()
+    rerun: int = 0  # contended runs of added pairs dropped and run again
 
     @classmethod
     def measured(
@@ -54,6 +56,7 @@ class Contention:
         waited_s: float,
         load_1m: float | None,
         per_pair: Sequence[Sequence[float | None]] = (),
+        rerun: int = 0,
     ) -> Contention:
         """From a case's measured figures: ``shares`` by side, ``others`` one per run."""
         return cls(
@@ -68,6 +71,7 @@ class Contention:
             round(waited_s, 3),
             load_1m,
             tuple(tuple(None if x is None else round(x, 4) for x in p) for p in per_pair),
+            rerun,
         )
 
     def to_info(self) -> dict[str, Any]:
@@ -90,6 +94,7 @@ class Contention:
                 "waited_s": self.waited_s,
                 "load_1m": self.load_1m,
                 "per_pair": [list(p) for p in self.per_pair],
+                "rerun": self.rerun,
             }
         }
 
@@ -113,6 +118,7 @@ class Contention:
             float(data.get("waited_s") or 0.0),
             data.get("load_1m"),
             tuple(tuple(p) for p in data.get("per_pair") or ()),
+            int(data.get("rerun") or 0),
         )
 
     def shares_text(self) -> str:

@@ -157,7 +157,7 @@ def _contention(key: str, value: Any) -> None:
     _mapping(key, value)
     if not isinstance(value, Mapping):
         return
-    for name in ("pairs", "left_out"):
+    for name in ("pairs", "left_out", "rerun"):
         _integer()(f"{key}.{name}", value.get(name))
     for name in ("busy_max", "waited_s", "load_1m"):
         _number(0.0)(f"{key}.{name}", value.get(name))

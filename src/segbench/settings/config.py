@@ -122,7 +122,7 @@ class Timing:
     budget_s: float = 25.0
     precision: float = 0.03
     estimator: str = "min"
-    busy_max: float = 0.1
+    busy_max: float = 0.03
     quiet_wait_s: float = 30.0
 
 
