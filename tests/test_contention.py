@@ -176,13 +176,20 @@ def test_a_pair_waits_for_the_machine_to_go_quiet() -> None:
 
     waited, quiet = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
     assert waited == pytest.approx(0.3) and quiet
+    machine.neighbour = 0.0
+    states = iter([0.0, 0.0, 1.0, 1.0, 0.0])  # quiet (an idle phase's end), busy, quiet again
+    waited, quiet = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
+    assert waited == pytest.approx(0.5) and quiet  # the start of the next quiet phase
+    machine.neighbour = 0.0
+    waited, quiet = wait_quiet(0.1, 0.5, machine.sample, machine.sleep)
+    assert 0.5 <= waited < 0.61 and quiet  # quiet throughout: the neighbour is gone
     machine.neighbour = 1.0
     waited, quiet = wait_quiet(0.1, 0.5, machine.sample, machine.sleep)
     assert 0.5 <= waited < 0.61 and not quiet  # bounded
 
 
 def test_a_machine_busy_throughout_one_wait_is_not_waited_for_again() -> None:
-    """A neighbour that never rests: the first contended run costs one wait of 5 s, the
+    """A neighbour that never rests: the first contended run costs one wait of 8 s, the
     rest of the case none (the wait would not find a quiet machine)."""
     machine = Machine()
     script = {"reference": [(1.0, 0.5)], "candidate": [(1.0, 0.5)]}
@@ -195,7 +202,7 @@ def test_a_machine_busy_throughout_one_wait_is_not_waited_for_again() -> None:
     rounds.sleep = sleep
     rounds.measure("candidate", None)
     assert rounds.waited_s["candidate"] == TIMING.quiet_wait_s  # spent: no more waits
-    assert machine.wall == pytest.approx(9 * 2.0 + 5.0, abs=0.2)  # 1 + 8 pairs, one wait
+    assert machine.wall == pytest.approx(9 * 2.0 + 8.0, abs=0.2)  # 1 + 8 pairs, one wait
 
 
 BASELINE = BaselineSpeedup(2.0, "base.json", (2.0, 2.02, 1.98, 2.0, 2.01))
@@ -326,6 +333,13 @@ def test_a_contended_run_of_an_added_pair_is_run_again_after_a_quiet_wait() -> N
     script = {"reference": [(2.0, 0.0)], "candidate": [quiet, busy, busy, *again]}
     timing = Timing(rounds=1, warmup_rounds=1, max_rounds=3, budget_s=100.0, precision=0.0)
     rounds = _rounds(machine, script, timing)
+    phases = iter([0.5, 0.0] * 10)  # the neighbour: busy for a window, then idle
+
+    def sleep(seconds: float) -> None:
+        machine.neighbour = next(phases)
+        machine.sleep(seconds)
+
+    rounds.sleep = sleep
     rounds.measure("candidate", None)
     flags = [contended for _, _, contended in rounds.pairs("candidate")]
     assert flags == [True, False, False, False]  # round 1 left out, 3 clean added pairs

@@ -143,21 +143,27 @@ def wait_quiet(
     sleep: Callable[[float], None] = time.sleep,
     window_s: float = 0.1,
 ) -> tuple[float, bool]:
-    """Wait, up to ``limit_s``, for a ``window_s`` window during which others took at most
-    ``busy_max`` of this process's cores (a neighbour's idle phase); the seconds waited and
-    whether the machine went quiet. Used
-    before a pair when the run before it was contended, so that a pair starts as the machine
-    goes quiet instead of at a random point of a neighbour's cycle."""
-    waited = 0.0
+    """Wait, up to ``limit_s``, for the start of a quiet phase: a ``window_s`` window during
+    which others took at most ``busy_max`` of this process's cores, after one in which they
+    took more. Used after a contended run: the run ended inside or just after a neighbour's
+    busy phase, so a quiet window seen before the next busy one may be the end of an idle
+    phase; waiting for the next start gives the run the longest quiet ahead. Returns the
+    seconds waited and whether the machine is quiet: ``False`` when it stayed busy
+    throughout, ``True`` also when it stayed quiet throughout (the neighbour is gone)."""
+    waited, seen_busy = 0.0, False
     while waited < limit_s:
         before = sample()
         sleep(window_s)
         after = sample()
         waited += max(after.wall - before.wall, window_s)
         found = run_cpu(before, after, 1).others_share
-        if found is None or found <= busy_max:
+        if found is None:  # the machine's times cannot be read: nothing to wait for
             return waited, True
-    return waited, False
+        if found > busy_max:
+            seen_busy = True
+        elif seen_busy:
+            return waited, True
+    return waited, not seen_busy
 
 
 def load_1m() -> float | None:

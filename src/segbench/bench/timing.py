@@ -29,7 +29,7 @@ from segbench.settings.config import Gates, Timing
 from segbench.settings.kinds import candidate_of_slot, slot_label
 
 PARK_BYTES = 256 * 2**20  # logits at least this big wait on disk while the other role runs
-PAIR_WAIT_S = 5.0  # the longest wait for a quiet machine before one run
+PAIR_WAIT_S = 8.0  # the longest wait for a quiet phase to start before one run
 RETRIES = 2  # a contended run of a pair is run again up to this many times
 
 
