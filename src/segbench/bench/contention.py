@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # per second
 BUSY_FIELDS = (0, 1, 2, 5, 6)  # user nice system irq softirq (of the cpuN line's numbers)
 STEAL_FIELD = 7
 
@@ -56,6 +57,7 @@ class RunCpu:
     cpu_s: float
     threads: int
     others_share: float | None  # None: the machine's times could not be read
+    resolution: float = 0.0  # the smallest others_share told from the counters' ticks
 
     @property
     def share(self) -> float:
@@ -64,8 +66,10 @@ class RunCpu:
         return self.cpu_s / denom if denom > 0 else 0.0
 
     def contended(self, busy_max: float) -> bool:
-        """Whether others took more than ``busy_max`` of the run's cores."""
-        return self.others_share is not None and self.others_share > busy_max
+        """Whether others took more than ``busy_max`` of the run's cores (and more than the
+        counters can tell from noise: a short run's two ticks)."""
+        floor = max(busy_max, self.resolution)
+        return self.others_share is not None and self.others_share > floor
 
 
 def machine_seconds(
@@ -112,7 +116,7 @@ def snapshot(stat: Path = PROC_STAT) -> Snapshot:
     """Read the clocks now (about 50 us)."""
     wall, cpu = time.perf_counter(), process_cpu_s()
     try:
-        found = machine_seconds(stat.read_text(), _cpus(), 1.0 / os.sysconf("SC_CLK_TCK"))
+        found = machine_seconds(stat.read_text(), _cpus(), 1.0 / TICKS)
     except (OSError, ValueError):
         found = None
     if found is None:
@@ -133,7 +137,7 @@ def run_cpu(before: Snapshot, after: Snapshot, threads: int) -> RunCpu:
         if elapsed > 0:
             taken = after.busy - before.busy - cpu + steal
             others = min(max(taken / elapsed, 0.0), 1.0)
-    return RunCpu(round(wall, 6), round(cpu, 6), threads, others)
+    return RunCpu(round(wall, 6), round(cpu, 6), threads, others, _resolution(before, after))
 
 
 def wait_quiet(
@@ -159,11 +163,19 @@ def wait_quiet(
         found = run_cpu(before, after, 1).others_share
         if found is None:  # the machine's times cannot be read: nothing to wait for
             return waited, True
-        if found > busy_max:
+        if found > max(busy_max, _resolution(before, after)):  # as RunCpu.contended
             seen_busy = True
         elif seen_busy:
             return waited, True
     return waited, not seen_busy
+
+
+def _resolution(before: Snapshot, after: Snapshot) -> float:
+    """The smallest share two snapshots tell from noise: two clock ticks (both counters tick at
+    ``SC_CLK_TCK``, read at slightly different instants) of the cores' elapsed time between
+    them (0.1 for a 0.1 s window on two cores)."""
+    elapsed = (after.elapsed or 0.0) - (before.elapsed or 0.0)
+    return 2.0 / (TICKS * elapsed) if elapsed > 0 else 0.0
 
 
 def load_1m() -> float | None:
