@@ -117,6 +117,7 @@ class Rounds:
         self.waited_s: dict[str, float] = {s: 0.0 for s in self.candidates}
         self.rerun: dict[str, int] = {s: 0 for s in self.candidates}  # contended runs dropped
         self.last_cpu: RunCpu | None = None
+        self.last_of: dict[str, RunCpu] = {}  # by role: its last run's figures
         self.sample: Callable[[], Snapshot] = snapshot  # the clocks (tests script them)
         self.sleep: Callable[[float], None] = time.sleep
         self.rss_window = False  # peak RSS covers the last measure(), not the whole process
@@ -130,6 +131,7 @@ class Rounds:
         before = self.sample()
         pred = self.segment(role, progress)
         self.last_cpu = run_cpu(before, self.sample(), self.threads.get(role, 1))
+        self.last_of[role] = self.last_cpu
         runs = self.runs[role]
         if record:
             runs.times.append(pred.times)
@@ -181,14 +183,22 @@ class Rounds:
         if self.observer is not None:
             self.observer.end()
 
-    def _wait_quiet(self, slot: str) -> bool:
+    def before_run(self, slot: str, role: str) -> None:
+        """Untimed, before a run of ``role`` in ``slot``'s pairs: where ``role``'s last run was
+        contended, wait for a quiet phase to start (:meth:`_wait_quiet`), so that a run that
+        follows the other side's does not start at the end of a neighbour's idle phase."""
+        last = self.last_of.get(role)
+        if last is not None and last.contended(self.timing.busy_max):
+            self._wait_quiet(slot, force=True)
+
+    def _wait_quiet(self, slot: str, force: bool = False) -> bool:
         """After a contended run, wait (within the case's ``quiet_wait_s``) for the machine to
         go quiet before the next pair, so that it starts at the beginning of a neighbour's idle
         phase rather than at a random point of its cycle. A machine that stays busy through one
         wait is not waited for again in this case. Whether the machine is quiet now."""
         last, timing = self.last_cpu, self.timing
         left = timing.quiet_wait_s - self.waited_s.get(slot, 0.0)
-        if last is None or not last.contended(timing.busy_max):
+        if not force and (last is None or not last.contended(timing.busy_max)):
             return True
         if left <= 0:
             return False
@@ -214,7 +224,7 @@ class Rounds:
         slowest, up to a third slower)."""
         self.drop_logits(slot)
         if not warmup:
-            self._wait_quiet(slot)
+            self.before_run(slot, "reference")
         phase = "paired warm-up" if warmup else "paired"
         progress = self.start("reference", phase, index, count)
         if warmup:
@@ -306,6 +316,7 @@ class Rounds:
                 return
             self.drop_logits(slot)
             self.reference_before(slot, count + 1, timing.max_rounds)
+            self.before_run(slot, slot)
             progress = self.start(self.label(slot), "round", count + 1, timing.max_rounds)
             pred = self._uncontended(slot, slot, progress)
             assert self.last_cpu is not None
@@ -359,10 +370,13 @@ class _Plan:
         return ("round", i - self.warmup + 1, self.count)
 
     def pair(self, i: int) -> None:
-        """The reference run before the i-th (kept for timed rounds)."""
+        """The reference run before the i-th (kept for timed rounds), then, before a timed
+        round, the wait for a quiet machine where the last round was contended."""
         if self.interleave:
             _, index, count = self.phase(i)
             self.rounds.reference_before(self.slot, index, count, warmup=i < self.warmup)
+            if i >= self.warmup:
+                self.rounds.before_run(self.slot, self.slot)
 
     def timed_from(self) -> None:
         self.rounds.runs[self.slot].warmup = self.start + self.warmup
