@@ -14,7 +14,7 @@ from segbench.bench.inject import edit_mask, resolve_class
 from segbench.bench.runtime import check_tolerance_classes
 from segbench.errors import ConfigError, SegbenchError
 from segbench.results.agreement import AgreementRecord, agreement_info, noise_floor
-from segbench.results.record import CaseRecord, gate_info
+from segbench.results.record import CaseRecord, GateFigures
 from segbench.scoring.gates import check_agreement, check_hd95, check_nsd, check_vanished
 from segbench.scoring.metrics import compute_dice
 from segbench.scoring.surface import agreement
@@ -207,7 +207,7 @@ def test_saved_figures_round_trip_and_old_runs_load(labels: np.ndarray) -> None:
     }
     saved = agreement_info(found, floors, 0.25)
     assert saved["classes"]["4"]["hd95_mm"] is None and saved["vanished"] == ["4"]
-    info = gate_info(
+    info = GateFigures(
         dice=compute_dice(labels, dropped),
         min_class_voxels=1000,
         logits=None,
@@ -218,7 +218,7 @@ def test_saved_figures_round_trip_and_old_runs_load(labels: np.ndarray) -> None:
         injected="drop=adrenal",
         gates={"dice": False, "vanished": False},
         agreement=saved,
-    )
+    ).to_info()
     record = CaseRecord.from_extra_info("c", {"candidate": info})
     ag = record.agreement
     assert ag is not None and ag.vanished == ["4"] and ag.seconds == 0.25

@@ -345,3 +345,44 @@ def test_a_contended_run_of_an_added_pair_is_run_again_after_a_quiet_wait() -> N
     assert flags == [True, False, False, False]  # round 1 left out, 3 clean added pairs
     assert rounds.rerun["candidate"] == 1 and rounds.pair_sample("candidate").n == 3
     assert 0 < rounds.waited_s["candidate"] < 1.0
+
+
+def test_a_round_after_a_contended_round_waits_for_a_quiet_phase_to_start() -> None:
+    """pytest-benchmark's rounds cannot be run again: a contended round is left out, and the
+    next round (after its reference run) first waits for the neighbour to go idle."""
+    machine = Machine()
+    quiet, busy = (1.0, 0.0), (1.5, 0.5)
+    candidate = [quiet, quiet, busy, (1.01, 0.0), (0.99, 0.0), (1.02, 0.0)]
+    script = {"reference": [(2.0, 0.0)], "candidate": candidate}
+    timing = Timing(rounds=3, warmup_rounds=1, max_rounds=3, budget_s=100.0, precision=0.0)
+    rounds = _rounds(machine, script, timing)
+    waits: list[float] = []
+    phases = iter([0.5, 0.0] * 10)
+
+    def sleep(seconds: float) -> None:
+        waits.append(machine.wall)
+        machine.neighbour = next(phases)
+        machine.sleep(seconds)
+
+    rounds.sleep = sleep
+    rounds.measure("candidate", None)
+    flags = [contended for _, _, contended in rounds.pairs("candidate")]
+    assert flags[:3] == [False, True, False] and rounds.rerun["candidate"] == 0
+    # the waits come after round 2 (contended) and round 3's reference run, before round 3
+    assert waits and min(waits) > 3.0 + 3.0 + 2.0 + 1.5 + 2.0 - 1e-9
+    assert rounds.steal_shares("candidate") == [0.0] * len(rounds.per_pair("candidate")) * 2
+
+
+def test_the_budget_counts_the_uncontended_pairs() -> None:
+    """Pairs of 3 s, a budget of 10 s: with one of the first three contended, a fourth pair
+    is measured (6 s kept + 3 s fit in 10; all pairs, 12 s, in twice it); without
+    contention the budget stops at three pairs."""
+    timing = Timing(rounds=3, warmup_rounds=1, max_rounds=6, budget_s=10.0, precision=0.0)
+    times = [(1.0, 0.0), (1.01, 0.0), (1.0, 0.5), (0.99, 0.0), (1.02, 0.0), (1.0, 0.0)]
+    busy_run = _rounds(Machine(), {"reference": [(2.0, 0.0)], "candidate": times}, timing)
+    busy_run.measure("candidate", None)
+    assert [b for _, _, b in busy_run.pairs("candidate")] == [False, True, False, False]
+    calm = [(1.0, 0.0), (1.01, 0.0), (0.99, 0.0), (1.02, 0.0), (1.0, 0.0)]
+    quiet_run = _rounds(Machine(), {"reference": [(2.0, 0.0)], "candidate": calm}, timing)
+    quiet_run.measure("candidate", None)
+    assert len(quiet_run.pairs("candidate")) == 3

@@ -16,8 +16,6 @@ from segbench.results.record import (
     GateFigures,
     Measurement,
     achieved_gflops,
-    gate_info,
-    measurement_info,
 )
 from segbench.scoring.gates import speedup
 from segbench.scoring.metrics import ClassDice, DiceResult
@@ -35,16 +33,10 @@ def test_the_writers_write_what_they_wrote_before() -> None:
         assert line == want, f"call {i} of tests/data/record/generate.py"
 
 
-def test_the_dataclasses_and_the_keyword_writers_agree() -> None:
-    for kw, gk in generate.inputs(20):
-        assert Measurement(**kw).to_info() == measurement_info(**kw)
-        assert GateFigures(**gk).to_info() == gate_info(**gk)
-
-
 def test_an_unknown_keyword_is_refused() -> None:
     kw, _ = next(generate.inputs(1))
     with pytest.raises(TypeError, match="gflops"):
-        measurement_info(**kw, gflops=3.0)
+        Measurement(**kw, gflops=3.0)
 
 
 def measurement(**changes: object) -> Measurement:

@@ -58,6 +58,7 @@ class RunCpu:
     threads: int
     others_share: float | None  # None: the machine's times could not be read
     resolution: float = 0.0  # the smallest others_share told from the counters' ticks
+    steal_share: float | None = None  # the hypervisor's part of others_share
 
     @property
     def share(self) -> float:
@@ -128,7 +129,7 @@ def run_cpu(before: Snapshot, after: Snapshot, threads: int) -> RunCpu:
     """The figures of the run between two snapshots (``others_share`` clipped to [0, 1])."""
     wall = max(after.wall - before.wall, 0.0)
     cpu = max(after.cpu - before.cpu, 0.0)
-    others = None
+    others = stolen = None
     if None not in (before.busy, after.busy, before.elapsed, after.elapsed):
         assert before.busy is not None and after.busy is not None
         assert before.elapsed is not None and after.elapsed is not None
@@ -137,7 +138,9 @@ def run_cpu(before: Snapshot, after: Snapshot, threads: int) -> RunCpu:
         if elapsed > 0:
             taken = after.busy - before.busy - cpu + steal
             others = min(max(taken / elapsed, 0.0), 1.0)
-    return RunCpu(round(wall, 6), round(cpu, 6), threads, others, _resolution(before, after))
+            stolen = min(max(steal / elapsed, 0.0), 1.0)
+    resolution = _resolution(before, after)
+    return RunCpu(round(wall, 6), round(cpu, 6), threads, others, resolution, stolen)
 
 
 def wait_quiet(

@@ -408,6 +408,7 @@ class PairedRun:
             load_1m(),
             rounds.per_pair(slot),
             rounds.rerun.get(slot, 0),
+            rounds.steal_shares(slot),
         )
 
     def edited(self, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:

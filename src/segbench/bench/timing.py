@@ -302,17 +302,23 @@ class Rounds:
     def add_pairs(self, slot: str) -> None:
         """Adaptive rounds: after the first ``timing.rounds`` pairs, add pairs (outside
         pytest-benchmark's statistics, inside the gate's) until :meth:`settled`, up to
-        ``timing.max_rounds`` uncontended pairs (twice that in all) and while the pairs so far
-        and one more (at their mean duration) fit in ``timing.budget_s``."""
+        ``timing.max_rounds`` uncontended pairs (twice that in all), while the uncontended
+        pairs so far and one more (at the mean pair's duration) fit in ``timing.budget_s``
+        and all of them and one more in twice that: contended pairs are measured again in
+        their place, within a second budget."""
         timing = self.timing
         while True:
             pairs = self.pairs(slot)
             count = len(pairs)
             spent = sum(r.total + c.total for r, c, _ in pairs)
+            kept = sum(r.total + c.total for r, c, busy in pairs if not busy)
             clean = count - sum(busy for _, _, busy in pairs)
             if count == 0 or clean >= timing.max_rounds or count >= 2 * timing.max_rounds:
                 return
-            if self.settled(slot) or spent + spent / count > timing.budget_s:
+            mean = spent / count
+            if self.settled(slot) or kept + mean > timing.budget_s:
+                return
+            if spent + mean > 2 * timing.budget_s:
                 return
             self.drop_logits(slot)
             self.reference_before(slot, count + 1, timing.max_rounds)
@@ -344,6 +350,11 @@ class Rounds:
         for ref, cand in zip(paired, cpu, strict=False):
             found.append(tuple(x for c in (ref, cand) for x in (c.wall_s, c.cpu_s, c.others_share)))
         return found
+
+    def steal_shares(self, slot: str) -> list[float]:
+        """The hypervisor's steal during each run of ``slot``'s pairs, where known."""
+        runs = [*self.paired_cpu.get(slot, []), *self.runs[slot].timed_cpu]
+        return [c.steal_share for c in runs if c.steal_share is not None]
 
     def others_shares(self, slot: str) -> list[float]:
         """What others took of the cores during each run of ``slot``'s pairs, where known."""

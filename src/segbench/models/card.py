@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,3 +98,23 @@ def state_digest(net: nn.Module) -> str:
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def read_mapping(
+    load: Callable[[], Any],
+    unreadable: Callable[[str], str],
+    not_a_mapping: Callable[[str], str],
+) -> dict[str, Any]:
+    """A model file's settings: ``load()``'s result, which must be a mapping. A
+    :class:`ModelError` raised by ``load`` passes; any other error becomes one with the message
+    ``unreadable(error)``, and a result of another kind one with ``not_a_mapping(kind)`` (its
+    type's name)."""
+    try:
+        data = load()
+    except ModelError:
+        raise
+    except Exception as exc:  # the parser's decode errors, OSError, UnicodeDecodeError
+        raise ModelError(unreadable(f"{type(exc).__name__}: {exc}")) from exc
+    if not isinstance(data, dict):
+        raise ModelError(not_a_mapping(type(data).__name__))
+    return data

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from segbench.errors import ModelError
-from segbench.models.card import ModelCard
+from segbench.models.card import ModelCard, read_mapping
 from segbench.models.normalization import CTNormalization
 from segbench.models.unet import PlainConvUNet
 
@@ -118,16 +118,14 @@ def _read_json(path: Path) -> dict[str, Any]:
             "and fold_N/checkpoint_final.pth: point at the trainer folder "
             "(e.g. .../DatasetXXX_Name/nnUNetTrainer__nnUNetPlans__3d_fullres)"
         )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(
-            f"{path} is not readable JSON ({type(exc).__name__}: {exc}); restore the file nnU-Net "
-            "wrote next to the trained folds"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path} holds a {type(data).__name__}, not a JSON object; restore it")
-    return data
+    return read_mapping(
+        lambda: json.loads(path.read_text()),
+        lambda error: (
+            f"{path} is not readable JSON ({error}); restore the file nnU-Net wrote "
+            "next to the trained folds"
+        ),
+        lambda kind: f"{path} holds a {kind}, not a JSON object; restore it",
+    )
 
 
 def configuration_from_plans(plans: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:

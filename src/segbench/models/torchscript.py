@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from segbench.errors import ModelError
-from segbench.models.card import ModelCard
+from segbench.models.card import ModelCard, read_mapping
 from segbench.models.normalization import CTNormalization
 
 REQUIRED_KEYS = ("spacing", "patch_size", "total_stride", "normalization", "class_names")
@@ -142,32 +142,32 @@ def read_card_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model card file {path} is missing; write it (see segbench docs)")
-    try:
-        if path.suffix.lower() == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover - Python 3.10
-                try:
-                    import tomli as tomllib
-                except ImportError as exc:
-                    raise ModelError(
-                        f"{path}: reading TOML needs Python >= 3.11 or the tomli package; "
-                        "install tomli or write the card as JSON"
-                    ) from exc
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        else:
-            data = json.loads(path.read_text())
-    except ModelError:
-        raise
-    except Exception as exc:  # json / tomllib decode errors, OSError, UnicodeDecodeError
-        raise ModelError(
-            f"{path}: cannot parse the model card ({type(exc).__name__}: {exc}); write valid "
-            "JSON, or TOML with a .toml suffix"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: the model card is a {type(data).__name__}, not an object")
-    return data
+    return read_mapping(
+        lambda: _parse_card(path),
+        lambda error: (
+            f"{path}: cannot parse the model card ({error}); write valid JSON, or "
+            "TOML with a .toml suffix"
+        ),
+        lambda kind: f"{path}: the model card is a {kind}, not an object",
+    )
+
+
+def _parse_card(path: Path) -> Any:
+    """JSON, or TOML for a ``.toml`` suffix (tomllib, or tomli before Python 3.11)."""
+    if path.suffix.lower() != ".toml":
+        return json.loads(path.read_text())
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError as exc:
+            raise ModelError(
+                f"{path}: reading TOML needs Python >= 3.11 or the tomli package; "
+                "install tomli or write the card as JSON"
+            ) from exc
+    with open(path, "rb") as fh:
+        return tomllib.load(fh)
 
 
 class ExportedModule(nn.Module):

@@ -7,6 +7,7 @@ key ``contention`` (see :mod:`segbench.bench.contention` for how it is measured)
                    "left_out_speedups": [..],  # their speed-ups, for the record
                    "cpu_share": {"reference": 0.93, "candidate": 0.98},  # median per side
                    "others_share": {"median": 0.01, "max": 0.49},  # of the cores, per run
+                   "steal_share": {"max": 0.0},  # the hypervisor's part of it
                    "waited_s": 2.4,            # waited for a quiet machine before pairs
                    "rerun": 2,                 # contended runs run again (not pairs)
                    "load_1m": 1.32,            # the load average as the case ended
@@ -44,6 +45,7 @@ class Contention:
     # every pair, in order: (reference wall s, CPU s, others' share, candidate's the same)
     per_pair: tuple[tuple[float | None, ...], ...] = ()
     rerun: int = 0  # contended runs of added pairs dropped and run again
+    steal_max: float | None = None  # the largest steal share of a run
 
     @classmethod
     def measured(
@@ -57,6 +59,7 @@ class Contention:
         load_1m: float | None,
         per_pair: Sequence[Sequence[float | None]] = (),
         rerun: int = 0,
+        steal: Sequence[float] = (),
     ) -> Contention:
         """From a case's measured figures: ``shares`` by side, ``others`` one per run."""
         return cls(
@@ -72,6 +75,7 @@ class Contention:
             load_1m,
             tuple(tuple(None if x is None else round(x, 4) for x in p) for p in per_pair),
             rerun,
+            max(steal) if steal else None,
         )
 
     def to_info(self) -> dict[str, Any]:
@@ -91,6 +95,7 @@ class Contention:
                     "candidate": r(self.candidate_share),
                 },
                 "others_share": {"median": r(self.others_median), "max": r(self.others_max)},
+                "steal_share": {"max": r(self.steal_max)},
                 "waited_s": self.waited_s,
                 "load_1m": self.load_1m,
                 "per_pair": [list(p) for p in self.per_pair],
@@ -119,6 +124,7 @@ class Contention:
             data.get("load_1m"),
             tuple(tuple(p) for p in data.get("per_pair") or ()),
             int(data.get("rerun") or 0),
+            (data.get("steal_share") or {}).get("max"),
         )
 
     def shares_text(self) -> str:

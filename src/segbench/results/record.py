@@ -453,11 +453,6 @@ def achieved_gflops(windows: int, gflop_per_window: float, inference_s: float) -
     return round(windows * gflop_per_window / inference_s, 1) if inference_s > 0 else None
 
 
-def measurement_info(**fields: Any) -> dict[str, Any]:
-    """``Measurement(**fields).to_info()`` (:class:`Measurement`'s fields, by keyword)."""
-    return Measurement(**fields).to_info()
-
-
 @dataclass(frozen=True)
 class GateFigures:
     """What the candidate's benchmark adds to its ``extra_info`` once the gates ran
@@ -532,11 +527,6 @@ class GateFigures:
             "gated_class_dice_min": min(gated, default=None),
             "flipped_fraction": dice.flipped_fraction,
         }
-
-
-def gate_info(**fields: Any) -> dict[str, Any]:
-    """``GateFigures(**fields).to_info()`` (:class:`GateFigures`' fields, by keyword)."""
-    return GateFigures(**fields).to_info()
 
 
 def record_key(case: str, candidate: str | None) -> str:

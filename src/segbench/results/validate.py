@@ -13,7 +13,7 @@ problem and the fix; :mod:`segbench.results.runs` turns it into a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -138,6 +138,14 @@ def _mapping_of(item: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
     return check
 
 
+def _fields(key: str, value: Any, check: Callable[[str, Any], None], names: Sequence[str]) -> None:
+    """``value`` a mapping (or absent) whose ``names`` each pass ``check`` (or are absent)."""
+    _mapping(key, value)
+    fields = value if isinstance(value, Mapping) else {}
+    for name in names:
+        check(f"{key}.{name}", fields.get(name))
+
+
 def _boolean(key: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise Malformed(key, f"must be true or false, not {_shown(value)}")
@@ -154,17 +162,11 @@ def _gate_result(key: str, value: Any) -> None:
 
 def _contention(key: str, value: Any) -> None:
     """The contention figures (:mod:`segbench.results.contention`), where saved."""
-    _mapping(key, value)
-    if not isinstance(value, Mapping):
-        return
-    for name in ("pairs", "left_out", "rerun"):
-        _integer()(f"{key}.{name}", value.get(name))
-    for name in ("busy_max", "waited_s", "load_1m"):
-        _number(0.0)(f"{key}.{name}", value.get(name))
-    _list_of(_number(0.0))(f"{key}.left_out_speedups", value.get("left_out_speedups"))
-    _list_of(_list_of(_number(0.0)))(f"{key}.per_pair", value.get("per_pair"))
-    for name in ("cpu_share", "others_share"):
-        _mapping_of(_number(0.0))(f"{key}.{name}", value.get(name))
+    _fields(key, value, _integer(), ("pairs", "left_out", "rerun"))
+    _fields(key, value, _number(0.0), ("busy_max", "waited_s", "load_1m"))
+    _fields(key, value, _list_of(_number(0.0)), ("left_out_speedups",))
+    _fields(key, value, _list_of(_list_of(_number(0.0))), ("per_pair",))
+    _fields(key, value, _mapping_of(_number(0.0)), ("cpu_share", "others_share", "steal_share"))
 
 
 LATENCY = _number(0.0)
@@ -283,24 +285,15 @@ def check_block(block: Any) -> None:
     for name in ("config_source", "model_option"):
         _text(f"segbench.{name}", block.get(name))
     _machine("segbench.machine", block.get("machine"))
-    paths = block.get("paths")
-    _mapping("segbench.paths", paths)
-    for name in ("mode", "cases_from"):
-        _text(f"segbench.paths.{name}", (paths or {}).get(name))
-    shard = block.get("shard")
-    _mapping("segbench.shard", shard)
-    for name in ("splits", "group"):
-        _integer()(f"segbench.shard.{name}", (shard or {}).get(name))
+    _fields("segbench.paths", block.get("paths"), _text, ("mode", "cases_from"))
+    _fields("segbench.shard", block.get("shard"), _integer(), ("splits", "group"))
     settings = block.get("settings")
     _mapping("segbench.settings", settings)
     _check_settings(settings or {})
 
 
 def _check_settings(settings: Mapping[str, Any]) -> None:
-    options = settings.get("options")
-    _mapping("segbench.settings.options", options)
-    for name in ("injection", "malloc"):
-        _text(f"segbench.settings.options.{name}", (options or {}).get(name))
+    _fields("segbench.settings.options", settings.get("options"), _text, ("injection", "malloc"))
     config = settings.get("config")
     _mapping("segbench.settings.config", config)
     config = config or {}

@@ -334,10 +334,15 @@ def _listed(items: Sequence[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + more
 
 
-def _figure_message(case: str, figure: str, gate: str, failed: Sequence[str]) -> str:
-    """``case: FIGURE (GATE) failed for A, B.``: an agreement gate's message, the classes past
-    its limit listed when there are any."""
-    return f"{case}: {figure} ({gate})" + (f" failed for {_listed(failed)}" if failed else "") + "."
+def _figure_gate(
+    name: str, case: str, figure: str, gate: str, failed: Sequence[str], fix: tuple[str, str]
+) -> GateResult:
+    """An agreement gate's result: ``case: FIGURE (GATE) failed for A, B.`` with the classes
+    past its limit listed when there are any (then it fails, and the message ends with
+    :data:`FIX_AGREEMENT` for ``fix`` = (what moved, what to relax))."""
+    message = f"{case}: {figure} ({gate})" + (f" failed for {_listed(failed)}" if failed else "")
+    message += "." + (FIX_AGREEMENT.format(what=fix[0], relax=fix[1]) if failed else "")
+    return GateResult(name, not failed, message)
 
 
 def check_nsd(
@@ -357,19 +362,18 @@ def check_nsd(
         if sized
         else f"no class of >= {gates.min_class_voxels} voxels"
     )
-    message = _figure_message(
+    return _figure_gate(
+        "nsd",
         case,
         f"normalised surface Dice {lowest}",
         f"gate nsd_min {gates.nsd_min} at nsd_tolerance_mm {gates.nsd_tolerance_mm:g} for "
         f"classes of >= {gates.min_class_voxels} voxels",
         shown,
+        (
+            "boundaries",
+            "lower nsd_min or raise nsd_tolerance_mm (class_nsd_tolerance_mm for one class)",
+        ),
     )
-    if low:
-        message += FIX_AGREEMENT.format(
-            what="boundaries",
-            relax="lower nsd_min or raise nsd_tolerance_mm (class_nsd_tolerance_mm for one class)",
-        )
-    return GateResult("nsd", not low, message)
 
 
 def check_hd95(
@@ -381,7 +385,8 @@ def check_hd95(
     sized = [c for c in agreement.sized(gates.min_class_voxels) if math.isfinite(c.hd95_mm)]
     high = sorted((c for c in sized if c.hd95_mm > gates.hd95_max_mm), key=lambda c: -c.hd95_mm)
     worst = max(sized, key=lambda c: c.hd95_mm, default=None)
-    message = _figure_message(
+    return _figure_gate(
+        "hd95",
         case,
         "HD95 "
         + (
@@ -391,10 +396,8 @@ def check_hd95(
         ),
         f"gate hd95_max_mm {gates.hd95_max_mm:g} for classes of >= {gates.min_class_voxels} voxels",
         [f"{_class_name(c.label, class_names)} {c.hd95_mm:.2f} mm" for c in high],
+        ("outline", "raise hd95_max_mm"),
     )
-    if high:
-        message += FIX_AGREEMENT.format(what="outline", relax="raise hd95_max_mm")
-    return GateResult("hd95", not high, message)
 
 
 def check_volume(
@@ -415,16 +418,15 @@ def check_volume(
             f"({c.reference_ml:.1f} -> {c.candidate_ml:.1f} mL)"
         )
 
-    message = _figure_message(
+    return _figure_gate(
+        "volume",
         case,
         "volume difference " + (f"largest {text(worst)}" if worst else "no class in both masks"),
         f"gate volume_diff_max_pct {gates.volume_diff_max_pct:g} for classes of >= "
         f"{gates.min_class_voxels} voxels",
         [text(c) for c in off],
+        ("volumes", "raise volume_diff_max_pct"),
     )
-    if off:
-        message += FIX_AGREEMENT.format(what="volumes", relax="raise volume_diff_max_pct")
-    return GateResult("volume", not off, message)
 
 
 def check_vanished(

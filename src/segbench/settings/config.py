@@ -110,7 +110,8 @@ class Timing:
 
     A pair during which other processes took more than ``busy_max`` of the cores (either
     side's run, see :mod:`segbench.bench.contention`) is contended: left out of the speed-up
-    and re-measured within the budget (up to twice ``max_rounds`` pairs in all). After a
+    and re-measured (``budget_s`` counts the uncontended pairs; all pairs stop at twice it, and
+    at twice ``max_rounds`` pairs). After a
     contended run the next pair waits, up to ``quiet_wait_s`` seconds per case in all, for the
     machine to go quiet (not again in the case once a wait of 5 s found it busy throughout).
     """
@@ -123,7 +124,7 @@ class Timing:
     precision: float = 0.03
     estimator: str = "min"
     busy_max: float = 0.03
-    quiet_wait_s: float = 30.0
+    quiet_wait_s: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Seeded inputs of ``measurement_info`` and ``gate_info`` (every optional key given or left
+"""Seeded inputs of the record writers (``Measurement``, ``GateFigures``; before them the
+keyword functions ``measurement_info`` and ``gate_info``) (every optional key given or left
 out, ``None`` or set) and their outputs, one JSON line each, in ``golden.jsonl``, written by
 the code before the two writers became :class:`~segbench.results.record.Measurement` and
 :class:`~segbench.results.record.GateFigures`; ``tests/test_record_writers.py`` compares::
@@ -95,11 +96,11 @@ def inputs(n: int = CASES, seed: int = 7) -> Iterator[tuple[dict[str, Any], dict
 
 def outputs() -> list[str]:
     """One JSON line per writer call, measurement then gates, for each of :func:`inputs`."""
-    from segbench.results.record import gate_info, measurement_info
+    from segbench.results.record import GateFigures, Measurement
 
     lines = []
     for kw, gk in inputs():
-        lines += [json.dumps(measurement_info(**kw)), json.dumps(gate_info(**gk))]
+        lines += [json.dumps(Measurement(**kw).to_info()), json.dumps(GateFigures(**gk).to_info())]
     return lines
 
 
