@@ -14,6 +14,7 @@ import pytest
 from segbench.bench.contention import (
     RunCpu,
     Snapshot,
+    Waited,
     machine_seconds,
     run_cpu,
     wait_quiet,
@@ -174,18 +175,71 @@ def test_a_pair_waits_for_the_machine_to_go_quiet() -> None:
         machine.neighbour = next(states)
         machine.sleep(seconds)
 
-    waited, quiet = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
-    assert waited == pytest.approx(0.3) and quiet
+    found = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
+    assert found == Waited(pytest.approx(0.3), True, True)
     machine.neighbour = 0.0
     states = iter([0.0, 0.0, 1.0, 1.0, 0.0])  # quiet (an idle phase's end), busy, quiet again
-    waited, quiet = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
-    assert waited == pytest.approx(0.5) and quiet  # the start of the next quiet phase
+    found = wait_quiet(0.1, 5.0, machine.sample, sleep, window_s=0.1)
+    assert found == Waited(pytest.approx(0.5), True, True)  # the start of the next quiet phase
     machine.neighbour = 0.0
-    waited, quiet = wait_quiet(0.1, 0.5, machine.sample, machine.sleep)
-    assert 0.5 <= waited < 0.61 and quiet  # quiet throughout: the neighbour is gone
+    found = wait_quiet(0.1, 0.5, machine.sample, machine.sleep)
+    assert 0.5 <= found.seconds < 0.61 and found.quiet  # quiet throughout: the neighbour is gone
+    assert not found.saw_busy
     machine.neighbour = 1.0
-    waited, quiet = wait_quiet(0.1, 0.5, machine.sample, machine.sleep)
-    assert 0.5 <= waited < 0.61 and not quiet  # bounded
+    found = wait_quiet(0.1, 0.5, machine.sample, machine.sleep)
+    assert 0.5 <= found.seconds < 0.61 and not found.quiet  # bounded
+
+
+def test_a_wait_on_a_quiet_machine_settles_early() -> None:
+    """A contended run on a machine that stays quiet (a blip): with ``settle_s`` the wait
+    ends after that much quiet, not at its limit; a neighbour seen first is still waited out."""
+    machine = Machine()
+    found = wait_quiet(0.1, 8.0, machine.sample, machine.sleep, settle_s=1.0)
+    assert found == Waited(pytest.approx(1.0), True, False)
+    states = iter([0.0] * 5 + [1.0] * 20 + [0.0])
+
+    def sleep(seconds: float) -> None:
+        machine.neighbour = next(states)
+        machine.sleep(seconds)
+
+    found = wait_quiet(0.1, 8.0, machine.sample, sleep, settle_s=1.0)
+    assert found == Waited(pytest.approx(2.6), True, True)
+
+
+def test_once_a_neighbour_comes_and_goes_every_paired_run_waits_for_a_quiet_phase() -> None:
+    """A neighbour busy for 1 s, idle for 3 s; runs of 1.2 s (candidate) and 2 s (reference).
+    After the first contended run, the case waits for a quiet phase to start before every
+    run: no later pair is contended, and none is spent on a run that meets the neighbour."""
+    machine = Machine()
+    period, on = 4.0, 1.0
+
+    def share(start: float, seconds: float) -> float:
+        """The neighbour's share over [start, start + seconds): busy for ``on`` of each
+        period, sampled finely."""
+        steps = 200
+        busy = sum((start + seconds * (i + 0.5) / steps) % period < on for i in range(steps))
+        return 0.5 * busy / steps
+
+    def segment(slot: str, progress: Any) -> Prediction:
+        seconds = 2.0 if slot == "reference" else 1.2
+        got = share(machine.wall, seconds)
+        machine.advance(seconds, 2 * seconds * (1 - got))
+        machine.others += 2 * seconds * got - 2 * seconds * machine.neighbour
+        return _prediction(seconds)
+
+    def sleep(seconds: float) -> None:
+        machine.neighbour = 0.5 if machine.wall % period < on else 0.0
+        machine.sleep(seconds)
+
+    timing = Timing(rounds=6, warmup_rounds=1, max_rounds=6, budget_s=100.0, precision=0.0)
+    rounds = _rounds(machine, {}, timing)
+    rounds.segment, rounds.sleep = segment, sleep
+    machine.wall = 0.5  # the first runs start in a busy phase
+    rounds.measure("candidate", None)
+    flags = [contended for _, _, contended in rounds.pairs("candidate")]
+    # the warm-up meets the neighbour; from then on every run waits for an idle phase
+    assert rounds.cycling and len(flags) == 6 and not any(flags)
+    assert rounds.rerun["candidate"] == 0 and rounds.waited_s["candidate"] > 0
 
 
 def test_a_machine_busy_throughout_one_wait_is_not_waited_for_again() -> None:
@@ -344,12 +398,12 @@ def test_a_contended_run_of_an_added_pair_is_run_again_after_a_quiet_wait() -> N
     flags = [contended for _, _, contended in rounds.pairs("candidate")]
     assert flags == [True, False, False, False]  # round 1 left out, 3 clean added pairs
     assert rounds.rerun["candidate"] == 1 and rounds.pair_sample("candidate").n == 3
-    assert 0 < rounds.waited_s["candidate"] < 1.0
+    assert 0 < rounds.waited_s["candidate"] < 2.0  # then every run waits (cycling)
 
 
 def test_a_round_after_a_contended_round_waits_for_a_quiet_phase_to_start() -> None:
     """pytest-benchmark's rounds cannot be run again: a contended round is left out, and the
-    next round (after its reference run) first waits for the neighbour to go idle."""
+    next round's reference run first waits for the neighbour to go idle."""
     machine = Machine()
     quiet, busy = (1.0, 0.0), (1.5, 0.5)
     candidate = [quiet, quiet, busy, (1.01, 0.0), (0.99, 0.0), (1.02, 0.0)]
@@ -368,8 +422,8 @@ def test_a_round_after_a_contended_round_waits_for_a_quiet_phase_to_start() -> N
     rounds.measure("candidate", None)
     flags = [contended for _, _, contended in rounds.pairs("candidate")]
     assert flags[:3] == [False, True, False] and rounds.rerun["candidate"] == 0
-    # the waits come after round 2 (contended) and round 3's reference run, before round 3
-    assert waits and min(waits) > 3.0 + 3.0 + 2.0 + 1.5 + 2.0 - 1e-9
+    # the first wait comes right after round 2 (contended), before round 3's reference run
+    assert waits and min(waits) == pytest.approx(3.0 + 3.0 + 2.0 + 1.5)
     assert rounds.steal_shares("candidate") == [0.0] * len(rounds.per_pair("candidate")) * 2
 
 

@@ -143,20 +143,31 @@ def run_cpu(before: Snapshot, after: Snapshot, threads: int) -> RunCpu:
     return RunCpu(round(wall, 6), round(cpu, 6), threads, others, resolution, stolen)
 
 
+@dataclass(frozen=True)
+class Waited:
+    """What one :func:`wait_quiet` found: the seconds it waited; whether the machine is quiet
+    now; whether it saw others busy first (a neighbour that comes and goes)."""
+
+    seconds: float
+    quiet: bool
+    saw_busy: bool
+
+
 def wait_quiet(
     busy_max: float,
     limit_s: float,
     sample: Callable[[], Snapshot] = snapshot,
     sleep: Callable[[float], None] = time.sleep,
     window_s: float = 0.1,
-) -> tuple[float, bool]:
+    settle_s: float | None = None,
+) -> Waited:
     """Wait, up to ``limit_s``, for the start of a quiet phase: a ``window_s`` window during
     which others took at most ``busy_max`` of this process's cores, after one in which they
-    took more. Used after a contended run: the run ended inside or just after a neighbour's
-    busy phase, so a quiet window seen before the next busy one may be the end of an idle
-    phase; waiting for the next start gives the run the longest quiet ahead. Returns the
-    seconds waited and whether the machine is quiet: ``False`` when it stayed busy
-    throughout, ``True`` also when it stayed quiet throughout (the neighbour is gone)."""
+    took more. Used around contended runs: a quiet window seen before the next busy one may be
+    the end of an idle phase; waiting for the next start gives the run the longest quiet
+    ahead. ``settle_s``: a machine quiet for that long from the start is taken as quiet (the
+    contended run was a blip), not waited for up to ``limit_s``. Quiet throughout counts as
+    quiet (the neighbour is gone); busy throughout as not."""
     waited, seen_busy = 0.0, False
     while waited < limit_s:
         before = sample()
@@ -165,12 +176,14 @@ def wait_quiet(
         waited += max(after.wall - before.wall, window_s)
         found = run_cpu(before, after, 1).others_share
         if found is None:  # the machine's times cannot be read: nothing to wait for
-            return waited, True
+            return Waited(waited, True, False)
         if found > max(busy_max, _resolution(before, after)):  # as RunCpu.contended
             seen_busy = True
         elif seen_busy:
-            return waited, True
-    return waited, not seen_busy
+            return Waited(waited, True, True)
+        elif settle_s is not None and waited + 1e-9 >= settle_s:
+            return Waited(waited, True, False)
+    return Waited(waited, not seen_busy, seen_busy)
 
 
 def _resolution(before: Snapshot, after: Snapshot) -> float:

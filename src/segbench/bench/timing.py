@@ -30,6 +30,7 @@ from segbench.settings.kinds import candidate_of_slot, slot_label
 
 PARK_BYTES = 256 * 2**20  # logits at least this big wait on disk while the other role runs
 PAIR_WAIT_S = 8.0  # the longest wait for a quiet phase to start before one run
+SETTLE_S = 1.0  # quiet this long from the start of a wait: the contended run was a blip
 RETRIES = 2  # a contended run of a pair is run again up to this many times
 
 
@@ -118,6 +119,7 @@ class Rounds:
         self.rerun: dict[str, int] = {s: 0 for s in self.candidates}  # contended runs dropped
         self.last_cpu: RunCpu | None = None
         self.last_of: dict[str, RunCpu] = {}  # by role: its last run's figures
+        self.cycling = False  # a wait saw others busy, then quiet: every paired run waits
         self.sample: Callable[[], Snapshot] = snapshot  # the clocks (tests script them)
         self.sleep: Callable[[float], None] = time.sleep
         self.rss_window = False  # peak RSS covers the last measure(), not the whole process
@@ -184,18 +186,23 @@ class Rounds:
             self.observer.end()
 
     def before_run(self, slot: str, role: str) -> None:
-        """Untimed, before a run of ``role`` in ``slot``'s pairs: where ``role``'s last run was
-        contended, wait for a quiet phase to start (:meth:`_wait_quiet`), so that a run that
-        follows the other side's does not start at the end of a neighbour's idle phase."""
-        last = self.last_of.get(role)
-        if last is not None and last.contended(self.timing.busy_max):
+        """Untimed, before a run of ``role`` in ``slot``'s pairs: wait for a quiet phase to
+        start (:meth:`_wait_quiet`) where the last run, or ``role``'s last run, was contended,
+        or where this case has seen a neighbour come and go (:attr:`cycling`): a run that
+        starts late in a neighbour's idle phase runs into its busy one, and a run overlapped
+        for a tenth of a second can be a tenth slower while others' share stays small."""
+        busy_max = self.timing.busy_max
+        last = [c for c in (self.last_of.get(role), self.last_cpu) if c is not None]
+        if self.cycling or any(c.contended(busy_max) for c in last):
             self._wait_quiet(slot, force=True)
 
     def _wait_quiet(self, slot: str, force: bool = False) -> bool:
         """After a contended run, wait (within the case's ``quiet_wait_s``) for the machine to
-        go quiet before the next pair, so that it starts at the beginning of a neighbour's idle
-        phase rather than at a random point of its cycle. A machine that stays busy through one
-        wait is not waited for again in this case. Whether the machine is quiet now."""
+        go quiet before the next run, so that it starts at the beginning of a neighbour's idle
+        phase rather than at a random point of its cycle. A wait that saw others busy, then
+        quiet, sets :attr:`cycling`; one quiet for ``SETTLE_S`` from its start (where the case
+        is not cycling), or throughout, clears it. A machine that stays busy through one wait
+        is not waited for again in this case. Whether the machine is quiet now."""
         last, timing = self.last_cpu, self.timing
         left = timing.quiet_wait_s - self.waited_s.get(slot, 0.0)
         if not force and (last is None or not last.contended(timing.busy_max)):
@@ -203,10 +210,12 @@ class Rounds:
         if left <= 0:
             return False
         limit = min(left, PAIR_WAIT_S)
-        waited, quiet = wait_quiet(timing.busy_max, limit, self.sample, self.sleep)
-        spent = self.waited_s.get(slot, 0.0) + waited
-        self.waited_s[slot] = spent if quiet else max(spent, timing.quiet_wait_s)
-        return quiet
+        settle = None if self.cycling else SETTLE_S
+        found = wait_quiet(timing.busy_max, limit, self.sample, self.sleep, settle_s=settle)
+        spent = self.waited_s.get(slot, 0.0) + found.seconds
+        self.waited_s[slot] = spent if found.quiet else max(spent, timing.quiet_wait_s)
+        self.cycling = found.quiet and found.saw_busy
+        return found.quiet
 
     def reference_before(
         self, slot: str, index: int = 1, count: int = 1, warmup: bool = False

@@ -190,7 +190,7 @@ SPECS = (
         "FRACTION",
         "a pair during which other processes took more than this share of the cores is "
         "contended: left out of the speed-up and re-measured within the budget (default: "
-        "benchmarks.json timing.busy_max, 0.03; 1 judges no pair contended)",
+        "benchmarks.json timing.busy_max, 0.015; 1 judges no pair contended)",
         fraction,
     ),
     Spec(

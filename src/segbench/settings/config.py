@@ -111,9 +111,10 @@ class Timing:
     A pair during which other processes took more than ``busy_max`` of the cores (either
     side's run, see :mod:`segbench.bench.contention`) is contended: left out of the speed-up
     and re-measured (``budget_s`` counts the uncontended pairs; all pairs stop at twice it, and
-    at twice ``max_rounds`` pairs). After a
-    contended run the next pair waits, up to ``quiet_wait_s`` seconds per case in all, for the
-    machine to go quiet (not again in the case once a wait of 5 s found it busy throughout).
+    at twice ``max_rounds`` pairs). After a contended run the next run waits, up to
+    ``quiet_wait_s`` seconds per case in all, for a quiet phase to start; once a wait saw a
+    neighbour come and go, every paired run does (not again in the case once a wait of 8 s
+    found the machine busy throughout).
     """
 
     rounds: int = 3
@@ -123,7 +124,7 @@ class Timing:
     budget_s: float = 25.0
     precision: float = 0.03
     estimator: str = "min"
-    busy_max: float = 0.03
+    busy_max: float = 0.015
     quiet_wait_s: float = 60.0
 
 
