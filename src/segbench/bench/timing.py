@@ -23,7 +23,7 @@ from segbench.bench.contention import RunCpu, Snapshot, run_cpu, snapshot, wait_
 from segbench.bench.memory import park, reset_peak_rss
 from segbench.pipeline.inference import Progress
 from segbench.pipeline.predict import Prediction, StageTimes
-from segbench.scoring.gates import BaselineSpeedup, change_against
+from segbench.scoring.gates import BaselineSpeedup, busy_change, change_against
 from segbench.scoring.stats import PairSample, Verdict, speedup_interval, verdict
 from segbench.settings.config import Gates, Timing
 from segbench.settings.kinds import candidate_of_slot, slot_label
@@ -306,6 +306,7 @@ class Rounds:
         if baseline is None:
             return True
         change = change_against([(pairs, baseline.pairs)], gates)
+        change = busy_change(change, self.left_out(slot).n, gates.busy_bias)
         return verdict(change, gates.speedup_drop_max) is not Verdict.INCONCLUSIVE
 
     def add_pairs(self, slot: str) -> None:
