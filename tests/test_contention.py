@@ -306,6 +306,10 @@ def test_a_busy_machine_s_verdict_allows_for_the_clean_pairs_bias() -> None:
     same = [2.0, 2.01, 1.99, 2.0, 2.02, 1.98]
     assert _check(same, 0).verdict is Verdict.UNCHANGED
     assert _check(same, 3).verdict is Verdict.BUSY  # within the bias of the drop allowed
+    rerun = check_speedup(
+        "ct.nii.gz", PairSample.from_ratios(dip), (2.0, 1.0), GATES, "min", BASELINE, 0, 2
+    )  # no pair left out, but contended runs were run again: the machine was busy
+    assert rerun.verdict is Verdict.BUSY and rerun.change is not None and rerun.change.high > 1
     plain = Gates(speedup_drop_max=0.05, busy_bias=0.0)  # no allowance: as measured
     assert _check(dip, 4, plain).verdict is Verdict.REGRESSED
     suite = {"a": (PairSample.from_ratios(dip), BASELINE.pairs)}
@@ -314,6 +318,9 @@ def test_a_busy_machine_s_verdict_allows_for_the_clean_pairs_bias() -> None:
     assert gate is not None and gate.passed
     assert gate.message.startswith("suite: inconclusive (machine busy)")
     assert "widened by 5% each way (busy_bias)" in gate.message
+    gate = check_suite_speedup(suite, Gates(), left_out=0, rerun=3)
+    assert gate is not None and gate.message.startswith("suite: inconclusive (machine busy)")
+    assert "3 contended runs run again" in gate.message
 
 
 def test_no_clean_pair_is_inconclusive_machine_busy() -> None:

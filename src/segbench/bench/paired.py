@@ -362,6 +362,7 @@ class PairedRun:
             est,
             self.baseline_of(slot),
             self.rounds.left_out(slot).n,
+            self.rounds.rerun.get(slot, 0),
         )
         return check, reference_s, candidate_s
 

@@ -306,7 +306,8 @@ class Rounds:
         if baseline is None:
             return True
         change = change_against([(pairs, baseline.pairs)], gates)
-        change = busy_change(change, self.left_out(slot).n, gates.busy_bias)
+        contended = self.left_out(slot).n + self.rerun.get(slot, 0)
+        change = busy_change(change, contended, gates.busy_bias)
         return verdict(change, gates.speedup_drop_max) is not Verdict.INCONCLUSIVE
 
     def add_pairs(self, slot: str) -> None:

@@ -70,17 +70,19 @@ def suite_gates(rows: Iterable[CaseRecord], gates: Gates) -> list[GateResult]:
     with a baseline; a named candidate's message starts with its name."""
     by_candidate: dict[str | None, dict[str, tuple[PairSample, PairSample]]] = {}
     left_out: dict[str | None, int] = {}
+    rerun: dict[str | None, int] = {}
     for r in rows:
         base = r.baseline_pairs
         if base is None:
             continue
         cases = by_candidate.setdefault(r.candidate, {})
         left_out[r.candidate] = left_out.get(r.candidate, 0) + r.left_out
+        rerun[r.candidate] = rerun.get(r.candidate, 0) + r.rerun
         if r.speedup is not None:
             cases[r.case] = (r.pairs, base)
     out = []
     for name, cases in by_candidate.items():
-        gate = check_suite_speedup(cases, gates, left_out[name])
+        gate = check_suite_speedup(cases, gates, left_out[name], rerun[name])
         if gate is not None:
             out.append(gate if name is None else replace(gate, message=f"{name}: {gate.message}"))
     return out

@@ -96,6 +96,11 @@ class CaseRecord:
         return self.contention.left_out if self.contention is not None else 0
 
     @property
+    def rerun(self) -> int:
+        """Contended runs dropped and run again (their pairs kept)."""
+        return self.contention.rerun if self.contention is not None else 0
+
+    @property
     def key(self) -> tuple[str, str | None]:
         """What identifies the row in a run: the case and the candidate's name."""
         return self.case, self.candidate

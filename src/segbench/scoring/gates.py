@@ -171,12 +171,13 @@ def change_against(cases: Sequence[tuple[PairSample, PairSample]], gates: Gates)
     return change_interval(cases, decision_confidence(gates.confidence))
 
 
-def busy_change(change: Estimate | None, left_out: int, bias: float) -> Estimate | None:
-    """The change's interval a verdict reads: as measured on a quiet machine; where contended
-    pairs were left out (a busy machine), widened by ``bias`` (``gates.busy_bias``) each way,
-    the systematic error the uncontended pairs of a busy machine still carry (a neighbour that
-    comes and goes changes what each run follows: measured from -5 % to +2.5 %)."""
-    if change is None or not left_out or not bias:
+def busy_change(change: Estimate | None, contended: int, bias: float) -> Estimate | None:
+    """The change's interval a verdict reads: as measured on a quiet machine; where
+    ``contended`` runs were seen (pairs left out, or runs run again: a busy machine), widened by
+    ``bias`` (``gates.busy_bias``) each way, the systematic error the uncontended pairs of a
+    busy machine still carry (a neighbour that comes and goes changes what each run follows;
+    measured in docs/gates.md)."""
+    if change is None or not contended or not bias:
         return change
     low, high = change.low * (1.0 - bias), change.high * (1.0 + bias)
     return Estimate(change.value, low, high, change.confidence)
@@ -203,6 +204,7 @@ def check_speedup(
     estimator: str,
     baseline: BaselineSpeedup | None = None,
     left_out: int = 0,
+    rerun: int = 0,
 ) -> SpeedupCheck:
     """The case's speed-up gate. The speed-up is the geometric mean of the interleaved pairs'
     ratios (:mod:`segbench.scoring.stats`); without pairs, reference / candidate latency. It
@@ -211,7 +213,8 @@ def check_speedup(
     ``inconclusive_fails``). ``latencies`` are (reference_s, candidate_s) for the message.
     ``pairs`` are the uncontended pairs; ``left_out`` counts the contended ones left out
     (:mod:`segbench.bench.contention`): with none left, nothing is read from the pairs and the
-    verdict is ``inconclusive (machine busy)``."""
+    verdict is ``inconclusive (machine busy)``. ``rerun`` counts contended runs dropped and run
+    again: with those or ``left_out``, the verdict allows for ``gates.busy_bias``."""
     if left_out and pairs.n < 2:  # one uncontended pair is no interval
         return _busy_check(case, gates, left_out, left_out + pairs.n, baseline)
     reference_s, candidate_s = latencies
@@ -234,12 +237,16 @@ def check_speedup(
     change = found = None
     if baseline is not None and pairs.n:
         change = change_against([(pairs, baseline.pairs)], gates)
-        change = busy_change(change, left_out, gates.busy_bias)
+        change = busy_change(change, left_out + rerun, gates.busy_bias)
         point = math.exp(pairs.mean - baseline.pairs.mean)
-        found = busy(judge(change, point, gates.speedup_drop_max), left_out)
+        found = busy(judge(change, point, gates.speedup_drop_max), left_out + rerun)
         against = (
             f"{change.text('')} ({change.confidence:.0%} interval"
-            + (f", widened by {gates.busy_bias:.0%} each way: busy_bias)" if left_out else ")")
+            + (
+                f", widened by {gates.busy_bias:.0%} each way: busy_bias)"
+                if left_out + rerun
+                else ")"
+            )
             if change
             else f"{point:.2f} (one pair: no interval)"
         )
@@ -282,7 +289,10 @@ def _busy_check(
 
 
 def check_suite_speedup(
-    cases: Mapping[str, tuple[PairSample, PairSample]], gates: Gates, left_out: int = 0
+    cases: Mapping[str, tuple[PairSample, PairSample]],
+    gates: Gates,
+    left_out: int = 0,
+    rerun: int = 0,
 ) -> GateResult | None:
     """The whole suite against a baseline run: the geometric mean over the cases of
     speed-up / baseline speed-up, with its interval (each case a (this run's pairs, the
@@ -296,7 +306,8 @@ def check_suite_speedup(
     of the candidate moves every case, so the mean over the cases' pairs separates the two.
     ``left_out`` counts the contended pairs left out of the cases' samples: an inconclusive
     verdict with some left out reads ``inconclusive (machine busy)``, as does a suite where no
-    case kept a pair.
+    case kept a pair. With contended pairs left out or ``rerun`` contended runs run again, the
+    interval is widened by ``gates.busy_bias`` (:func:`busy_change`).
     """
     least = 2 if left_out else 1  # with pairs left out, a case needs an interval of its own
     usable = {c: (s, b) for c, (s, b) in cases.items() if s.n >= least and b.n}
@@ -309,10 +320,11 @@ def check_suite_speedup(
             "contended pairs left out)."
         )
         return GateResult("suite_speedup", passed, message + ("" if passed else FIX_BUSY))
-    change = busy_change(change_against(list(usable.values()), gates), left_out, gates.busy_bias)
+    contended = left_out + rerun
+    change = busy_change(change_against(list(usable.values()), gates), contended, gates.busy_bias)
     logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
     point = math.exp(sum(logs.values()) / len(logs))
-    found = busy(judge(change, point, gates.suite_speedup_drop_max), left_out)
+    found = busy(judge(change, point, gates.suite_speedup_drop_max), contended)
     passed = _verdict_passes(found, gates)
     floor = 1.0 - gates.suite_speedup_drop_max
     shown = change.text("") if change else f"{point:.2f} (no interval: a case has one pair)"
@@ -321,10 +333,11 @@ def check_suite_speedup(
         f"suite: {found.value}: speed-up {shown} x the baseline's (geometric mean over "
         f"{len(usable)} cases"
         + (f", {change.confidence:.0%} interval" if change else "")
+        + (f", {left_out} contended pairs left out" if left_out else "")
+        + (f", {rerun} contended runs run again" if rerun else "")
         + (
-            f", {left_out} contended pairs left out, the interval widened by "
-            f"{gates.busy_bias:.0%} each way (busy_bias)"
-            if left_out
+            f", the interval widened by {gates.busy_bias:.0%} each way (busy_bias)"
+            if contended
             else ""
         )
         + f"; gate suite_speedup_drop_max "

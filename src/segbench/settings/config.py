@@ -82,7 +82,7 @@ class Gates:
     inconclusive_fails: bool = False
     confidence: float = 0.95  # of the speed-up intervals; one-sided for each verdict
     # with contended pairs left out, the clean pairs' systematic error allowed on top of the
-    # interval (measured beside a neighbour: -5 % to +2.5 %; see docs/gates.md)
+    # interval (measured beside a neighbour in docs/gates.md)
     busy_bias: float = 0.05
     # agreement in millimetres (segbench.scoring.surface), classes of >= min_class_voxels
     # except vanished_max, which counts every class
