@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -124,26 +123,27 @@ class Judged:
 
 
 def judge(path: Path) -> Judged:
-    """The suite verdict of a saved run under the gates it ran with, from the cases that kept
-    two uncontended pairs; ``inconclusive (machine busy)`` where it is inconclusive and pairs
-    were left out."""
+    """The suite verdict of a saved run under the gates it ran with, as the session judged it
+    (:func:`segbench.scoring.gates.suite_verdict`)."""
     from segbench.results.decision import run_gates
     from segbench.results.runs import load_run
-    from segbench.scoring.gates import change_against, judge
-    from segbench.scoring.stats import Verdict, busy
+    from segbench.scoring.gates import suite_verdict
+    from segbench.scoring.stats import Verdict
 
     run = load_run(path)
     gates = run_gates(run)
     left_out = sum(r.left_out for r in run.rows)
-    cases = [(r.pairs, b) for r in run.rows if (b := r.baseline_pairs) is not None]
-    cases = [(s, b) for s, b in cases if s.n >= 2]
-    change = change_against(cases, gates) if cases else None
-    found = Verdict.INCONCLUSIVE
-    if cases:
-        point = math.exp(sum(s.mean - b.mean for s, b in cases) / len(cases))
-        found = judge(change, point, gates.suite_speedup_drop_max)
+    rerun = sum(r.rerun for r in run.rows)
+    cases = {
+        r.case: (r.pairs, b)
+        for r in run.rows
+        if (b := r.baseline_pairs) is not None and r.speedup is not None
+    }
+    found = suite_verdict(cases, gates, left_out, rerun)
+    change = found.change if found is not None else None
+    verdict = found.verdict if found is not None else Verdict.BUSY if left_out else None
     return Judged(
-        busy(found, left_out).value,
+        verdict.value if verdict is not None else Verdict.INCONCLUSIVE.value,
         change.value if change else None,
         change.low if change else None,
         change.half_width if change else None,

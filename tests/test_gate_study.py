@@ -47,3 +47,26 @@ def test_the_neighbour_stops_by_itself_after_its_limit(study) -> None:  # type: 
 def test_busy_conditions_are_known(study) -> None:  # type: ignore[no-untyped-def]
     assert study.CONDITIONS["busy_slow10"] == ["--segbench-inject=slowdown=0.1"]
     assert study.CONDITIONS["busy_unchanged"] == []
+
+
+def test_the_study_judges_a_run_as_the_session_did(study, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The study's table reads the suite verdict through the plugin's own function: a run
+    with contended runs run again (no pair left out) 5.5 % below its baseline is inconclusive
+    (machine busy), as the session said, and regressed once the machine was quiet."""
+    from saved_runs import make_run, write
+
+    from segbench.results.contention import Contention
+
+    def run(rerun: int) -> Path:
+        data = make_run()
+        for bench in data["benchmarks"]:
+            info = bench["extra_info"]
+            if info["role"] == "candidate":
+                info["pair_speedups"] = [1.86, 1.93, 1.87, 1.92, 1.87]
+                info["baseline_pair_speedups"] = [2.0, 2.01, 1.99, 2.0, 2.0]
+                info.update(Contention(0.015, 5, 0, rerun=rerun).to_info())
+        return write(tmp_path / f"rerun{rerun}.json", data)
+
+    assert study.judge(run(0)).verdict == "regressed"
+    busy = study.judge(run(2))
+    assert busy.verdict == "inconclusive (machine busy)" and busy.change < 0.96

@@ -288,6 +288,36 @@ def _busy_check(
     )
 
 
+@dataclass(frozen=True)
+class SuiteVerdict:
+    """The suite's change against its baseline (see :func:`suite_verdict`)."""
+
+    usable: Mapping[str, tuple[PairSample, PairSample]]  # the cases it is read from
+    change: Estimate | None  # the interval the verdict read (widened on a busy machine)
+    point: float  # geometric mean over the cases of speed-up / baseline speed-up
+    verdict: Verdict
+
+
+def suite_verdict(
+    cases: Mapping[str, tuple[PairSample, PairSample]],
+    gates: Gates,
+    left_out: int = 0,
+    rerun: int = 0,
+) -> SuiteVerdict | None:
+    """The suite's change and verdict at ``suite_speedup_drop_max`` (see
+    :func:`check_suite_speedup`), from the cases with pairs (two at least where pairs were
+    left out) and a baseline; ``None`` when there is no such case."""
+    least = 2 if left_out else 1  # with pairs left out, a case needs an interval of its own
+    usable = {c: (s, b) for c, (s, b) in cases.items() if s.n >= least and b.n}
+    if not usable:
+        return None
+    contended = left_out + rerun
+    change = busy_change(change_against(list(usable.values()), gates), contended, gates.busy_bias)
+    point = math.exp(sum(s.mean - b.mean for s, b in usable.values()) / len(usable))
+    found = busy(judge(change, point, gates.suite_speedup_drop_max), contended)
+    return SuiteVerdict(usable, change, point, found)
+
+
 def check_suite_speedup(
     cases: Mapping[str, tuple[PairSample, PairSample]],
     gates: Gates,
@@ -309,9 +339,8 @@ def check_suite_speedup(
     case kept a pair. With contended pairs left out or ``rerun`` contended runs run again, the
     interval is widened by ``gates.busy_bias`` (:func:`busy_change`).
     """
-    least = 2 if left_out else 1  # with pairs left out, a case needs an interval of its own
-    usable = {c: (s, b) for c, (s, b) in cases.items() if s.n >= least and b.n}
-    if not usable:
+    found = suite_verdict(cases, gates, left_out, rerun)
+    if found is None:
         if not left_out:
             return None
         passed = _verdict_passes(Verdict.BUSY, gates)
@@ -320,24 +349,26 @@ def check_suite_speedup(
             "contended pairs left out)."
         )
         return GateResult("suite_speedup", passed, message + ("" if passed else FIX_BUSY))
-    contended = left_out + rerun
-    change = busy_change(change_against(list(usable.values()), gates), contended, gates.busy_bias)
-    logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
-    point = math.exp(sum(logs.values()) / len(logs))
-    found = busy(judge(change, point, gates.suite_speedup_drop_max), contended)
-    passed = _verdict_passes(found, gates)
+    passed = _verdict_passes(found.verdict, gates)
+    message = _suite_message(found, gates, left_out, rerun)
+    return GateResult("suite_speedup", passed, message + ("" if passed else _fix(found.verdict)))
+
+
+def _suite_message(found: SuiteVerdict, gates: Gates, left_out: int, rerun: int) -> str:
+    change, usable = found.change, found.usable
     floor = 1.0 - gates.suite_speedup_drop_max
-    shown = change.text("") if change else f"{point:.2f} (no interval: a case has one pair)"
+    shown = change.text("") if change else f"{found.point:.2f} (no interval: a case has one pair)"
+    logs = {c: s.mean - b.mean for c, (s, b) in usable.items()}
     worst = sorted(logs, key=logs.__getitem__)[:3]
-    message = (
-        f"suite: {found.value}: speed-up {shown} x the baseline's (geometric mean over "
+    return (
+        f"suite: {found.verdict.value}: speed-up {shown} x the baseline's (geometric mean over "
         f"{len(usable)} cases"
         + (f", {change.confidence:.0%} interval" if change else "")
         + (f", {left_out} contended pairs left out" if left_out else "")
         + (f", {rerun} contended runs run again" if rerun else "")
         + (
             f", the interval widened by {gates.busy_bias:.0%} each way (busy_bias)"
-            if contended
+            if left_out + rerun
             else ""
         )
         + f"; gate suite_speedup_drop_max "
@@ -348,9 +379,6 @@ def check_suite_speedup(
         )
         + "."
     )
-    if not passed:
-        message += _fix(found)
-    return GateResult("suite_speedup", passed, message)
 
 
 FIX_AGREEMENT = (
