@@ -310,6 +310,8 @@ def test_a_busy_machine_s_verdict_allows_for_the_clean_pairs_bias() -> None:
         "ct.nii.gz", PairSample.from_ratios(dip), (2.0, 1.0), GATES, "min", BASELINE, 0, 2
     )  # no pair left out, but contended runs were run again: the machine was busy
     assert rerun.verdict is Verdict.BUSY and rerun.change is not None and rerun.change.high > 1
+    blip = _check(dip, 1)  # one contended pair of 7: a quiet session's blip, no allowance
+    assert blip.verdict is Verdict.REGRESSED and "busy_bias" not in blip.gate.message
     plain = Gates(speedup_drop_max=0.05, busy_bias=0.0)  # no allowance: as measured
     assert _check(dip, 4, plain).verdict is Verdict.REGRESSED
     suite = {"a": (PairSample.from_ratios(dip), BASELINE.pairs)}

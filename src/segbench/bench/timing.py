@@ -307,7 +307,7 @@ class Rounds:
             return True
         change = change_against([(pairs, baseline.pairs)], gates)
         contended = self.left_out(slot).n + self.rerun.get(slot, 0)
-        change = busy_change(change, contended, gates.busy_bias)
+        change = busy_change(change, contended, len(self.pairs(slot)), gates.busy_bias)
         return verdict(change, gates.speedup_drop_max) is not Verdict.INCONCLUSIVE
 
     def add_pairs(self, slot: str) -> None:

@@ -171,13 +171,19 @@ def change_against(cases: Sequence[tuple[PairSample, PairSample]], gates: Gates)
     return change_interval(cases, decision_confidence(gates.confidence))
 
 
-def busy_change(change: Estimate | None, contended: int, bias: float) -> Estimate | None:
-    """The change's interval a verdict reads: as measured on a quiet machine; where
-    ``contended`` runs were seen (pairs left out, or runs run again: a busy machine), widened by
-    ``bias`` (``gates.busy_bias``) each way, the systematic error the uncontended pairs of a
-    busy machine still carry (a neighbour that comes and goes changes what each run follows;
-    measured in docs/gates.md)."""
-    if change is None or not contended or not bias:
+BUSY_SHARE = 0.2  # contended runs per pair measured from which the machine counts as busy
+
+
+def busy_change(
+    change: Estimate | None, contended: int, pairs: int, bias: float
+) -> Estimate | None:
+    """The change's interval a verdict reads: as measured on a quiet machine; on a busy one,
+    widened by ``bias`` (``gates.busy_bias``) each way, the systematic error the uncontended
+    pairs of a busy machine still carry (a neighbour that comes and goes changes what each run
+    follows; measured in docs/gates.md). Busy: ``contended`` runs (pairs left out, runs run
+    again) were at least ``BUSY_SHARE`` of the ``pairs`` measured; one blip in a quiet
+    session (1 of 12 pairs) does not widen the interval."""
+    if change is None or not bias or not contended or contended < BUSY_SHARE * pairs:
         return change
     low, high = change.low * (1.0 - bias), change.high * (1.0 + bias)
     return Estimate(change.value, low, high, change.confidence)
@@ -236,15 +242,15 @@ def check_speedup(
     passed = ratio >= gates.speedup_min
     change = found = None
     if baseline is not None and pairs.n:
-        change = change_against([(pairs, baseline.pairs)], gates)
-        change = busy_change(change, left_out + rerun, gates.busy_bias)
+        raw = change_against([(pairs, baseline.pairs)], gates)
+        change = busy_change(raw, left_out + rerun, pairs.n + left_out, gates.busy_bias)
         point = math.exp(pairs.mean - baseline.pairs.mean)
         found = busy(judge(change, point, gates.speedup_drop_max), left_out + rerun)
         against = (
             f"{change.text('')} ({change.confidence:.0%} interval"
             + (
                 f", widened by {gates.busy_bias:.0%} each way: busy_bias)"
-                if left_out + rerun
+                if change is not raw
                 else ")"
             )
             if change
@@ -296,6 +302,7 @@ class SuiteVerdict:
     change: Estimate | None  # the interval the verdict read (widened on a busy machine)
     point: float  # geometric mean over the cases of speed-up / baseline speed-up
     verdict: Verdict
+    widened: bool = False  # by gates.busy_bias: the machine was busy
 
 
 def suite_verdict(
@@ -312,10 +319,12 @@ def suite_verdict(
     if not usable:
         return None
     contended = left_out + rerun
-    change = busy_change(change_against(list(usable.values()), gates), contended, gates.busy_bias)
+    measured = sum(s.n for s, _ in cases.values()) + left_out
+    raw = change_against(list(usable.values()), gates)
+    change = busy_change(raw, contended, measured, gates.busy_bias)
     point = math.exp(sum(s.mean - b.mean for s, b in usable.values()) / len(usable))
     found = busy(judge(change, point, gates.suite_speedup_drop_max), contended)
-    return SuiteVerdict(usable, change, point, found)
+    return SuiteVerdict(usable, change, point, found, change is not raw)
 
 
 def check_suite_speedup(
@@ -368,7 +377,7 @@ def _suite_message(found: SuiteVerdict, gates: Gates, left_out: int, rerun: int)
         + (f", {rerun} contended runs run again" if rerun else "")
         + (
             f", the interval widened by {gates.busy_bias:.0%} each way (busy_bias)"
-            if left_out + rerun
+            if found.widened
             else ""
         )
         + f"; gate suite_speedup_drop_max "
