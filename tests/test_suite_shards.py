@@ -69,7 +69,15 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def suite_args(work: Path, *extra: str) -> list[str]:
-    return [f"--segbench-data={work / 'data'}", f"--segbench-config={work / 'bench.json'}", *extra]
+    """The suite's options; no run is judged contended (``--segbench-busy-max=1``): the slow
+    case must fail its speed-up gate, and a 0.15 s run with three clock ticks of someone else's
+    time would make its only pair contended and its verdict ``inconclusive (machine busy)``."""
+    return [
+        f"--segbench-data={work / 'data'}",
+        f"--segbench-config={work / 'bench.json'}",
+        "--segbench-busy-max=1",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
