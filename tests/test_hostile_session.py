@@ -143,7 +143,9 @@ def test_ctrl_c_keeps_and_saves_the_finished_cases(tmp_path: Path) -> None:
     for name in ("a_first.nii.gz", "b_second.nii.gz"):
         write_nifti(data / name, shape=(40, 36, 20), zooms=(3.0, 3.0, 3.0))
     (tmp_path / "interrupt_plugin.py").write_text(INTERRUPT_PLUGIN)
-    # runs: a (reference 1, paired reference 2, candidate 3), b (reference 4, paired 5, cut: 6)
+    # runs: a (reference 1, paired reference 2, candidate 3), b (reference 4, paired 5, cut: 6);
+    # no run is judged contended (--segbench-busy-max=1): a contended run run again would move
+    # the cut into case a
     import os
 
     os.environ["SEGBENCH_TEST_INTERRUPT_AT"] = "6"
@@ -152,6 +154,7 @@ def test_ctrl_c_keeps_and_saves_the_finished_cases(tmp_path: Path) -> None:
             tmp_path,
             *FAST,
             f"--segbench-data={data}",
+            "--segbench-busy-max=1",
             "-p",
             "interrupt_plugin",
             "--benchmark-json=run.json",
