@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from segbench.bench.contention import (
+    KernelThreads,
     RunCpu,
     Snapshot,
     Waited,
@@ -54,6 +57,48 @@ def test_others_share_is_the_machine_s_busy_time_less_this_process_s() -> None:
     assert run_cpu(before, quiet, 2).others_share == 0.0
     unread = run_cpu(Snapshot(10.0, 5.0), Snapshot(11.0, 6.0), 2)
     assert unread.others_share is None and not unread.contended(0.0)  # not judged
+
+
+def test_the_kernel_s_own_threads_are_not_others() -> None:
+    before = Snapshot(wall=10.0, cpu=5.0, busy=100.0, steal=0.0, elapsed=400.0, kernel=3.0)
+    # 1 s on 2 cores: this process 1.9 s, khugepaged and kworkers 0.05 s, nobody else
+    after = Snapshot(wall=11.0, cpu=6.9, busy=101.95, steal=0.0, elapsed=402.0, kernel=3.05)
+    assert run_cpu(before, after, 2).others_share == pytest.approx(0.0)
+    # the same counters with the kernel threads unread: their time counts as others'
+    unread = (replace(before, kernel=None), replace(after, kernel=None))
+    assert run_cpu(*unread, 2).others_share == pytest.approx(0.025)
+    assert run_cpu(*unread, 2).contended(0.015) and not run_cpu(before, after, 2).contended(0.015)
+
+
+def _proc(root: Path, pid: int, flags: int, utime: int, stime: int, name: str = "k") -> None:
+    (root / str(pid)).mkdir(exist_ok=True)
+    fields = ["S", "2", "0", "0", "0", "-1", str(flags), "0", "0", "0", "0", str(utime), str(stime)]
+    (root / str(pid) / "stat").write_text(f"{pid} ({name} x) " + " ".join([*fields, "0"] * 1))
+
+
+def test_kernel_threads_are_summed_from_proc_and_user_processes_are_not(tmp_path: Path) -> None:
+    _proc(tmp_path, 40, 0x00208040, 50, 30, "khugepaged")  # PF_KTHREAD set
+    _proc(tmp_path, 77, 0x00400100, 900, 100, "python")  # a user process
+    (tmp_path / "self").mkdir()
+    threads = KernelThreads(tmp_path)
+    assert threads.seconds(0.01) == pytest.approx(0.8)
+    _proc(tmp_path, 40, 0x00208040, 60, 30, "khugepaged")
+    _proc(tmp_path, 41, 0x00208040, 5, 0, "kworker/0:1")  # a new kernel thread
+    (tmp_path / "77" / "stat").unlink()  # gone: classified once, not read again
+    assert threads.seconds(0.01) == pytest.approx(0.95)
+    (tmp_path / "41" / "stat").write_text("41 (kworker")  # malformed: skipped
+    assert threads.seconds(0.01) == pytest.approx(0.9)
+
+
+def test_a_few_ticks_in_a_short_run_are_noise_not_a_neighbour() -> None:
+    # 0.75 s on 2 cores = 150 ticks: 3 ticks (one per core's counter and this process's)
+    # of others is within the counters' resolution, 5 are not
+    before = Snapshot(wall=0.0, cpu=0.0, busy=0.0, steal=0.0, elapsed=0.0)
+    noise = Snapshot(wall=0.75, cpu=1.47, busy=1.50, steal=0.0, elapsed=1.5)
+    busy = Snapshot(wall=0.75, cpu=1.45, busy=1.50, steal=0.0, elapsed=1.5)
+    assert run_cpu(before, noise, 2).others_share == pytest.approx(0.02)
+    assert not run_cpu(before, noise, 2).contended(0.015)
+    assert run_cpu(before, busy, 2).contended(0.015)
 
 
 class Machine:

@@ -8,9 +8,15 @@ A run is measured by two :class:`Snapshot` s, before and after it:
 - the machine's cores this process may run on (:func:`os.sched_getaffinity`), from
   ``/proc/stat``: their busy seconds (user, nice, system, irq, softirq), their steal seconds
   and their elapsed seconds (every state), at the kernel's clock tick (10 ms);
-- **others_share** = (busy - cpu_s + steal) / elapsed: the fraction of those cores' time that
-  went to someone else while the run ran (0 on a quiet machine, 0.5 with a neighbour keeping
-  one core of two busy). Where ``/proc/stat`` cannot be read it is ``None`` (not judged).
+- the CPU seconds of the kernel's own threads (khugepaged, kworkers, kcompactd, kdamond),
+  summed from ``/proc/<pid>/stat`` (:class:`KernelThreads`) where this process may run on every
+  core: their housekeeping, most of it on this process's own memory, is not a neighbour;
+- **others_share** = (busy - cpu_s - kernel + steal) / elapsed: the fraction of those cores'
+  time that went to another process (or the hypervisor) while the run ran (0 on a quiet
+  machine, 0.5 with a neighbour keeping one core of two busy). Where ``/proc/stat`` cannot be
+  read it is ``None`` (not judged). A quiet 2-core machine's khugepaged, collapsing the huge
+  pages numpy asks for on the big case's arrays, took 0.016-0.025 of the cores over runs of
+  3 s: counted as others, it made a third of that case's pairs contended.
 
 A run is **contended** when ``others_share`` is above ``busy_max``; a pair (one reference run
 and the candidate round after it) is contended when either side is. A neighbour slows the two
@@ -35,6 +41,8 @@ PROC_STAT = Path("/proc/stat")
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # per second
 BUSY_FIELDS = (0, 1, 2, 5, 6)  # user nice system irq softirq (of the cpuN line's numbers)
 STEAL_FIELD = 7
+ROUNDING = 1e-9  # a share exactly at the floor (3 ticks of 150) is not above it
+PF_KTHREAD = 0x00200000  # a kernel thread (linux/sched.h), in /proc/<pid>/stat's flags
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class Snapshot:
     busy: float | None = None
     steal: float | None = None
     elapsed: float | None = None
+    kernel: float | None = None  # the kernel threads' CPU seconds (None: not subtracted)
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,8 @@ class RunCpu:
 
     def contended(self, busy_max: float) -> bool:
         """Whether others took more than ``busy_max`` of the run's cores (and more than the
-        counters can tell from noise: a short run's two ticks)."""
-        floor = max(busy_max, self.resolution)
+        counters can tell from noise: a short run's few ticks, see :func:`_resolution`)."""
+        floor = max(busy_max, self.resolution) + ROUNDING
         return self.others_share is not None and self.others_share > floor
 
 
@@ -113,16 +122,62 @@ def process_cpu_s() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def snapshot(stat: Path = PROC_STAT) -> Snapshot:
-    """Read the clocks now (about 50 us)."""
-    wall, cpu = time.perf_counter(), process_cpu_s()
+class KernelThreads:
+    """The CPU seconds used so far by the kernel threads visible in ``proc`` (all of them, in
+    a process's own PID namespace; none inside a container's). Each pid is classified once
+    from its ``stat`` flags (``PF_KTHREAD``), so a reading opens only the kernel threads'
+    files and new pids' (about 1 ms for 60 kernel threads)."""
+
+    def __init__(self, proc: Path = Path("/proc")) -> None:
+        self.proc = proc
+        self.kernel: dict[str, bool] = {}
+
+    def seconds(self, tick: float) -> float:
+        total = 0.0
+        try:
+            pids = [p for p in os.listdir(self.proc) if p.isdigit()]
+        except OSError:
+            return 0.0
+        self.kernel = {p: self.kernel[p] for p in pids if p in self.kernel}
+        for pid in pids:
+            if self.kernel.get(pid) is False:
+                continue
+            fields = _stat_fields(self.proc / pid / "stat")
+            self.kernel[pid] = fields is not None and bool(int(fields[6]) & PF_KTHREAD)
+            if fields is not None and self.kernel[pid]:
+                total += (int(fields[11]) + int(fields[12])) * tick
+        return total
+
+
+def _stat_fields(path: Path) -> list[bytes] | None:
+    """``/proc/<pid>/stat``'s fields after the command name (state first); ``None`` for a
+    process gone or a malformed file."""
     try:
-        found = machine_seconds(stat.read_text(), _cpus(), 1.0 / TICKS)
+        text = path.read_bytes()
+        fields = text[text.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
+        return None
+    return fields if len(fields) > 12 and fields[6].isdigit() else None
+
+
+_KERNEL_THREADS = KernelThreads()
+
+
+def snapshot(stat: Path = PROC_STAT) -> Snapshot:
+    """Read the clocks now (about 1 ms)."""
+    wall, cpu = time.perf_counter(), process_cpu_s()
+    cpus = _cpus()
+    try:
+        found = machine_seconds(stat.read_text(), cpus, 1.0 / TICKS)
     except (OSError, ValueError):
         found = None
     if found is None:
         return Snapshot(wall, cpu)
-    return Snapshot(wall, cpu, *found)
+    # kernel threads on cores this process may not use are not in ``busy``: subtracted only
+    # where it may use them all
+    every_core = len(cpus) == os.cpu_count()
+    kernel = _KERNEL_THREADS.seconds(1.0 / TICKS) if every_core else None
+    return Snapshot(wall, cpu, *found, kernel=kernel)
 
 
 def run_cpu(before: Snapshot, after: Snapshot, threads: int) -> RunCpu:
@@ -135,8 +190,11 @@ def run_cpu(before: Snapshot, after: Snapshot, threads: int) -> RunCpu:
         assert before.elapsed is not None and after.elapsed is not None
         elapsed = after.elapsed - before.elapsed
         steal = (after.steal or 0.0) - (before.steal or 0.0)
+        kernel = 0.0
+        if before.kernel is not None and after.kernel is not None:
+            kernel = max(after.kernel - before.kernel, 0.0)
         if elapsed > 0:
-            taken = after.busy - before.busy - cpu + steal
+            taken = after.busy - before.busy - cpu - kernel + steal
             others = min(max(taken / elapsed, 0.0), 1.0)
             stolen = min(max(steal / elapsed, 0.0), 1.0)
     resolution = _resolution(before, after)
@@ -177,7 +235,7 @@ def wait_quiet(
         found = run_cpu(before, after, 1).others_share
         if found is None:  # the machine's times cannot be read: nothing to wait for
             return Waited(waited, True, False)
-        if found > max(busy_max, _resolution(before, after)):  # as RunCpu.contended
+        if found > max(busy_max, _resolution(before, after)) + ROUNDING:  # as RunCpu.contended
             seen_busy = True
         elif seen_busy:
             return Waited(waited, True, True)
@@ -187,11 +245,18 @@ def wait_quiet(
 
 
 def _resolution(before: Snapshot, after: Snapshot) -> float:
-    """The smallest share two snapshots tell from noise: two clock ticks (both counters tick at
-    ``SC_CLK_TCK``, read at slightly different instants) of the cores' elapsed time between
-    them (0.1 for a 0.1 s window on two cores)."""
+    """The smallest share two snapshots tell from noise: one clock tick per counter read, as
+    a share of the cores' elapsed time between them. ``busy`` sums one counter per core, and
+    this process's CPU time is another, each read at some point between two of its ticks
+    (``SC_CLK_TCK``): cores + 1 ticks (3 on two cores: 0.15 of a 0.1 s window, 0.02 of a
+    0.75 s run). A quiet 2-core machine's 0.7 s runs read 3 ticks of others now and then
+    (no other process had run), which a two-tick floor called contended."""
     elapsed = (after.elapsed or 0.0) - (before.elapsed or 0.0)
-    return 2.0 / (TICKS * elapsed) if elapsed > 0 else 0.0
+    wall = after.wall - before.wall
+    if elapsed <= 0:
+        return 0.0
+    cores = max(round(elapsed / wall), 1) if wall > 0 else 1
+    return (cores + 1) / (TICKS * elapsed)
 
 
 def load_1m() -> float | None:
