@@ -105,10 +105,10 @@ def test_candidate_rounds_interleave_with_reference_runs(
     pair.measure("reference", None)
     log.clear()
     pair.measure("candidate", _Pedantic() if with_benchmark else None)
-    # two warm-ups, then three timed pairs: reference, candidate, each time; the warm-ups'
-    # reference runs are not kept
-    windows = len(log) // 10
-    assert _calls(log) == "RCRCRCRCRC" and len(log) == 10 * windows
+    # two warm-ups (the reference is warm from its own test: no reference run before them),
+    # then three timed pairs: reference, candidate, each time
+    windows = len(log) // 8
+    assert _calls(log) == "CRCRCRC" and len(log) == 8 * windows
     assert len(pair.paired_reference["candidate"]) == 3
     assert len(pair.runs["reference"].times) == 5  # the reference test's own runs only
     assert len(pair.runs["candidate"].timed) == 3
@@ -185,13 +185,34 @@ def test_at_most_one_kept_logits_array_beside_a_running_round(
     )
     pair.measure("reference", None)
     pair.measure("candidate", _Pedantic())
-    # reference: 1 + 3 rounds; candidate: (reference, candidate) as 1 warm-up, then x 3 timed
-    assert kept_during == [0, 0, 0, 0] + [0, 1] + [0, 1] * 3
+    # reference: 1 + 3 rounds; candidate: 1 warm-up (the reference's last logits kept), then
+    # (reference, candidate) x 3 timed
+    assert kept_during == [0, 0, 0, 0] + [1] + [0, 1] * 3
     assert pair.runs["reference"].last.logits is not None
     assert pair.runs["candidate"].last.logits is not None
     summary = pair.evaluate(timed=True)
     assert pair.logit_diff is not None and summary.dice is not None
     assert sum(p.logits is not None for p in made) == 0
+
+
+@pytest.mark.parametrize("reference_first", [True, False])
+def test_a_cold_reference_runs_before_each_candidate_warm_up(
+    tmp_path: Path, reference_first: bool
+) -> None:
+    pair, log = _pair(
+        tmp_path,
+        Timing(rounds=2, warmup_rounds=1, estimator="min", reference_rounds=1, max_rounds=2),
+    )
+    if reference_first:
+        pair.measure("reference", None)
+    log.clear()
+    pair.measure("candidate", None)
+    # a candidate test run alone (-k candidate): the reference's first run of the case is an
+    # untimed one before the candidate's warm-up, not the first pair's
+    windows = len(log) // (5 if reference_first else 6)
+    assert _calls(log) == ("CRCRC" if reference_first else "RCRCRC")
+    assert len(log) == (5 if reference_first else 6) * windows
+    assert len(pair.paired_reference["candidate"]) == 2
 
 
 def test_speedup_falls_back_to_reference_rounds_without_pairs(tmp_path: Path) -> None:
