@@ -385,6 +385,27 @@ def test_too_noisy_with_pairs_left_out_is_machine_busy() -> None:
     assert _check([1.2, 2.9], 0).verdict is Verdict.INCONCLUSIVE
 
 
+def test_a_blip_run_again_leaves_a_noisy_verdict_plain_inconclusive() -> None:
+    """A quiet session's one contended run, run again (1 of 12 pairs), is no busy machine:
+    a verdict too noisy to read is ``inconclusive``, as without it (a quiet unchanged run
+    of the gate study read ``inconclusive (machine busy)`` for that alone); at a fifth of
+    the pairs it is ``inconclusive (machine busy)``."""
+    noisy = [1.9, 2.2, 1.7, 2.3, 1.8, 2.1, 2.0, 1.75, 2.25, 1.95, 2.05, 1.85]
+    blip = check_speedup(
+        "ct.nii.gz", PairSample.from_ratios(noisy), (2.0, 1.0), GATES, "min", BASELINE, 0, 1
+    )
+    assert blip.verdict is Verdict.INCONCLUSIVE
+    busy = check_speedup(
+        "ct.nii.gz", PairSample.from_ratios(noisy), (2.0, 1.0), GATES, "min", BASELINE, 0, 3
+    )
+    assert busy.verdict is Verdict.BUSY
+    suite = {"a": (PairSample.from_ratios(noisy), BASELINE.pairs)}
+    gate = check_suite_speedup(suite, Gates(), left_out=0, rerun=1)
+    assert gate is not None and gate.message.startswith("suite: inconclusive: ")
+    gate = check_suite_speedup(suite, Gates(), left_out=0, rerun=3)
+    assert gate is not None and gate.message.startswith("suite: inconclusive (machine busy)")
+
+
 def test_the_suite_verdict_says_machine_busy() -> None:
     noisy = {"a": (PairSample.from_ratios([1.2, 2.9]), BASELINE.pairs)}
     gate = check_suite_speedup(noisy, Gates(), left_out=3)

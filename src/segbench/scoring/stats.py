@@ -207,5 +207,6 @@ def verdict(change: Estimate | None, drop_max: float) -> Verdict:
 
 def busy(found: Verdict, left_out: int) -> Verdict:
     """``found``, or ``inconclusive (machine busy)`` where it is inconclusive and contended
-    pairs were left out."""
+    pairs were left out (or, as the gates call it, contended runs made the machine count as
+    busy: :func:`segbench.scoring.gates.busy_change`)."""
     return Verdict.BUSY if found is Verdict.INCONCLUSIVE and left_out > 0 else found
