@@ -245,8 +245,7 @@ def check_speedup(
         raw = change_against([(pairs, baseline.pairs)], gates)
         change = busy_change(raw, left_out + rerun, pairs.n + left_out, gates.busy_bias)
         point = math.exp(pairs.mean - baseline.pairs.mean)
-        busy_runs = left_out + (rerun if change is not raw else 0)  # a blip is not busy
-        found = busy(judge(change, point, gates.speedup_drop_max), busy_runs)
+        found = busy(judge(change, point, gates.speedup_drop_max), left_out, change is not raw)
         against = (
             f"{change.text('')} ({change.confidence:.0%} interval"
             + (
@@ -324,8 +323,7 @@ def suite_verdict(
     raw = change_against(list(usable.values()), gates)
     change = busy_change(raw, contended, measured, gates.busy_bias)
     point = math.exp(sum(s.mean - b.mean for s, b in usable.values()) / len(usable))
-    busy_runs = left_out + (rerun if change is not raw else 0)  # a blip is not busy
-    found = busy(judge(change, point, gates.suite_speedup_drop_max), busy_runs)
+    found = busy(judge(change, point, gates.suite_speedup_drop_max), left_out, change is not raw)
     return SuiteVerdict(usable, change, point, found, change is not raw)
 
 

@@ -205,8 +205,9 @@ def verdict(change: Estimate | None, drop_max: float) -> Verdict:
     return Verdict.INCONCLUSIVE
 
 
-def busy(found: Verdict, left_out: int) -> Verdict:
+def busy(found: Verdict, left_out: int, widened: bool) -> Verdict:
     """``found``, or ``inconclusive (machine busy)`` where it is inconclusive and contended
-    pairs were left out (or, as the gates call it, contended runs made the machine count as
-    busy: :func:`segbench.scoring.gates.busy_change`)."""
-    return Verdict.BUSY if found is Verdict.INCONCLUSIVE and left_out > 0 else found
+    pairs were ``left_out`` or the machine counted as busy (the interval ``widened``, see
+    :func:`segbench.scoring.gates.busy_change`); a blip run again is neither."""
+    machine_busy = left_out > 0 or widened
+    return Verdict.BUSY if found is Verdict.INCONCLUSIVE and machine_busy else found
